@@ -1,0 +1,46 @@
+// Condition types and reasons (one table), and setCondition, which moves
+// lastTransitionTime only when the status flips.
+import type { Condition } from './common.ts';
+
+export const CONDITION_READY = 'Ready';
+export const CONDITION_SUCCEEDED = 'Succeeded';
+
+export const Reasons = {
+  // Pipeline Ready
+  Valid: 'Valid',
+  UnknownDependency: 'UnknownDependency',
+  DependencyCycle: 'DependencyCycle',
+  InvalidInput: 'InvalidInput',
+  UnknownParameter: 'UnknownParameter',
+  InvalidDefault: 'InvalidDefault',
+  // PipelineRun Succeeded
+  Pending: 'Pending',
+  PipelineNotFound: 'PipelineNotFound',
+  Running: 'Running',
+  Succeeded: 'Succeeded',
+  Failed: 'Failed',
+  TimedOut: 'TimedOut',
+  Cancelled: 'Cancelled',
+  InvalidPipeline: 'InvalidPipeline',
+  InvalidParameters: 'InvalidParameters',
+  // Step reasons
+  PodRejected: 'PodRejected',
+  PodDeleted: 'PodDeleted',
+  Error: 'Error',
+} as const;
+
+export function setCondition(
+  conditions: Condition[] | undefined,
+  next: Omit<Condition, 'lastTransitionTime'>,
+  now: Date,
+): Condition[] {
+  const list = conditions ?? [];
+  const current = list.find((c) => c.type === next.type);
+  const lastTransitionTime =
+    current && current.status === next.status ? current.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const updated: Condition = { ...next, lastTransitionTime };
+  return current ? list.map((c) => (c.type === next.type ? updated : c)) : [...list, updated];
+}
+
+export const findCondition = (conditions: Condition[] | undefined, type: string): Condition | undefined =>
+  conditions?.find((c) => c.type === type);

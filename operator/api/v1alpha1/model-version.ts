@@ -1,0 +1,64 @@
+// The ModelVersion resource: one immutable registered model version with a mutable
+// stage (None → Staging → Production → Archived) and aliases.
+import { ConditionsSchema, type KubeObject } from './common.ts';
+import { Type, cel, dnsLabel, enumOf, mapOf, object, stringSet, timestamp, type Static } from './schema-kit.ts';
+
+export const MODEL_STAGES = ['None', 'Staging', 'Production', 'Archived'] as const;
+export type ModelStage = (typeof MODEL_STAGES)[number];
+
+const immutable = (field: string) => cel({ rule: 'self == oldSelf', message: `${field} is immutable` });
+
+export const ModelVersionSpecSchema = object({
+  modelName: dnsLabel('Registered model name.', immutable('modelName')),
+  version: Type.Integer({ minimum: 1, description: 'Version number, increasing per model and namespace.', ...immutable('version') }),
+  artifact: object(
+    {
+      uri: Type.String({ minLength: 1, maxLength: 2048 }),
+      digest: Type.String({ pattern: '^sha256:[a-f0-9]{64}$', maxLength: 71 }),
+    },
+    immutable('artifact'),
+  ),
+  metrics: Type.Optional(mapOf(Type.Number(), { maxProperties: 64, ...immutable('metrics') })),
+  source: Type.Optional(
+    object(
+      {
+        pipeline: Type.Optional(Type.String({ maxLength: 253 })),
+        run: Type.Optional(Type.String({ maxLength: 253 })),
+        step: Type.Optional(Type.String({ maxLength: 63 })),
+        configurationURI: Type.Optional(Type.String({ maxLength: 2048 })),
+        configurationDigest: Type.Optional(Type.String({ maxLength: 71 })),
+      },
+      immutable('source'),
+    ),
+  ),
+  stage: enumOf(MODEL_STAGES, { default: 'None', description: 'Lifecycle stage; at most one version per model is in Production.' }),
+  aliases: Type.Optional(stringSet(10, 63, 'Names such as champion, unique per model.')),
+  description: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+
+export const ModelVersionStatusSchema = object({
+  observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+  conditions: Type.Optional(ConditionsSchema),
+  stage: Type.Optional(enumOf(MODEL_STAGES)),
+  history: Type.Optional(
+    Type.Array(
+      object({
+        stage: enumOf(MODEL_STAGES),
+        at: timestamp('When the stage was entered.'),
+        by: Type.Optional(Type.String({ maxLength: 253 })),
+        reason: Type.Optional(Type.String({ maxLength: 1024 })),
+      }),
+      { maxItems: 64 },
+    ),
+  ),
+});
+
+export type ModelVersionSpec = Static<typeof ModelVersionSpecSchema>;
+export type ModelVersionStatus = Static<typeof ModelVersionStatusSchema>;
+
+export interface ModelVersion extends KubeObject {
+  spec: ModelVersionSpec;
+  status?: ModelVersionStatus;
+}
+
+export const modelVersionName = (model: string, version: number) => `${model}-v${version}`;

@@ -1,0 +1,95 @@
+// The PipelineRun resource: one execution of a Pipeline with parameter values.
+// Status stays compact (one small entry per declared step, never a copy of the spec)
+// so that a 200-step run stays far below etcd's request size limit.
+import { ConditionsSchema, type KubeObject } from './common.ts';
+import { MAX_PARAMETERS, MAX_STEPS } from './pipeline.ts';
+import { Type, cel, dnsLabel, enumOf, namedList, object, scalar, timestamp, type Static } from './schema-kit.ts';
+
+export const RUN_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled'] as const;
+export type RunPhase = (typeof RUN_PHASES)[number];
+
+export const STEP_PHASES = ['Pending', 'Running', 'Retrying', 'Succeeded', 'Failed', 'Cancelled', 'Skipped'] as const;
+export type StepPhase = (typeof STEP_PHASES)[number];
+
+// NOTE: the value is untyped in the schema (a string, number or boolean); the operator
+// checks it against the parameter's type and fails the run with InvalidParameters.
+export const RunParameterSchema = object({
+  name: Type.String({ minLength: 1, maxLength: 63 }),
+  value: scalar('A string, number or boolean, checked against the parameter type.'),
+});
+
+export const PipelineRunSpecSchema = object(
+  {
+    pipelineRef: object(
+      { name: Type.String({ minLength: 1, maxLength: 253, description: 'A Pipeline in the same namespace.' }) },
+      cel({ rule: 'self == oldSelf', message: 'pipelineRef is immutable' }),
+    ),
+    parameters: Type.Optional(
+      Type.Array(RunParameterSchema, {
+        maxItems: MAX_PARAMETERS,
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['name'],
+        ...cel({ rule: 'self == oldSelf', message: 'parameters are immutable' }),
+      }),
+    ),
+    parallelism: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_STEPS, description: 'Most steps running at once; unlimited when unset.' }),
+    ),
+    timeoutSeconds: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 2592000, description: "Limit of the whole run; overrides the Pipeline's." }),
+    ),
+    cancel: Type.Optional(Type.Boolean({ description: 'Set to true to stop the run; running steps are deleted.' })),
+  },
+  cel({
+    rule: '!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)',
+    message: 'a cancelled run cannot be resumed',
+    fieldPath: '.cancel',
+  }),
+);
+
+export const StepStatusSchema = object({
+  name: dnsLabel('Step name.'),
+  phase: enumOf(STEP_PHASES),
+  attempts: Type.Optional(Type.Integer({ minimum: 0, description: 'Attempts started so far.' })),
+  podName: Type.Optional(Type.String({ maxLength: 253, description: 'Pod of the latest attempt.' })),
+  startedAt: Type.Optional(timestamp('When the first attempt started.')),
+  finishedAt: Type.Optional(timestamp('When the latest attempt finished.')),
+  retryAt: Type.Optional(timestamp('When the next attempt starts (phase Retrying).')),
+  reason: Type.Optional(Type.String({ maxLength: 128 })),
+  message: Type.Optional(Type.String({ maxLength: 1024 })),
+});
+
+export const PipelineRunStatusSchema = object({
+  phase: Type.Optional(enumOf(RUN_PHASES)),
+  observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+  conditions: Type.Optional(ConditionsSchema),
+  startedAt: Type.Optional(timestamp('When the first step started.')),
+  finishedAt: Type.Optional(timestamp('When the run reached a final phase.')),
+  progress: Type.Optional(Type.String({ maxLength: 16, description: 'Finished steps / all steps, e.g. 3/5.' })),
+  pipeline: Type.Optional(
+    object({
+      name: Type.String({ maxLength: 253 }),
+      generation: Type.Integer({ minimum: 0 }),
+      specHash: Type.String({ maxLength: 80 }),
+    }),
+  ),
+  parameters: Type.Optional(
+    namedList(
+      object({ name: Type.String({ maxLength: 63 }), value: Type.String({ maxLength: 4096 }), source: enumOf(['run', 'default'] as const) }),
+      MAX_PARAMETERS,
+      'Resolved parameter values and where each came from.',
+    ),
+  ),
+  steps: Type.Optional(namedList(StepStatusSchema, MAX_STEPS, 'One entry per declared step.')),
+});
+
+export type RunParameter = Static<typeof RunParameterSchema>;
+export type PipelineRunSpec = Static<typeof PipelineRunSpecSchema>;
+export type StepStatus = Static<typeof StepStatusSchema>;
+export type PipelineRunStatus = Static<typeof PipelineRunStatusSchema>;
+export type ResolvedParameter = NonNullable<PipelineRunStatus['parameters']>[number];
+
+export interface PipelineRun extends KubeObject {
+  spec: PipelineRunSpec;
+  status?: PipelineRunStatus;
+}

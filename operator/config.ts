@@ -1,0 +1,107 @@
+// The operator's settings, from flags (--name=value) or FERRY_* environment variables, checked
+// once at start into a frozen Config; a bad value stops the process with a clear message.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+export interface Config {
+  kubeconfig: string | undefined;
+  /** Namespaces to watch; empty means all. */
+  namespaces: string[];
+  workers: number;
+  apiQps: number;
+  apiBurst: number;
+  httpPort: number;
+  leaderElection: boolean;
+  leaseNamespace: string;
+  leaseName: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  identity: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** A watch that sends nothing for this long is restarted. */
+  watchIdleTimeoutMs: number;
+}
+
+/** Every setting: flag name, environment variable, default, and what it means (README lists these). */
+export const SETTINGS = {
+  kubeconfig: { env: 'KUBECONFIG', default: '', help: 'kubeconfig file; in-cluster config when unset' },
+  namespaces: { env: 'FERRY_NAMESPACES', default: '', help: 'comma-separated namespaces to watch; all when empty' },
+  workers: { env: 'FERRY_WORKERS', default: '4', help: 'concurrent reconciles per controller' },
+  'api-qps': { env: 'FERRY_API_QPS', default: '50', help: 'sustained Kubernetes API requests per second' },
+  'api-burst': { env: 'FERRY_API_BURST', default: '100', help: 'API request burst' },
+  'http-port': { env: 'FERRY_HTTP_PORT', default: '8080', help: 'port of /metrics, /healthz and /readyz (0 picks one)' },
+  'leader-election': { env: 'FERRY_LEADER_ELECTION', default: 'true', help: 'elect a leader on a Lease (true/false)' },
+  'lease-namespace': { env: 'FERRY_LEASE_NAMESPACE', default: '', help: "Lease namespace; the pod's own namespace in cluster, else default" },
+  'lease-name': { env: 'FERRY_LEASE_NAME', default: 'ferry-operator', help: 'Lease name' },
+  'lease-duration-seconds': { env: 'FERRY_LEASE_DURATION_SECONDS', default: '15', help: 'how long a silent leader keeps the Lease' },
+  'renew-deadline-seconds': { env: 'FERRY_RENEW_DEADLINE_SECONDS', default: '10', help: 'a leader that cannot renew this long steps down' },
+  'retry-period-seconds': { env: 'FERRY_RETRY_PERIOD_SECONDS', default: '2', help: 'how often to renew or try to acquire' },
+  'log-level': { env: 'FERRY_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
+  'watch-idle-timeout-seconds': { env: 'FERRY_WATCH_IDLE_TIMEOUT_SECONDS', default: '120', help: 'restart a watch silent this long' },
+} as const;
+
+type SettingName = keyof typeof SETTINGS;
+
+const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export class ConfigError extends Error {}
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(SETTINGS).map((k) => [k, { type: 'string' as const }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const raw = (name: SettingName): string => {
+    const flag = values[name];
+    if (typeof flag === 'string') return flag;
+    return env[SETTINGS[name].env] ?? SETTINGS[name].default;
+  };
+  const integer = (name: SettingName, min: number, max: number): number => {
+    const text = raw(name);
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new ConfigError(`--${name} (${SETTINGS[name].env}) must be an integer from ${min} to ${max}, got "${text}"`);
+    }
+    return n;
+  };
+  const bool = (name: SettingName): boolean => {
+    const text = raw(name).toLowerCase();
+    if (text === 'true' || text === 'false') return text === 'true';
+    throw new ConfigError(`--${name} (${SETTINGS[name].env}) must be true or false, got "${text}"`);
+  };
+  const level = raw('log-level');
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`--log-level must be debug, info, warn or error, got "${level}"`);
+
+  const config: Config = {
+    kubeconfig: raw('kubeconfig') || undefined,
+    namespaces: raw('namespaces').split(',').map((s) => s.trim()).filter(Boolean),
+    workers: integer('workers', 1, 64),
+    apiQps: integer('api-qps', 1, 10_000),
+    apiBurst: integer('api-burst', 1, 10_000),
+    httpPort: integer('http-port', 0, 65535),
+    leaderElection: bool('leader-election'),
+    leaseNamespace: raw('lease-namespace') || inClusterNamespace() || 'default',
+    leaseName: raw('lease-name'),
+    leaseDurationMs: integer('lease-duration-seconds', 1, 3600) * 1000,
+    renewDeadlineMs: integer('renew-deadline-seconds', 1, 3600) * 1000,
+    retryPeriodMs: integer('retry-period-seconds', 1, 3600) * 1000,
+    identity: `${hostname()}_${randomBytes(4).toString('hex')}`,
+    logLevel: level as Config['logLevel'],
+    watchIdleTimeoutMs: integer('watch-idle-timeout-seconds', 5, 3600) * 1000,
+  };
+  if (config.renewDeadlineMs >= config.leaseDurationMs) throw new ConfigError('renew deadline must be shorter than the lease duration');
+  return Object.freeze(config);
+}
+
+function inClusterNamespace(): string | undefined {
+  try {
+    return readFileSync(SERVICE_ACCOUNT_NAMESPACE, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,61 @@
+// Parameter resolution for a run: pipeline defaults plus the run's values, each checked
+// against its declared type. Values are kept as canonical strings ("3", "0.25", "true").
+import type { ResolvedParameter, RunParameter } from '../../api/v1alpha1/pipeline-run.ts';
+import type { ParameterSpec, ParameterType } from '../../api/v1alpha1/pipeline.ts';
+
+export type Coerced = { value: string } | { error: string };
+
+const describe = (v: unknown) => (typeof v === 'string' ? `"${v}"` : String(v));
+
+export function coerceParameter(type: ParameterType, raw: unknown): Coerced {
+  switch (type) {
+    case 'string':
+      return typeof raw === 'string' ? { value: raw } : { error: `${describe(raw)} is not a string (quote it)` };
+    case 'int': {
+      const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw.trim() : '';
+      return /^-?\d+$/.test(text) && Number.isSafeInteger(Number(text))
+        ? { value: String(Number(text)) }
+        : { error: `${describe(raw)} is not an integer` };
+    }
+    case 'float': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      return Number.isFinite(n) ? { value: String(n) } : { error: `${describe(raw)} is not a number` };
+    }
+    case 'bool':
+      if (raw === true || raw === 'true') return { value: 'true' };
+      if (raw === false || raw === 'false') return { value: 'false' };
+      return { error: `${describe(raw)} is not a boolean (true or false)` };
+  }
+}
+
+export type Resolution = { parameters: ResolvedParameter[] } | { error: string };
+
+export function resolveParameters(declared: ParameterSpec[], given: RunParameter[]): Resolution {
+  const byName = new Map(declared.map((p) => [p.name, p]));
+  const problems: string[] = [];
+  for (const g of given) {
+    if (!byName.has(g.name)) problems.push(`unknown parameter "${g.name}"`);
+  }
+  const values = new Map(given.map((g) => [g.name, g.value]));
+  const parameters: ResolvedParameter[] = [];
+  for (const p of declared) {
+    const fromRun = values.has(p.name);
+    const raw = fromRun ? values.get(p.name) : p.default;
+    if (raw === undefined) {
+      problems.push(`parameter "${p.name}" is required`);
+      continue;
+    }
+    const coerced = coerceParameter(p.type ?? 'string', raw);
+    if ('error' in coerced) problems.push(`parameter "${p.name}" (${p.type ?? 'string'}): ${coerced.error}`);
+    else parameters.push({ name: p.name, value: coerced.value, source: fromRun ? 'run' : 'default' });
+  }
+  return problems.length > 0 ? { error: problems.join('; ') } : { parameters };
+}
+
+/** FERRY_PARAM_<NAME>: upper case, with - turned into _. */
+export const parameterEnvName = (name: string) => `FERRY_PARAM_${name.toUpperCase().replace(/-/g, '_')}`;
+
+/** Replaces $(params.<name>) with the resolved value; unknown references stay as written. */
+export function substituteParameters(text: string, values: Map<string, string>): string {
+  return text.replace(/\$\(params\.([a-zA-Z_][a-zA-Z0-9_-]*)\)/g, (whole, name: string) => values.get(name) ?? whole);
+}

@@ -1,0 +1,327 @@
+// Decides, from gathered facts only (pure, no I/O), what a PipelineRun should look like now
+// and what must happen to get there: the new status, the Pods to create and delete, the events
+// to emit, and when to look again. reconcile.ts gathers the facts and applies the plan.
+//
+// A step moves through these phases (the attempt counter grows on each launch):
+//
+//   Pending ──deps succeeded, slot free──► Running ──Pod Succeeded──► Succeeded
+//                                           │  ▲
+//                 Pod Failed / timed out,   │  │ retryAt reached, slot free
+//                 attempts <= retries.limit ▼  │
+//                                          Retrying
+//                 Pod Failed / timed out,
+//                 no retries left ─────────────────────────────────► Failed
+//
+//   When the run ends early (a step Failed, the run timed out, spec.cancel): Running and
+//   Retrying steps become Cancelled (their Pods are deleted), Pending steps become Skipped.
+//
+// The run is Pending until its first step starts, Running until every step Succeeded
+// (Succeeded) or it ends early (Failed or Cancelled). Pods have deterministic names, so a
+// launch that is planned twice creates one Pod.
+import type { Condition } from '../../api/v1alpha1/common.ts';
+import { CONDITION_SUCCEEDED, Reasons, setCondition } from '../../api/v1alpha1/conditions.ts';
+import { FINAL_RUN_PHASES, LABEL_ATTEMPT, LABEL_STEP } from '../../api/v1alpha1/labels.ts';
+import type {
+  PipelineRun, PipelineRunStatus, ResolvedParameter, RunPhase, StepStatus,
+} from '../../api/v1alpha1/pipeline-run.ts';
+import type { Pipeline, StepSpec } from '../../api/v1alpha1/pipeline.ts';
+import { digestOf } from '../../configuration/canonical-json.ts';
+import { stepPodName } from '../../kube/names.ts';
+import type { Pod } from '../../kube/pod.ts';
+import { validatePipeline } from '../pipeline/validate.ts';
+import { resolveParameters } from './parameters.ts';
+import { attemptOutcome, isActive, truncate } from './pod-status.ts';
+
+export interface RunFacts {
+  run: PipelineRun;
+  pipeline: Pipeline | undefined;
+  /** Pods controlled by the run, from the cache. */
+  pods: Pod[];
+  now: Date;
+  /** Pods the API refused to create, by name, with its message (a second planning pass). */
+  rejected?: Map<string, string>;
+}
+
+export interface StepLaunch {
+  step: StepSpec;
+  attempt: number;
+  podName: string;
+}
+
+export interface RunEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface RunPlan {
+  status: PipelineRunStatus;
+  create: StepLaunch[];
+  delete: Pod[];
+  events: RunEvent[];
+  parameters: ResolvedParameter[];
+  requeueAfterMs?: number;
+}
+
+const DEFAULT_BACKOFF_SECONDS = 10;
+const DEFAULT_MAX_BACKOFF_SECONDS = 300;
+const FINAL_STEP_PHASES = new Set(['Succeeded', 'Failed', 'Cancelled', 'Skipped']);
+
+const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+const ms = (t: string | undefined) => (t ? Date.parse(t) : NaN);
+const attemptOf = (pod: Pod) => Number(pod.metadata.labels?.[LABEL_ATTEMPT] ?? 0);
+
+/** Delay before the attempt that follows `failures` failed attempts. */
+export function retryDelaySeconds(step: StepSpec, failures: number): number {
+  const base = step.retries?.backoffSeconds ?? DEFAULT_BACKOFF_SECONDS;
+  const max = step.retries?.maxBackoffSeconds ?? DEFAULT_MAX_BACKOFF_SECONDS;
+  return Math.min(max, base * 2 ** Math.max(0, failures - 1));
+}
+
+/** Collects the outputs of planning one run. */
+class Planner {
+  readonly create: StepLaunch[] = [];
+  readonly delete: Pod[] = [];
+  readonly events: RunEvent[] = [];
+  private wakeAt = Infinity;
+  readonly facts: RunFacts;
+  readonly now: number;
+
+  constructor(facts: RunFacts) {
+    this.facts = facts;
+    this.now = facts.now.getTime();
+  }
+
+  wake(at: number): void {
+    this.wakeAt = Math.min(this.wakeAt, at);
+  }
+
+  event(type: RunEvent['type'], reason: string, message: string): void {
+    this.events.push({ type, reason, message });
+  }
+
+  deleteActive(pods: Pod[]): void {
+    for (const pod of pods) if (isActive(pod) && !pod.metadata.deletionTimestamp) this.delete.push(pod);
+  }
+
+  finish(status: PipelineRunStatus, parameters: ResolvedParameter[]): RunPlan {
+    const requeueAfterMs = Number.isFinite(this.wakeAt) ? Math.max(0, this.wakeAt - this.now) : undefined;
+    return {
+      status,
+      create: this.create,
+      delete: this.delete,
+      events: this.events,
+      parameters,
+      ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
+    };
+  }
+}
+
+export function planRun(facts: RunFacts): RunPlan {
+  const { run, pipeline, pods } = facts;
+  const p = new Planner(facts);
+  const previous = run.status ?? {};
+  const status: PipelineRunStatus = { ...previous, observedGeneration: run.metadata.generation ?? 0 };
+
+  if (previous.phase && FINAL_RUN_PHASES.has(previous.phase)) {
+    // A finished run only makes sure none of its Pods keep running.
+    p.deleteActive(pods);
+    return p.finish(status, previous.parameters ?? []);
+  }
+
+  const end = (phase: RunPhase, reason: string, message: string, steps: StepStatus[] = status.steps ?? []) =>
+    endRun(p, status, steps, phase, reason, message);
+
+  if (!pipeline) {
+    if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled before it started');
+    status.phase = 'Pending';
+    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.PipelineNotFound,
+      `pipeline "${run.spec.pipelineRef.name}" not found in namespace "${run.metadata.namespace}"`, facts.now);
+    return p.finish(status, []);
+  }
+
+  const problem = validatePipeline(pipeline.spec);
+  if (problem) {
+    return end('Failed', Reasons.InvalidPipeline, `pipeline "${pipeline.metadata.name}" is invalid: ${problem.message}`);
+  }
+  const resolution = resolveParameters(pipeline.spec.parameters ?? [], run.spec.parameters ?? []);
+  if ('error' in resolution) return end('Failed', Reasons.InvalidParameters, resolution.error);
+  const parameters = resolution.parameters;
+  status.parameters = parameters;
+  status.pipeline = {
+    name: pipeline.metadata.name,
+    generation: pipeline.metadata.generation ?? 0,
+    specHash: digestOf(pipeline.spec),
+  };
+
+  const specs = pipeline.spec.steps;
+  const previousSteps = new Map((previous.steps ?? []).map((s) => [s.name, s]));
+  const podsByStep = new Map<string, Pod[]>();
+  for (const pod of pods) {
+    const step = pod.metadata.labels?.[LABEL_STEP] ?? '';
+    podsByStep.set(step, [...(podsByStep.get(step) ?? []), pod]);
+  }
+  const steps = specs.map((spec) => advanceStep(p, run, spec, previousSteps.get(spec.name), podsByStep.get(spec.name) ?? []));
+  status.steps = steps;
+
+  if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled (spec.cancel is true)', steps);
+
+  const timeoutSeconds = run.spec.timeoutSeconds ?? pipeline.spec.timeoutSeconds;
+  if (timeoutSeconds && status.startedAt) {
+    const deadline = ms(status.startedAt) + timeoutSeconds * 1000;
+    if (deadline <= p.now) return end('Failed', Reasons.TimedOut, `run exceeded its timeout of ${timeoutSeconds}s`, steps);
+    p.wake(deadline);
+  }
+
+  const failed = steps.find((s) => s.phase === 'Failed');
+  if (failed) {
+    return end('Failed', Reasons.Failed, `step "${failed.name}" failed: ${failed.message ?? failed.reason ?? 'unknown error'}`, steps);
+  }
+
+  launchReadySteps(p, run, specs, steps, status);
+
+  const succeededCount = steps.filter((s) => s.phase === 'Succeeded').length;
+  status.progress = `${succeededCount}/${steps.length}`;
+  if (succeededCount === steps.length) return end('Succeeded', Reasons.Succeeded, `all ${steps.length} steps succeeded`, steps);
+
+  const running = steps.filter((s) => s.phase === 'Running').map((s) => s.name);
+  const retrying = steps.filter((s) => s.phase === 'Retrying').map((s) => s.name);
+  if (status.startedAt) {
+    status.phase = 'Running';
+    const parts = [running.length ? `running: ${running.join(', ')}` : '', retrying.length ? `retrying: ${retrying.join(', ')}` : ''];
+    const message = truncate(parts.filter(Boolean).join('; ') || 'waiting for steps', 1024);
+    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.Running, message, facts.now);
+  } else {
+    status.phase = 'Pending';
+    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.Pending, 'waiting for a free slot', facts.now);
+  }
+  return p.finish(status, parameters);
+}
+
+/** Moves one step forward from what its Pods say. */
+function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: StepStatus | undefined, pods: Pod[]): StepStatus {
+  const step: StepStatus = previous ? { ...previous } : { name: spec.name, phase: 'Pending', attempts: 0 };
+  const attempts = step.attempts ?? 0;
+
+  if (FINAL_STEP_PHASES.has(step.phase)) {
+    if (step.phase !== 'Succeeded') p.deleteActive(pods);
+    return step;
+  }
+
+  // Adopt a Pod that an earlier reconcile created but could not record (crash, conflict).
+  const newest = pods.reduce((max, pod) => Math.max(max, attemptOf(pod)), 0);
+  if (newest > attempts) {
+    const pod = pods.find((x) => attemptOf(x) === newest)!;
+    Object.assign(step, { phase: 'Running', attempts: newest, podName: pod.metadata.name, retryAt: undefined });
+    step.startedAt ??= pod.metadata.creationTimestamp ?? iso(p.facts.now);
+  }
+  // Pods of earlier attempts must not run on (a timed-out attempt's Pod, say).
+  p.deleteActive(pods.filter((pod) => attemptOf(pod) < (step.attempts ?? 0) || (step.phase === 'Retrying' && attemptOf(pod) === step.attempts)));
+
+  if (step.phase === 'Running') {
+    const current = step.attempts ?? 0;
+    const podName = stepPodName(run.metadata.name, spec.name, current);
+    const pod = pods.find((x) => attemptOf(x) === current);
+    if (!pod) {
+      const rejection = p.facts.rejected?.get(podName);
+      if (rejection) return failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
+      // Created by an earlier pass but not in the cache yet, or deleted by someone: ensure it exists.
+      p.create.push({ step: spec, attempt: current, podName });
+      return step;
+    }
+    const outcome = attemptOutcome(pod);
+    if (outcome.state === 'succeeded') {
+      Object.assign(step, { phase: 'Succeeded', finishedAt: outcome.finishedAt ?? iso(p.facts.now), reason: undefined, message: undefined });
+      p.event('Normal', 'StepSucceeded', `step "${spec.name}" succeeded`);
+      return step;
+    }
+    if (outcome.state === 'failed') return failAttempt(p, spec, step, outcome.reason, outcome.message, true, outcome.finishedAt);
+    if (spec.timeoutSeconds && outcome.startedAt) {
+      const deadline = ms(outcome.startedAt) + spec.timeoutSeconds * 1000;
+      if (deadline <= p.now) {
+        p.deleteActive([pod]);
+        return failAttempt(p, spec, step, Reasons.TimedOut, `exceeded its timeout of ${spec.timeoutSeconds}s`, true);
+      }
+      p.wake(deadline);
+    }
+    return step;
+  }
+
+  if (step.phase === 'Retrying' && step.retryAt) p.wake(ms(step.retryAt));
+  return step;
+}
+
+function failAttempt(
+  p: Planner, spec: StepSpec, step: StepStatus, reason: string, message: string, retryable: boolean, finishedAt?: string,
+): StepStatus {
+  const attempts = step.attempts ?? 1;
+  const limit = spec.retries?.limit ?? 0;
+  step.finishedAt = finishedAt ?? iso(p.facts.now);
+  step.reason = reason;
+  if (retryable && attempts <= limit) {
+    const retryAt = p.now + retryDelaySeconds(spec, attempts) * 1000;
+    Object.assign(step, { phase: 'Retrying', retryAt: iso(new Date(retryAt)), message: truncate(`attempt ${attempts} ${message}`, 1024) });
+    p.wake(retryAt);
+    p.event('Warning', 'StepRetrying', truncate(`step "${spec.name}" attempt ${attempts} failed (${message}); retrying at ${step.retryAt}`, 1024));
+    return step;
+  }
+  const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
+  Object.assign(step, { phase: 'Failed', retryAt: undefined, message: truncate(`${message}${tries}`, 1024) });
+  p.event('Warning', 'StepFailed', truncate(`step "${spec.name}" failed${tries}: ${message}`, 1024));
+  return step;
+}
+
+/** Starts Pending steps whose dependencies succeeded and Retrying steps whose time came, within parallelism. */
+function launchReadySteps(p: Planner, run: PipelineRun, specs: StepSpec[], steps: StepStatus[], status: PipelineRunStatus): void {
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  let slots = (run.spec.parallelism ?? Infinity) - steps.filter((s) => s.phase === 'Running').length;
+  for (const [i, spec] of specs.entries()) {
+    if (slots <= 0) return;
+    const step = steps[i]!;
+    const ready =
+      (step.phase === 'Pending' && (spec.dependsOn ?? []).every((d) => byName.get(d)?.phase === 'Succeeded')) ||
+      (step.phase === 'Retrying' && ms(step.retryAt) <= p.now);
+    if (!ready) continue;
+    const attempt = (step.attempts ?? 0) + 1;
+    const podName = stepPodName(run.metadata.name, spec.name, attempt);
+    Object.assign(step, { phase: 'Running', attempts: attempt, podName, retryAt: undefined, reason: undefined, message: undefined });
+    step.startedAt ??= iso(p.facts.now);
+    status.startedAt ??= iso(p.facts.now);
+    const rejection = p.facts.rejected?.get(podName);
+    if (rejection) {
+      failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
+      continue;
+    }
+    p.create.push({ step: spec, attempt, podName });
+    p.event('Normal', 'StepStarted', `step "${spec.name}" started (attempt ${attempt})`);
+    slots--;
+  }
+}
+
+function endRun(
+  p: Planner, status: PipelineRunStatus, steps: StepStatus[], phase: RunPhase, reason: string, message: string,
+): RunPlan {
+  const now = iso(p.facts.now);
+  const ended = steps.map((s): StepStatus => {
+    if (s.phase === 'Running' || s.phase === 'Retrying') return { ...s, phase: 'Cancelled', retryAt: undefined, finishedAt: now };
+    if (s.phase === 'Pending') return { ...s, phase: 'Skipped' };
+    return s;
+  });
+  // Stop whatever still runs, and start nothing new.
+  p.create.splice(0);
+  p.deleteActive(p.facts.pods);
+  const succeededCount = ended.filter((s) => s.phase === 'Succeeded').length;
+  Object.assign(status, {
+    phase,
+    finishedAt: now,
+    steps: ended.length > 0 ? ended : status.steps,
+    progress: `${succeededCount}/${ended.length}`,
+    conditions: succeeded(status.conditions, phase === 'Succeeded' ? 'True' : 'False', reason, truncate(message, 4096), p.facts.now),
+  });
+  p.event(phase === 'Succeeded' ? 'Normal' : 'Warning', `Run${phase}`, truncate(message, 1024));
+  return p.finish(status, status.parameters ?? []);
+}
+
+function succeeded(conditions: Condition[] | undefined, value: Condition['status'], reason: string, message: string, now: Date) {
+  return setCondition(conditions, { type: CONDITION_SUCCEEDED, status: value, reason, message }, now);
+}

@@ -1,0 +1,197 @@
+// The one door to the Kubernetes API: typed JSON requests over client-node's connection and
+// auth (kubeconfig, in-cluster token, exec plugins), behind a client-side token bucket, with
+// errors that name the request. Watches use client-node's Watch on the same config.
+import { HttpMethod, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+import type { KubeObject } from '../api/v1alpha1/common.ts';
+import { TokenBucket } from '../runtime/token-bucket.ts';
+import { ApiError, isNotFound } from './errors.ts';
+import { resourcePath, type Resource } from './resources.ts';
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+export interface RequestObserver {
+  request(verb: string, code: number, seconds: number): void;
+}
+
+export type WatchEvent<T> = { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'; object: T };
+
+export const MERGE_PATCH = 'application/merge-patch+json';
+export const APPLY_PATCH = 'application/apply-patch+yaml';
+
+export interface KubeClientOptions {
+  qps: number;
+  burst: number;
+  fieldManager: string;
+  observer?: RequestObserver;
+}
+
+export class KubeClient {
+  readonly config: KubeConfig;
+  private readonly limiter: TokenBucket;
+  private readonly options: KubeClientOptions;
+
+  constructor(config: KubeConfig, options: KubeClientOptions) {
+    this.config = config;
+    this.options = options;
+    this.limiter = new TokenBucket(options.qps, options.burst);
+  }
+
+  async get<T>(r: Resource, namespace: string | undefined, name: string): Promise<T> {
+    return this.request<T>('GET', resourcePath(r, namespace, name));
+  }
+
+  async getOrUndefined<T>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
+    try {
+      return await this.get<T>(r, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Lists every page of a collection. */
+  async list<T>(r: Resource, namespace?: string, labelSelector?: string): Promise<ListResult<T>> {
+    const items: T[] = [];
+    let continueToken: string | undefined;
+    let resourceVersion = '';
+    do {
+      const query = new URLSearchParams({ limit: '500' });
+      if (labelSelector) query.set('labelSelector', labelSelector);
+      if (continueToken) query.set('continue', continueToken);
+      const page = await this.request<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
+        'GET',
+        `${resourcePath(r, namespace)}?${query}`,
+      );
+      items.push(...page.items);
+      resourceVersion = page.metadata.resourceVersion;
+      continueToken = page.metadata.continue || undefined;
+    } while (continueToken);
+    return { items, resourceVersion };
+  }
+
+  async create<T extends KubeObject>(r: Resource, namespace: string | undefined, object: T): Promise<T> {
+    return this.request<T>('POST', `${resourcePath(r, namespace)}?fieldManager=${this.options.fieldManager}`, object);
+  }
+
+  async replace<T extends KubeObject>(r: Resource, object: T): Promise<T> {
+    const path = resourcePath(r, object.metadata.namespace, object.metadata.name);
+    return this.request<T>('PUT', `${path}?fieldManager=${this.options.fieldManager}`, object);
+  }
+
+  /** Replaces the status subresource; the object's resourceVersion makes a stale write fail with 409. */
+  async replaceStatus<T extends KubeObject>(r: Resource, object: T): Promise<T> {
+    const path = resourcePath(r, object.metadata.namespace, object.metadata.name, 'status');
+    return this.request<T>('PUT', `${path}?fieldManager=${this.options.fieldManager}`, object);
+  }
+
+  /** JSON merge patch; include metadata.resourceVersion in the patch for optimistic concurrency. */
+  async mergePatch<T>(r: Resource, namespace: string | undefined, name: string, patch: unknown, subresource?: string): Promise<T> {
+    const path = `${resourcePath(r, namespace, name, subresource)}?fieldManager=${this.options.fieldManager}`;
+    return this.request<T>('PATCH', path, patch, MERGE_PATCH);
+  }
+
+  /** Deletes; a missing object counts as deleted. */
+  async delete(r: Resource, namespace: string | undefined, name: string, options: { uid?: string; gracePeriodSeconds?: number } = {}): Promise<void> {
+    const body = {
+      kind: 'DeleteOptions',
+      apiVersion: 'v1',
+      propagationPolicy: 'Background',
+      ...(options.uid ? { preconditions: { uid: options.uid } } : {}),
+      ...(options.gracePeriodSeconds !== undefined ? { gracePeriodSeconds: options.gracePeriodSeconds } : {}),
+    };
+    try {
+      await this.request('DELETE', resourcePath(r, namespace, name), body);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /**
+   * Starts a watch from a resourceVersion with bookmarks. `onDone` is called once when the
+   * stream ends for any reason (server timeout, network error, abort).
+   */
+  async watch<T>(
+    r: Resource,
+    namespace: string | undefined,
+    params: { resourceVersion: string; labelSelector?: string; timeoutSeconds: number; idleTimeoutMs: number },
+    onEvent: (event: WatchEvent<T>) => void,
+    onDone: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const watch = new Watch(this.config);
+    // The Watch aborts a stream that sends nothing for this long: our watchdog against silent stalls.
+    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = params.idleTimeoutMs;
+    await this.limiter.take();
+    const started = performance.now();
+    const controller = await watch.watch(
+      resourcePath(r, namespace),
+      {
+        resourceVersion: params.resourceVersion,
+        allowWatchBookmarks: true,
+        labelSelector: params.labelSelector,
+        timeoutSeconds: params.timeoutSeconds,
+      },
+      (type, object) => onEvent({ type: type as WatchEvent<T>['type'], object: object as T }),
+      (err) => {
+        this.options.observer?.request('WATCH', err ? statusOf(err) : 200, (performance.now() - started) / 1000);
+        onDone(err);
+      },
+    );
+    return controller;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+    const cluster = this.config.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    await this.limiter.take();
+    const started = performance.now();
+    const context = new RequestContext(cluster.server + path, method as HttpMethod);
+    await this.config.applySecurityAuthentication(context);
+    const headers: Record<string, string> = { ...context.getHeaders(), Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = contentType;
+    let status = 0;
+    try {
+      const response = await fetch(context.getUrl(), {
+        method,
+        headers,
+        dispatcher: context.getDispatcher(),
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(60_000),
+      });
+      status = response.status;
+      const text = await response.text();
+      const parsed = parseJson(text);
+      if (status >= 400) {
+        const statusObject = (parsed ?? {}) as { reason?: string; message?: string };
+        throw new ApiError(method, path, status, statusObject.reason ?? 'Unknown', statusObject.message ?? text.slice(0, 500));
+      }
+      return parsed as T;
+    } finally {
+      this.options.observer?.request(method, status, (performance.now() - started) / 1000);
+    }
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function statusOf(err: unknown): number {
+  const code = (err as { statusCode?: unknown }).statusCode;
+  return typeof code === 'number' ? code : 0;
+}
+
+export function loadKubeConfig(path?: string): KubeConfig {
+  const config = new KubeConfig();
+  if (path) config.loadFromFile(path);
+  else config.loadFromDefault();
+  return config;
+}

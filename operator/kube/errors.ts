@@ -1,0 +1,28 @@
+// API errors with the request that caused them, and the status codes reconcile branches on.
+export class ApiError extends Error {
+  readonly status: number;
+  readonly reason: string;
+  readonly method: string;
+  readonly path: string;
+
+  constructor(method: string, path: string, status: number, reason: string, message: string) {
+    super(`${method} ${path}: ${status} ${reason}: ${message}`);
+    this.name = 'ApiError';
+    this.status = status;
+    this.reason = reason;
+    this.method = method;
+    this.path = path;
+  }
+}
+
+const hasStatus = (err: unknown, status: number): boolean => err instanceof ApiError && err.status === status;
+
+export const isNotFound = (err: unknown) => hasStatus(err, 404);
+export const isConflict = (err: unknown) => hasStatus(err, 409) && (err as ApiError).reason !== 'AlreadyExists';
+export const isAlreadyExists = (err: unknown) => err instanceof ApiError && err.reason === 'AlreadyExists';
+export const isGone = (err: unknown) => hasStatus(err, 410);
+/** The API refused the object itself (422 Invalid, 400 BadRequest, 403 Forbidden): retrying the same request will not help. */
+export const isRejected = (err: unknown) =>
+  err instanceof ApiError && (err.status === 422 || err.status === 400 || err.status === 403);
+
+export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));

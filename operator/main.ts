@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// Ferry's entry point. `ferry operator [--flags]` (the default) runs the operator; SIGTERM
+// and SIGINT drain the work queues, release the leader Lease and exit 0.
+import { ConfigError, SETTINGS, loadConfig } from './config.ts';
+import { createLogger } from './observability/logger.ts';
+import { createOperator } from './operator.ts';
+import { systemClock } from './runtime/clock.ts';
+import { errorMessage } from './kube/errors.ts';
+
+const USAGE = `usage: ferry operator [--flag=value ...]
+
+flags (or environment variables):
+${Object.entries(SETTINGS)
+  .map(([name, s]) => `  --${name.padEnd(28)} ${s.env.padEnd(34)} ${s.help} (default "${s.default}")`)
+  .join('\n')}`;
+
+async function runOperator(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  const log = createLogger({ level: config.logLevel, base: { component: 'operator' } });
+  const operator = await createOperator(config, log, systemClock);
+  log.info('operator starting', {
+    identity: config.identity,
+    namespaces: config.namespaces.join(',') || '*',
+    httpPort: operator.httpPort,
+    leaderElection: config.leaderElection,
+  });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    operator.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('shutdown failed', { error: errorMessage(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  // A replica that lost the Lease exits, so it restarts as a clean standby (as controller-runtime does).
+  await operator.start(() => {
+    log.error('lost leadership; exiting');
+    process.exit(1);
+  });
+}
+
+async function main(): Promise<void> {
+  const [command = 'operator', ...rest] = process.argv.slice(2);
+  switch (command) {
+    case 'operator':
+      return runOperator(rest);
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return;
+    default:
+      throw new ConfigError(`unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof ConfigError || err instanceof TypeError ? err.message : errorMessage(err);
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'operator failed', error: message }) + '\n');
+  process.exit(1);
+});

@@ -1,0 +1,64 @@
+// One kind's informers across the namespaces the operator watches (one informer for all
+// namespaces, or one per listed namespace), read through a single interface.
+import type { KubeObject } from '../api/v1alpha1/common.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { Logger } from '../observability/logger.ts';
+import { Informer, type InformerHandlers, type InformerOptions } from './informer.ts';
+
+export class Cache<T extends KubeObject> {
+  private readonly informers = new Map<string, Informer<T>>(); // by namespace; '' = all
+
+  constructor(client: KubeClient, namespaces: string[], options: Omit<InformerOptions<T>, 'namespace'>, log: Logger) {
+    const scopes = namespaces.length > 0 ? namespaces : [''];
+    for (const namespace of scopes) {
+      this.informers.set(namespace, new Informer<T>(client, { ...options, ...(namespace ? { namespace } : {}) }, log));
+    }
+  }
+
+  addHandlers(handlers: InformerHandlers<T>): void {
+    for (const informer of this.informers.values()) informer.addHandlers(handlers);
+  }
+
+  start(): void {
+    for (const informer of this.informers.values()) informer.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+  }
+
+  async waitForSync(): Promise<void> {
+    await Promise.all([...this.informers.values()].map((i) => i.waitForSync()));
+  }
+
+  hasSynced(): boolean {
+    return [...this.informers.values()].every((i) => i.hasSynced());
+  }
+
+  /** `namespace/name` */
+  get(key: string): T | undefined {
+    return this.informerFor(key.split('/')[0] ?? '')?.get(key);
+  }
+
+  byIndex(value: string): T[] {
+    return [...this.informers.values()].flatMap((i) => i.byIndex(value));
+  }
+
+  list(): T[] {
+    return [...this.informers.values()].flatMap((i) => i.list());
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const informer of this.informers.values()) n += informer.size;
+    return n;
+  }
+
+  recordWrite(object: T): void {
+    this.informerFor(object.metadata.namespace ?? '')?.recordWrite(object);
+  }
+
+  private informerFor(namespace: string): Informer<T> | undefined {
+    return this.informers.get(namespace) ?? this.informers.get('');
+  }
+}
