@@ -221,7 +221,7 @@ current-context: ferry-test
 `;
 }
 
-function run(bin: string, args: string[], input?: string): Promise<KubectlResult> {
+export function run(bin: string, args: string[], input?: string): Promise<KubectlResult> {
   return new Promise((res, rej) => {
     const proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';

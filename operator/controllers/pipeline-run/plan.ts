@@ -260,7 +260,8 @@ function failAttempt(
   step.reason = reason;
   if (retryable && attempts <= limit) {
     const retryAt = p.now + retryDelaySeconds(spec, attempts) * 1000;
-    Object.assign(step, { phase: 'Retrying', retryAt: iso(new Date(retryAt)), message: truncate(`attempt ${attempts} ${message}`, 1024) });
+    // Millisecond precision: a retry must not start before its backoff has passed.
+    Object.assign(step, { phase: 'Retrying', retryAt: new Date(retryAt).toISOString(), message: truncate(`attempt ${attempts} ${message}`, 1024) });
     p.wake(retryAt);
     p.event('Warning', 'StepRetrying', truncate(`step "${spec.name}" attempt ${attempts} failed (${message}); retrying at ${step.retryAt}`, 1024));
     return step;

@@ -1,0 +1,103 @@
+// Runs the real operator (operator/main.ts) as a child process against the test API server,
+// the way it runs in production, and keeps its JSON log lines for assertions.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+export interface LogLine {
+  msg: string;
+  level: string;
+  [field: string]: unknown;
+}
+
+export interface OperatorProcess {
+  logs: LogLine[];
+  pid: number;
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** SIGKILL: a crash, no cleanup. */
+  kill(): Promise<void>;
+  /** SIGTERM: a graceful stop; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface OperatorOptions {
+  kubeconfigPath: string;
+  namespaces: string[];
+  leaseName: string;
+  leaseNamespace: string;
+  env?: Record<string, string>;
+}
+
+export function startOperator(options: OperatorOptions): OperatorProcess {
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'operator', 'main.ts'), 'operator'], {
+    env: {
+      ...process.env,
+      KUBECONFIG: options.kubeconfigPath,
+      FERRY_NAMESPACES: options.namespaces.join(','),
+      FERRY_LEASE_NAME: options.leaseName,
+      FERRY_LEASE_NAMESPACE: options.leaseNamespace,
+      FERRY_HTTP_PORT: '0',
+      FERRY_LOG_LEVEL: 'debug',
+      // Short lease timings keep failover tests fast.
+      FERRY_LEASE_DURATION_SECONDS: '4',
+      FERRY_RENEW_DEADLINE_SECONDS: '3',
+      FERRY_RETRY_PERIOD_SECONDS: '1',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const waiters: Array<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  let buffered = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const text of lines) {
+      if (!text.trim()) continue;
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { msg: text, level: 'raw' };
+      }
+      logs.push(line);
+      for (const w of [...waiters]) {
+        if (w.predicate(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  const stderr: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  void exited.then(() => process.off('exit', killOnExit));
+
+  return {
+    logs,
+    pid: child.pid ?? -1,
+    waitForLog(predicate, timeoutMs = 30_000) {
+      const seen = logs.find(predicate);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new Error(`operator log line not seen in ${timeoutMs} ms; stderr: ${stderr.join('').slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`));
+        }, timeoutMs);
+        waiters.push({ predicate, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      });
+    },
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
