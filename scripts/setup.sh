@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what Ferry's tests and tools need on a fresh machine, each piece once and cached
+# outside the repo by version: Node.js 24, the npm packages, and the pinned Kubernetes
+# binaries (built from Go modules). Safe to run again: it skips what is already there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# Go lives in /usr/local/go on these machines; a non-login shell may not have it on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
+command -v go >/dev/null 2>&1 || { echo "setup: Go is required to build the Kubernetes test binaries" >&2; exit 1; }
+
+node_dir=$(bash scripts/ensure-node.sh | tail -n 1)
+export PATH="$node_dir:$PATH"
+
+# npm ci only when the lockfile changed since the last install.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat node_modules/.ferry-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  echo "setup: installing npm packages ..." >&2
+  npm ci --no-audit --no-fund >&2
+  echo "$lock_hash" > node_modules/.ferry-lock-hash
+fi
+
+bash test/tools/build-binaries.sh "$@" >/dev/null
