@@ -176,4 +176,36 @@ describe('PipelineRun', () => {
     await cluster.client.create(PIPELINES, namespace, pipeline('later', namespace, { steps: [step('only')] }));
     assert.equal((await finished('early-1')).status?.phase, 'Succeeded');
   });
+
+  it('fails a step whose Pod the API server refuses, without blocking other runs', async () => {
+    await cluster.client.create(PIPELINES, namespace, pipeline('unschedulable', namespace, {
+      steps: [step('placed', { nodeSelector: { 'not a valid/label key!': 'x' } })],
+    }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('rejected-1', namespace, 'unschedulable'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('after-rejected-1', namespace, 'later'));
+    const run = await finished('rejected-1');
+    assert.equal(run.status?.phase, 'Failed');
+    const placed = run.status?.steps?.find((s) => s.name === 'placed');
+    assert.equal(placed?.reason, 'PodRejected');
+    assert.match(placed?.message ?? '', /Pod rejected by the API server: .*422 Invalid/);
+    assert.equal((await finished('after-rejected-1')).status?.phase, 'Succeeded');
+  });
+
+  it('serves /healthz, /readyz and /metrics with reconcile counts', async () => {
+    const port = operator.logs.find((l) => l.msg === 'operator starting')?.httpPort;
+    assert.equal(typeof port, 'number');
+    const get = async (path: string) => {
+      const response = await fetch(`http://127.0.0.1:${String(port)}${path}`);
+      return { status: response.status, text: await response.text() };
+    };
+    assert.equal((await get('/healthz')).status, 200);
+    assert.equal((await get('/readyz')).status, 200);
+    const metrics = (await get('/metrics')).text;
+    const value = (pattern: RegExp) => Number(metrics.match(pattern)?.[1] ?? NaN);
+    assert.ok(value(/^ferry_reconcile_total\{controller="pipelinerun",result="success"\} (\d+)/m) > 0);
+    assert.ok(value(/^ferry_step_pods_created_total (\d+)/m) >= 4);
+    assert.ok(value(/^ferry_pipelineruns_finished_total\{phase="Succeeded"\} (\d+)/m) >= 1);
+    assert.ok(value(/^ferry_api_requests_total\{verb="POST",code="201"\} (\d+)/m) > 0);
+    assert.equal(value(/^ferry_leader (\d+)/m), 1);
+  });
 });
