@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { OPERATOR_VERSION } from './version.ts';
 
 export interface Config {
   kubeconfig: string | undefined;
@@ -23,6 +24,12 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** A watch that sends nothing for this long is restarted. */
   watchIdleTimeoutMs: number;
+  artifactStore: string;
+  artifactClaim: string | undefined;
+  agentImage: string;
+  gcsEndpoint: string | undefined;
+  gcsCredentialsSecret: string | undefined;
+  insecureRegistries: string[];
 }
 
 /** Every setting: flag name, environment variable, default, and what it means (README lists these). */
@@ -41,6 +48,12 @@ export const SETTINGS = {
   'retry-period-seconds': { env: 'FERRY_RETRY_PERIOD_SECONDS', default: '2', help: 'how often to renew or try to acquire' },
   'log-level': { env: 'FERRY_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
   'watch-idle-timeout-seconds': { env: 'FERRY_WATCH_IDLE_TIMEOUT_SECONDS', default: '120', help: 'restart a watch silent this long' },
+  'artifact-store': { env: 'FERRY_ARTIFACT_STORE', default: 'file:///var/lib/ferry/artifacts', help: 'artifact store: file:///path or gs://bucket/prefix' },
+  'artifact-pvc': { env: 'FERRY_ARTIFACT_PVC', default: '', help: 'PersistentVolumeClaim holding a file:// store, mounted into step Pods' },
+  'agent-image': { env: 'FERRY_AGENT_IMAGE', default: `ferry:${OPERATOR_VERSION}`, help: "image of the step agent (the operator's own image)" },
+  'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
+  'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
+  'insecure-registries': { env: 'FERRY_INSECURE_REGISTRIES', default: '', help: 'comma-separated registries spoken to over plain http' },
 } as const;
 
 type SettingName = keyof typeof SETTINGS;
@@ -74,8 +87,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (text === 'true' || text === 'false') return text === 'true';
     throw new ConfigError(`--${name} (${SETTINGS[name].env}) must be true or false, got "${text}"`);
   };
+  const named = (name: SettingName) => `--${name} (${SETTINGS[name].env})`;
   const level = raw('log-level');
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError(`--log-level must be debug, info, warn or error, got "${level}"`);
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
+    throw new ConfigError(`${named('log-level')} must be debug, info, warn or error, got "${level}"`);
+  }
 
   const config: Config = {
     kubeconfig: raw('kubeconfig') || undefined,
@@ -93,8 +109,19 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     identity: `${hostname()}_${randomBytes(4).toString('hex')}`,
     logLevel: level as Config['logLevel'],
     watchIdleTimeoutMs: integer('watch-idle-timeout-seconds', 5, 3600) * 1000,
+    artifactStore: raw('artifact-store'),
+    artifactClaim: raw('artifact-pvc') || undefined,
+    agentImage: raw('agent-image'),
+    gcsEndpoint: raw('gcs-endpoint') || undefined,
+    gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
+    insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
   };
-  if (config.renewDeadlineMs >= config.leaseDurationMs) throw new ConfigError('renew deadline must be shorter than the lease duration');
+  if (!/^(file:\/\/\/|gs:\/\/)/.test(config.artifactStore)) {
+    throw new ConfigError(`--artifact-store (FERRY_ARTIFACT_STORE) must be file:///absolute/path or gs://bucket/prefix, got "${config.artifactStore}"`);
+  }
+  if (config.renewDeadlineMs >= config.leaseDurationMs) {
+    throw new ConfigError(`${named('renew-deadline-seconds')} must be shorter than ${named('lease-duration-seconds')}`);
+  }
   return Object.freeze(config);
 }
 

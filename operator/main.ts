@@ -4,10 +4,12 @@
 import { ConfigError, SETTINGS, loadConfig } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { createOperator } from './operator.ts';
+import { runAgent } from './agent/agent.ts';
 import { systemClock } from './runtime/clock.ts';
 import { errorMessage } from './kube/errors.ts';
 
 const USAGE = `usage: ferry operator [--flag=value ...]
+       ferry agent fetch-inputs|publish-outputs   (inside step Pods)
 
 flags (or environment variables):
 ${Object.entries(SETTINGS)
@@ -51,6 +53,10 @@ async function main(): Promise<void> {
   switch (command) {
     case 'operator':
       return runOperator(rest);
+    case 'agent': {
+      const log = createLogger({ base: { component: 'agent' }, write: (line) => process.stderr.write(line + '\n') });
+      process.exit(await runAgent(rest[0] ?? '', process.env, log));
+    }
     case 'help':
     case '--help':
       console.log(USAGE);

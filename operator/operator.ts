@@ -6,7 +6,15 @@ import type { PipelineRun } from './api/v1alpha1/pipeline-run.ts';
 import type { Pipeline } from './api/v1alpha1/pipeline.ts';
 import type { Config } from './config.ts';
 import { createPipelineController } from './controllers/pipeline/controller.ts';
-import { createPipelineRunController, pipelineKeyOfRun, runKeyOfPod } from './controllers/pipeline-run/controller.ts';
+import { createPipelineRunController, pipelineKeysOfRun, runKeyOfPod } from './controllers/pipeline-run/controller.ts';
+import type { FreezeDeps } from './controllers/pipeline-run/freeze.ts';
+import { LruCache } from './artifacts/config-cache.ts';
+import { openArtifactStore } from './artifacts/open.ts';
+import type { PipelineConfiguration } from './configuration/pipeline-configuration.ts';
+import { RegistryImageResolver, credentialsFromDockerConfig } from './images/registry-client.ts';
+import type { RegistryCredentials } from './images/resolver.ts';
+import { SECRETS } from './kube/resources.ts';
+import { OPERATOR_VERSION } from './version.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { EventRecorder } from './kube/events.ts';
 import type { Pod } from './kube/pod.ts';
@@ -36,7 +44,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   });
   const idleTimeoutMs = config.watchIdleTimeoutMs;
   const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
-  const runs = new Cache<PipelineRun>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, index: (r) => [pipelineKeyOfRun(r)] }, log);
+  const runs = new Cache<PipelineRun>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, index: pipelineKeysOfRun }, log);
   const pods = new Cache<Pod>(
     client,
     config.namespaces,
@@ -44,9 +52,26 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     log,
   );
   const events = new EventRecorder(client, config.identity, clock, log);
+  const store = openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {});
+  const freeze: FreezeDeps = {
+    store,
+    images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries }),
+    configurations: new LruCache<PipelineConfiguration>(1000),
+    operatorVersion: OPERATOR_VERSION,
+    pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),
+    runOf: (namespace, name) => runs.get(`${namespace}/${name}`),
+    credentialsFrom: (namespace, names) => registryCredentials(client, namespace, names),
+  };
+  const agent = {
+    image: config.agentImage,
+    storeRoot: store.root,
+    ...(config.artifactClaim ? { storeClaim: config.artifactClaim } : {}),
+    ...(config.gcsCredentialsSecret ? { gcsCredentialsSecret: config.gcsCredentialsSecret } : {}),
+    ...(config.gcsEndpoint ? { gcsEndpoint: config.gcsEndpoint } : {}),
+  };
   const controllers = [
     createPipelineController({ client, pipelines, events, clock, log, metrics }, config.workers),
-    createPipelineRunController({ client, runs, pipelines, pods, events, clock, log, metrics }, config.workers),
+    createPipelineRunController({ client, runs, pods, events, clock, log, metrics, freeze, store, agent }, pipelines, config.workers),
   ];
   const elector = config.leaderElection
     ? new LeaderElector(
@@ -80,5 +105,25 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
       await manager.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** Credentials from dockerconfigjson Secrets, merged in the order named (first match wins). */
+async function registryCredentials(
+  client: KubeClient, namespace: string, names: string[],
+): Promise<(registry: string) => RegistryCredentials | undefined> {
+  const lookups = await Promise.all(
+    names.map(async (name) => {
+      const secret = await client.getOrUndefined<{ data?: Record<string, string> }>(SECRETS, namespace, name);
+      const json = secret?.data?.['.dockerconfigjson'];
+      return json ? credentialsFromDockerConfig(Buffer.from(json, 'base64').toString('utf8')) : undefined;
+    }),
+  );
+  return (registry) => {
+    for (const lookup of lookups) {
+      const found = lookup?.(registry);
+      if (found) return found;
+    }
+    return undefined;
   };
 }

@@ -2,7 +2,8 @@
 import type { PipelineRun, PipelineRunSpec } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pipeline, PipelineSpec, StepSpec } from '../../operator/api/v1alpha1/pipeline.ts';
 
-export const TEST_IMAGE = 'registry.local/ferry/test-step:1.0';
+/** Pinned by digest, so no registry is asked (tests that resolve tags run their own registry). */
+export const TEST_IMAGE = `registry.local/ferry/test-step@sha256:${'0'.repeat(64)}`;
 
 export function step(name: string, extra: Partial<StepSpec> = {}): StepSpec {
   return { name, image: TEST_IMAGE, command: ['run', name], ...extra };

@@ -77,30 +77,31 @@ export class FakeKubelet {
 
   private async play(pod: Pod, record: SeenPod): Promise<void> {
     const behavior = this.behave(pod);
-    const startedAt = new Date().toISOString();
-    await this.setStatus(pod, 'Running', { running: { startedAt } }, startedAt);
+    const startTime = new Date().toISOString();
+    // The step (the last init container) runs; the agent containers are taken to succeed.
+    await this.setStatus(pod, 'Pending', startTime, { running: { startedAt: startTime } });
     if (behavior.outcome === 'run') return;
     await new Promise((r) => setTimeout(r, behavior.afterMs ?? 0));
     const finishedAt = new Date().toISOString();
     const exitCode = behavior.outcome === 'succeed' ? 0 : behavior.exitCode ?? 1;
-    await this.setStatus(
-      pod,
-      behavior.outcome === 'succeed' ? 'Succeeded' : 'Failed',
-      { terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt, finishedAt, ...(behavior.outcome === 'fail' && behavior.message ? { message: behavior.message } : {}) } },
-      startedAt,
-    );
+    const message = behavior.outcome === 'fail' && behavior.message ? { message: behavior.message } : {};
+    const terminated = { terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: startTime, finishedAt, ...message } };
+    await this.setStatus(pod, exitCode === 0 ? 'Succeeded' : 'Failed', startTime, terminated);
     record.finishedAt = Date.now();
   }
 
-  private async setStatus(pod: Pod, phase: string, state: Record<string, unknown>, startTime: string): Promise<void> {
-    const container = pod.spec?.containers[0];
+  private async setStatus(pod: Pod, phase: string, startTime: string, stepState: Record<string, unknown>): Promise<void> {
+    const done = { terminated: { exitCode: 0, reason: 'Completed', startedAt: startTime, finishedAt: startTime } };
+    const status = (name: string, image: string | undefined, state: Record<string, unknown>) =>
+      ({ name, image: image ?? '', imageID: '', ready: false, restartCount: 0, state });
+    const init = pod.spec?.initContainers ?? [];
+    const main = pod.spec?.containers ?? [];
     await this.client.mergePatch(PODS, this.namespace, pod.metadata.name, {
       status: {
         phase,
         startTime,
-        containerStatuses: [
-          { name: container?.name ?? 'step', image: container?.image ?? '', imageID: '', ready: phase === 'Running', restartCount: 0, state },
-        ],
+        initContainerStatuses: init.map((c, i) => status(c.name, c.image, i === init.length - 1 ? stepState : done)),
+        containerStatuses: main.map((c) => status(c.name, c.image, phase === 'Succeeded' ? done : { waiting: { reason: 'PodInitializing' } })),
       },
     }, 'status');
   }

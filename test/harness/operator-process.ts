@@ -1,6 +1,7 @@
 // Runs the real operator (operator/main.ts) as a child process against the test API server,
 // the way it runs in production, and keeps its JSON log lines for assertions.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -38,6 +39,8 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
       FERRY_LEASE_NAME: options.leaseName,
       FERRY_LEASE_NAMESPACE: options.leaseNamespace,
       FERRY_HTTP_PORT: '0',
+      // Operators of one test namespace share a store, as replicas of one deployment do.
+      FERRY_ARTIFACT_STORE: `file://${join(tmpdir(), 'ferry-test-artifacts', options.leaseNamespace)}`,
       FERRY_LOG_LEVEL: 'debug',
       // Short lease timings keep failover tests fast.
       FERRY_LEASE_DURATION_SECONDS: '4',

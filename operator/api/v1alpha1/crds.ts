@@ -58,6 +58,7 @@ export const KINDS: KindDefinition[] = [
       { name: 'Progress', type: 'string', jsonPath: '.status.progress' },
       age,
       { name: 'Started', type: 'date', jsonPath: '.status.startedAt', priority: 1 },
+      { name: 'Configuration', type: 'string', jsonPath: '.status.configuration.digest', priority: 1 },
       { name: 'Finished', type: 'date', jsonPath: '.status.finishedAt', priority: 1 },
       { name: 'Reason', type: 'string', jsonPath: condition('Succeeded', 'reason'), priority: 1 },
       { name: 'Message', type: 'string', jsonPath: condition('Succeeded', 'message'), priority: 1 },

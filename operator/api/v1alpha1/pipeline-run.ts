@@ -3,7 +3,7 @@
 // so that a 200-step run stays far below etcd's request size limit.
 import { ConditionsSchema, type KubeObject } from './common.ts';
 import { MAX_PARAMETERS, MAX_STEPS } from './pipeline.ts';
-import { Type, cel, dnsLabel, enumOf, namedList, object, scalar, timestamp, type Static } from './schema-kit.ts';
+import { Type, cel, dnsLabel, enumOf, mapOf, namedList, object, scalar, timestamp, type Static } from './schema-kit.ts';
 
 export const RUN_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled'] as const;
 export type RunPhase = (typeof RUN_PHASES)[number];
@@ -20,9 +20,28 @@ export const RunParameterSchema = object({
 
 export const PipelineRunSpecSchema = object(
   {
-    pipelineRef: object(
-      { name: Type.String({ minLength: 1, maxLength: 253, description: 'A Pipeline in the same namespace.' }) },
-      cel({ rule: 'self == oldSelf', message: 'pipelineRef is immutable' }),
+    pipelineRef: Type.Optional(
+      object(
+        { name: Type.String({ minLength: 1, maxLength: 253, description: 'A Pipeline in the same namespace.' }) },
+        cel({ rule: 'self == oldSelf', message: 'pipelineRef is immutable' }),
+      ),
+    ),
+    reproduceFrom: Type.Optional(
+      object(
+        {
+          run: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'An earlier run in the same namespace.' })),
+          configuration: Type.Optional(
+            object({
+              uri: Type.String({ minLength: 1, maxLength: 2048 }),
+              digest: Type.String({ pattern: '^sha256:[a-f0-9]{64}$', maxLength: 71, description: 'The digest the configuration must have.' }),
+            }),
+          ),
+        },
+        cel(
+          { rule: 'has(self.run) != has(self.configuration)', message: 'set exactly one of run or configuration' },
+          { rule: 'self == oldSelf', message: 'reproduceFrom is immutable' },
+        ),
+      ),
     ),
     parameters: Type.Optional(
       Type.Array(RunParameterSchema, {
@@ -40,11 +59,14 @@ export const PipelineRunSpecSchema = object(
     ),
     cancel: Type.Optional(Type.Boolean({ description: 'Set to true to stop the run; running steps are deleted.' })),
   },
-  cel({
-    rule: '!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)',
-    message: 'a cancelled run cannot be resumed',
-    fieldPath: '.cancel',
-  }),
+  cel(
+    {
+      rule: '!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)',
+      message: 'a cancelled run cannot be resumed',
+      fieldPath: '.cancel',
+    },
+    { rule: 'has(self.pipelineRef) != has(self.reproduceFrom)', message: 'set exactly one of pipelineRef or reproduceFrom' },
+  ),
 );
 
 export const StepStatusSchema = object({
@@ -57,6 +79,19 @@ export const StepStatusSchema = object({
   retryAt: Type.Optional(timestamp('When the next attempt starts (phase Retrying).')),
   reason: Type.Optional(Type.String({ maxLength: 128 })),
   message: Type.Optional(Type.String({ maxLength: 1024 })),
+  outputs: Type.Optional(
+    namedList(
+      object({
+        name: Type.String({ maxLength: 63 }),
+        uri: Type.String({ maxLength: 2048 }),
+        digest: Type.String({ maxLength: 71 }),
+        size: Type.Optional(Type.Integer({ minimum: 0 })),
+      }),
+      32,
+      'Artifacts the step published (content-addressed).',
+    ),
+  ),
+  metrics: Type.Optional(mapOf(Type.Number(), { maxProperties: 64, description: "Numbers from the step's metrics.json." })),
 });
 
 export const PipelineRunStatusSchema = object({
@@ -66,6 +101,15 @@ export const PipelineRunStatusSchema = object({
   startedAt: Type.Optional(timestamp('When the first step started.')),
   finishedAt: Type.Optional(timestamp('When the run reached a final phase.')),
   progress: Type.Optional(Type.String({ maxLength: 16, description: 'Finished steps / all steps, e.g. 3/5.' })),
+  configuration: Type.Optional(
+    object(
+      {
+        uri: Type.String({ maxLength: 2048 }),
+        digest: Type.String({ maxLength: 71 }),
+      },
+      { description: 'The frozen PipelineConfiguration of this run, written once before its first step.' },
+    ),
+  ),
   pipeline: Type.Optional(
     object({
       name: Type.String({ maxLength: 253 }),
@@ -88,6 +132,7 @@ export type PipelineRunSpec = Static<typeof PipelineRunSpecSchema>;
 export type StepStatus = Static<typeof StepStatusSchema>;
 export type PipelineRunStatus = Static<typeof PipelineRunStatusSchema>;
 export type ResolvedParameter = NonNullable<PipelineRunStatus['parameters']>[number];
+export type StepOutput = NonNullable<StepStatus['outputs']>[number];
 
 export interface PipelineRun extends KubeObject {
   spec: PipelineRunSpec;

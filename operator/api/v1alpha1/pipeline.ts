@@ -125,8 +125,19 @@ export const StepSchema = object(
   ),
 );
 
+export const IMAGE_POLICIES = ['ResolveTags', 'RequireDigest'] as const;
+
 export const PipelineSpecSchema = object({
   description: Type.Optional(Type.String({ maxLength: 4096 })),
+  imagePolicy: Type.Optional(
+    enumOf(IMAGE_POLICIES, {
+      default: 'ResolveTags',
+      description: 'ResolveTags pins each tag to its digest when a run starts; RequireDigest refuses images without a digest.',
+    }),
+  ),
+  imagePullSecrets: Type.Optional(
+    namedList(object({ name: dnsLabel('A kubernetes.io/dockerconfigjson Secret.') }), 8, 'Credentials for resolving and pulling step images.'),
+  ),
   parameters: Type.Optional(namedList(ParameterSpecSchema, MAX_PARAMETERS, 'Typed parameters a run may set.')),
   steps: namedList(StepSchema, MAX_STEPS, 'The steps of the DAG.', 1),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 2592000, description: 'Limit of a whole run.' })),

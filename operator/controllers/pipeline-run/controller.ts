@@ -1,14 +1,15 @@
 // Wires the PipelineRun controller: runs are its keys; a Pod event wakes the run that
 // controls it; a Pipeline event wakes the runs that reference it.
 import { FINAL_RUN_PHASES } from '../../api/v1alpha1/labels.ts';
-import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
 import { objectKey } from '../../runtime/informer.ts';
 import { Controller } from '../../runtime/controller.ts';
-import { pipelineKeyOfRun, reconcilePipelineRun, runKeyOfPod, type PipelineRunDeps } from './reconcile.ts';
+import type { Pipeline as PipelineObject } from '../../api/v1alpha1/pipeline.ts';
+import type { Cache } from '../../runtime/cache.ts';
+import { pipelineKeysOfRun, reconcilePipelineRun, runKeyOfPod, type PipelineRunDeps } from './reconcile.ts';
 
 export const PIPELINE_RUN_CONTROLLER = 'pipelinerun';
 
-export function createPipelineRunController(deps: PipelineRunDeps, workers: number): Controller {
+export function createPipelineRunController(deps: PipelineRunDeps, pipelines: Cache<PipelineObject>, workers: number): Controller {
   const controller = new Controller({
     name: PIPELINE_RUN_CONTROLLER,
     workers,
@@ -25,13 +26,13 @@ export function createPipelineRunController(deps: PipelineRunDeps, workers: numb
   };
   deps.pods.addHandlers({ onAdd: enqueueOwner, onUpdate: (_, pod) => enqueueOwner(pod), onDelete: enqueueOwner });
 
-  const enqueueRunsOf = (pipeline: Pipeline) => {
+  const enqueueRunsOf = (pipeline: PipelineObject) => {
     for (const run of deps.runs.byIndex(objectKey(pipeline))) {
       if (!FINAL_RUN_PHASES.has(run.status?.phase ?? '')) controller.enqueue(objectKey(run));
     }
   };
-  deps.pipelines.addHandlers({ onAdd: enqueueRunsOf, onUpdate: (_, p) => enqueueRunsOf(p), onDelete: enqueueRunsOf });
+  pipelines.addHandlers({ onAdd: enqueueRunsOf, onUpdate: (_, p) => enqueueRunsOf(p), onDelete: enqueueRunsOf });
   return controller;
 }
 
-export { pipelineKeyOfRun, runKeyOfPod };
+export { pipelineKeysOfRun, runKeyOfPod };

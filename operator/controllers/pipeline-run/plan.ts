@@ -24,28 +24,38 @@ import { FINAL_RUN_PHASES, LABEL_ATTEMPT, LABEL_STEP } from '../../api/v1alpha1/
 import type {
   PipelineRun, PipelineRunStatus, ResolvedParameter, RunPhase, StepStatus,
 } from '../../api/v1alpha1/pipeline-run.ts';
-import type { Pipeline, StepSpec } from '../../api/v1alpha1/pipeline.ts';
-import { digestOf } from '../../configuration/canonical-json.ts';
+import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
+import type { InputSpec, StepReport } from '../../agent/protocol.ts';
+import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { validatePipeline } from '../pipeline/validate.ts';
-import { resolveParameters } from './parameters.ts';
-import { attemptOutcome, isActive, truncate } from './pod-status.ts';
+import { attemptOutcome, isActive, stepReportOf, truncate } from './pod-status.ts';
+
+/** How the run's start went (freeze.ts): its frozen configuration, or why there is none. */
+export type RunStart =
+  | { kind: 'frozen'; configuration: PipelineConfiguration; uri: string; digest: string }
+  | { kind: 'waiting'; reason: string; message: string; retryAfterMs?: number }
+  | { kind: 'failed'; reason: string; message: string };
 
 export interface RunFacts {
   run: PipelineRun;
-  pipeline: Pipeline | undefined;
+  /** Undefined only for a finished run, whose configuration is not needed any more. */
+  start: RunStart | undefined;
   /** Pods controlled by the run, from the cache. */
   pods: Pod[];
   now: Date;
   /** Pods the API refused to create, by name, with its message (a second planning pass). */
   rejected?: Map<string, string>;
+  /** Step reports too large for a termination message, read from the store by the shell, by Pod name. */
+  manifests?: Map<string, StepReport>;
 }
 
 export interface StepLaunch {
   step: StepSpec;
   attempt: number;
   podName: string;
+  /** Upstream outputs the step reads, filled once every step has been advanced. */
+  inputs: InputSpec[];
 }
 
 export interface RunEvent {
@@ -60,6 +70,8 @@ export interface RunPlan {
   delete: Pod[];
   events: RunEvent[];
   parameters: ResolvedParameter[];
+  /** The frozen configuration, when the run has one. */
+  configuration?: { spec: PipelineConfiguration; uri: string; digest: string };
   requeueAfterMs?: number;
 }
 
@@ -96,29 +108,38 @@ class Planner {
     this.wakeAt = Math.min(this.wakeAt, at);
   }
 
+  /** A run that ended has no timed work left. */
+  sleep(): void {
+    this.wakeAt = Infinity;
+  }
+
   event(type: RunEvent['type'], reason: string, message: string): void {
     this.events.push({ type, reason, message });
   }
 
   deleteActive(pods: Pod[]): void {
-    for (const pod of pods) if (isActive(pod) && !pod.metadata.deletionTimestamp) this.delete.push(pod);
+    for (const pod of pods) {
+      if (isActive(pod) && !pod.metadata.deletionTimestamp && !this.delete.includes(pod)) this.delete.push(pod);
+    }
   }
 
   finish(status: PipelineRunStatus, parameters: ResolvedParameter[]): RunPlan {
     const requeueAfterMs = Number.isFinite(this.wakeAt) ? Math.max(0, this.wakeAt - this.now) : undefined;
+    const start = this.facts.start;
     return {
       status,
       create: this.create,
       delete: this.delete,
       events: this.events,
       parameters,
+      ...(start?.kind === 'frozen' ? { configuration: { spec: start.configuration, uri: start.uri, digest: start.digest } } : {}),
       ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
     };
   }
 }
 
 export function planRun(facts: RunFacts): RunPlan {
-  const { run, pipeline, pods } = facts;
+  const { run, pods } = facts;
   const p = new Planner(facts);
   const previous = run.status ?? {};
   const status: PipelineRunStatus = { ...previous, observedGeneration: run.metadata.generation ?? 0 };
@@ -132,29 +153,26 @@ export function planRun(facts: RunFacts): RunPlan {
   const end = (phase: RunPhase, reason: string, message: string, steps: StepStatus[] = status.steps ?? []) =>
     endRun(p, status, steps, phase, reason, message);
 
-  if (!pipeline) {
+  const start: RunStart = facts.start ?? { kind: 'waiting', reason: Reasons.Pending, message: 'configuration not loaded yet', retryAfterMs: 0 };
+  if (start.kind !== 'frozen') {
     if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled before it started');
+    if (start.kind === 'failed') return end('Failed', start.reason, start.message);
     status.phase = 'Pending';
-    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.PipelineNotFound,
-      `pipeline "${run.spec.pipelineRef.name}" not found in namespace "${run.metadata.namespace}"`, facts.now);
+    status.conditions = succeeded(status.conditions, 'Unknown', start.reason, truncate(start.message, 4096), facts.now);
+    if (start.retryAfterMs !== undefined) p.wake(p.now + start.retryAfterMs);
     return p.finish(status, []);
   }
-
-  const problem = validatePipeline(pipeline.spec);
-  if (problem) {
-    return end('Failed', Reasons.InvalidPipeline, `pipeline "${pipeline.metadata.name}" is invalid: ${problem.message}`);
-  }
-  const resolution = resolveParameters(pipeline.spec.parameters ?? [], run.spec.parameters ?? []);
-  if ('error' in resolution) return end('Failed', Reasons.InvalidParameters, resolution.error);
-  const parameters = resolution.parameters;
+  const configuration = start.configuration;
+  const parameters: ResolvedParameter[] = configuration.parameters.map(({ name, value, source }) => ({ name, value, source }));
+  status.configuration = { uri: start.uri, digest: start.digest };
   status.parameters = parameters;
   status.pipeline = {
-    name: pipeline.metadata.name,
-    generation: pipeline.metadata.generation ?? 0,
-    specHash: digestOf(pipeline.spec),
+    name: configuration.pipeline.name,
+    generation: configuration.pipeline.generation,
+    specHash: configuration.pipeline.specHash,
   };
 
-  const specs = pipeline.spec.steps;
+  const specs = configuration.spec.steps;
   const previousSteps = new Map((previous.steps ?? []).map((s) => [s.name, s]));
   const podsByStep = new Map<string, Pod[]>();
   for (const pod of pods) {
@@ -163,22 +181,30 @@ export function planRun(facts: RunFacts): RunPlan {
   }
   const steps = specs.map((spec) => advanceStep(p, run, spec, previousSteps.get(spec.name), podsByStep.get(spec.name) ?? []));
   status.steps = steps;
+  // An adopted Pod means the run started, even if the status write that said so was lost.
+  const firstStart = Math.min(...steps.map((s) => ms(s.startedAt)).filter(Number.isFinite));
+  if (!status.startedAt && Number.isFinite(firstStart)) status.startedAt = iso(new Date(firstStart));
 
   if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled (spec.cancel is true)', steps);
 
-  const timeoutSeconds = run.spec.timeoutSeconds ?? pipeline.spec.timeoutSeconds;
+  const timeoutSeconds = run.spec.timeoutSeconds ?? configuration.spec.timeoutSeconds;
   if (timeoutSeconds && status.startedAt) {
     const deadline = ms(status.startedAt) + timeoutSeconds * 1000;
     if (deadline <= p.now) return end('Failed', Reasons.TimedOut, `run exceeded its timeout of ${timeoutSeconds}s`, steps);
     p.wake(deadline);
   }
 
+  const failStep = (failed: StepStatus) =>
+    end('Failed', Reasons.Failed, `step "${failed.name}" failed: ${failed.message ?? failed.reason ?? 'unknown error'}`, steps);
   const failed = steps.find((s) => s.phase === 'Failed');
-  if (failed) {
-    return end('Failed', Reasons.Failed, `step "${failed.name}" failed: ${failed.message ?? failed.reason ?? 'unknown error'}`, steps);
-  }
+  if (failed) return failStep(failed);
 
   launchReadySteps(p, run, specs, steps, status);
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  for (const launch of p.create) launch.inputs = inputsOf(launch.step, byName);
+  // A launch the API server rejected fails its step for good, and so the run.
+  const rejected = steps.find((s) => s.phase === 'Failed');
+  if (rejected) return failStep(rejected);
 
   const succeededCount = steps.filter((s) => s.phase === 'Succeeded').length;
   status.progress = `${succeededCount}/${steps.length}`;
@@ -226,12 +252,26 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
       const rejection = p.facts.rejected?.get(podName);
       if (rejection) return failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
       // Created by an earlier pass but not in the cache yet, or deleted by someone: ensure it exists.
-      p.create.push({ step: spec, attempt: current, podName });
+      p.create.push({ step: spec, attempt: current, podName, inputs: [] });
       return step;
     }
     const outcome = attemptOutcome(pod);
     if (outcome.state === 'succeeded') {
-      Object.assign(step, { phase: 'Succeeded', finishedAt: outcome.finishedAt ?? iso(p.facts.now), reason: undefined, message: undefined });
+      const report = p.facts.manifests?.get(pod.metadata.name) ?? stepReportOf(pod);
+      const published = new Map((report?.outputs ?? []).map((o) => [o.name, o]));
+      const missing = (spec.outputs ?? []).filter((o) => !published.has(o.name)).map((o) => o.name);
+      if (missing.length > 0) {
+        return failAttempt(p, spec, step, Reasons.MissingOutput, `the step's Pod succeeded but reported no ${missing.map((m) => `"${m}"`).join(', ')} output`, false);
+      }
+      Object.assign(step, {
+        phase: 'Succeeded',
+        finishedAt: outcome.finishedAt ?? iso(p.facts.now),
+        reason: undefined,
+        message: undefined,
+        outputs: (spec.outputs ?? []).map((o) => published.get(o.name)!),
+        metrics: report?.metrics && Object.keys(report.metrics).length > 0 ? report.metrics : undefined,
+      });
+      if (step.outputs?.length === 0) delete step.outputs;
       p.event('Normal', 'StepSucceeded', `step "${spec.name}" succeeded`);
       return step;
     }
@@ -247,7 +287,9 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
     return step;
   }
 
-  if (step.phase === 'Retrying' && step.retryAt) p.wake(ms(step.retryAt));
+  // NOTE: a retry that is due but waits for a free slot needs no timer: the Pod that frees
+  // the slot wakes the run. Waking at a past time would requeue the run at once, forever.
+  if (step.phase === 'Retrying' && ms(step.retryAt) > p.now) p.wake(ms(step.retryAt));
   return step;
 }
 
@@ -293,10 +335,19 @@ function launchReadySteps(p: Planner, run: PipelineRun, specs: StepSpec[], steps
       failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
       continue;
     }
-    p.create.push({ step: spec, attempt, podName });
+    p.create.push({ step: spec, attempt, podName, inputs: [] });
     p.event('Normal', 'StepStarted', `step "${spec.name}" started (attempt ${attempt})`);
     slots--;
   }
+}
+
+/** Where each input of a step comes from: the published output of the upstream step it names. */
+function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>): InputSpec[] {
+  return (spec.inputs ?? []).map((input) => {
+    const output = steps.get(input.from.step)?.outputs?.find((o) => o.name === input.from.output);
+    // NOTE: validation guarantees the producer is upstream, so it Succeeded and published it.
+    return { name: input.name, uri: output?.uri ?? '', digest: output?.digest ?? '' };
+  });
 }
 
 function endRun(
@@ -308,8 +359,9 @@ function endRun(
     if (s.phase === 'Pending') return { ...s, phase: 'Skipped' };
     return s;
   });
-  // Stop whatever still runs, and start nothing new.
+  // Stop whatever still runs, start nothing new, and wait for nothing.
   p.create.splice(0);
+  p.sleep();
   p.deleteActive(p.facts.pods);
   const succeededCount = ended.filter((s) => s.phase === 'Succeeded').length;
   Object.assign(status, {

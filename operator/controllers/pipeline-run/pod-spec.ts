@@ -1,8 +1,14 @@
-// Builds the Pod of one step attempt (pure). The Pod is owned by its PipelineRun (garbage
-// collected with it), labelled for selection, never restarted by the kubelet (Ferry owns
-// retries), bounded by the step timeout, and runs with a restricted security context.
+// Builds the Pod of one step attempt (pure). Three containers share an emptyDir at /ferry:
+//   init fetch-inputs (agent) → init step (the user's image) → main publish-outputs (agent)
+// so any image works (distroless too), nothing races, and the Pod needs no API access. The Pod
+// is owned by its PipelineRun (garbage collected with it), labelled for selection, never
+// restarted by the kubelet (Ferry owns retries), bounded by the step timeout, and runs with a
+// restricted security context.
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { IVolume } from 'kubernetes-models/v1/Volume';
+import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
+import { CONFIG_PATH, ENV, FERRY_DIR, INPUTS_DIR, OUTPUTS_DIR, type InputSpec } from '../../agent/protocol.ts';
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import {
   LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP, MANAGED_BY,
@@ -12,10 +18,24 @@ import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import { labelValue, stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { parameterEnvName, substituteParameters } from './parameters.ts';
-import { STEP_CONTAINER } from './pod-status.ts';
+import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
 
 /** Non-root user the step runs as unless its image says otherwise. */
 export const DEFAULT_RUN_AS_USER = 65532;
+
+/** How step Pods reach the agent and the artifact store (from the operator's config). */
+export interface AgentSettings {
+  /** The operator's own image; its entry point is `ferry`. */
+  image: string;
+  /** The artifact store root, e.g. file:///var/lib/ferry/artifacts or gs://bucket/prefix. */
+  storeRoot: string;
+  /** For a file:// store: the PersistentVolumeClaim mounted at the store's path. */
+  storeClaim?: string;
+  /** For gs://: a Secret with a service account key (`key.json`); workload identity needs none. */
+  gcsCredentialsSecret?: string;
+  /** A GCS endpoint override (an emulator in tests). */
+  gcsEndpoint?: string;
+}
 
 export interface StepPodInput {
   run: PipelineRun;
@@ -23,14 +43,52 @@ export interface StepPodInput {
   step: StepSpec;
   attempt: number;
   parameters: ResolvedParameter[];
+  inputs: InputSpec[];
+  configuration: { uri: string; digest: string };
+  agent: AgentSettings;
 }
 
-export function buildStepPod({ run, pipelineName, step, attempt, parameters }: StepPodInput): Pod {
+const WORK_VOLUME = 'ferry';
+const STORE_VOLUME = 'ferry-artifacts';
+const GCS_KEY_VOLUME = 'ferry-gcs-key';
+const GCS_KEY_DIR = '/var/run/secrets/ferry/gcs';
+
+const restricted = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+
+/** Volumes and mounts the agent needs to reach the store, and the env that points at it. */
+function storeAccess(agent: AgentSettings): { volumes: IVolume[]; mounts: IVolumeMount[]; env: IEnvVar[] } {
+  const env: IEnvVar[] = [{ name: ENV.store, value: agent.storeRoot }];
+  if (agent.gcsEndpoint) env.push({ name: ENV.gcsEndpoint, value: agent.gcsEndpoint });
+  if (agent.storeRoot.startsWith('file://') && agent.storeClaim) {
+    const path = new URL(agent.storeRoot).pathname;
+    return {
+      volumes: [{ name: STORE_VOLUME, persistentVolumeClaim: { claimName: agent.storeClaim } }],
+      mounts: [{ name: STORE_VOLUME, mountPath: path }],
+      env,
+    };
+  }
+  if (agent.storeRoot.startsWith('gs://') && agent.gcsCredentialsSecret) {
+    env.push({ name: 'GOOGLE_APPLICATION_CREDENTIALS', value: `${GCS_KEY_DIR}/key.json` });
+    return {
+      volumes: [{ name: GCS_KEY_VOLUME, secret: { secretName: agent.gcsCredentialsSecret } }],
+      mounts: [{ name: GCS_KEY_VOLUME, mountPath: GCS_KEY_DIR, readOnly: true }],
+      env,
+    };
+  }
+  return { volumes: [], mounts: [], env };
+}
+
+export function buildStepPod({ run, pipelineName, step, attempt, parameters, inputs, configuration, agent }: StepPodInput): Pod {
   const runName = run.metadata.name;
   const values = new Map(parameters.map((p) => [p.name, p.value]));
   const substitute = (text: string) => substituteParameters(text, values);
 
+  const work: IVolumeMount = { name: WORK_VOLUME, mountPath: FERRY_DIR };
+  const store = storeAccess(agent);
   const env: IEnvVar[] = [
+    { name: 'FERRY_INPUTS_DIR', value: INPUTS_DIR },
+    { name: 'FERRY_OUTPUTS_DIR', value: OUTPUTS_DIR },
+    { name: 'FERRY_CONFIG', value: CONFIG_PATH },
     { name: 'FERRY_RUN', value: runName },
     { name: 'FERRY_PIPELINE', value: pipelineName },
     { name: 'FERRY_STEP', value: step.name },
@@ -48,12 +106,28 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters }: S
     ...(step.args ? { args: step.args.map(substitute) } : {}),
     env,
     ...(step.resources ? { resources: step.resources } : {}),
-    securityContext: {
-      allowPrivilegeEscalation: false,
-      capabilities: { drop: ['ALL'] },
-    },
+    volumeMounts: [work],
+    securityContext: restricted,
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
+
+  const agentContainer = (name: string, phase: string, extraEnv: IEnvVar[]): IContainer => ({
+    name,
+    image: agent.image,
+    args: ['agent', phase],
+    env: [...store.env, ...extraEnv, { name: ENV.terminationLog, value: '/dev/termination-log' }],
+    volumeMounts: [work, ...store.mounts],
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    securityContext: restricted,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  });
+  const fetch = agentContainer(FETCH_CONTAINER, 'fetch-inputs', [
+    { name: ENV.inputs, value: JSON.stringify(inputs) },
+    { name: ENV.configuration, value: JSON.stringify(configuration) },
+  ]);
+  const publish = agentContainer(PUBLISH_CONTAINER, 'publish-outputs', [
+    { name: ENV.outputs, value: JSON.stringify((step.outputs ?? []).map(({ name, type }) => ({ name, type }))) },
+  ]);
 
   return {
     apiVersion: 'v1',
@@ -93,7 +167,9 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters }: S
         fsGroup: DEFAULT_RUN_AS_USER,
         seccompProfile: { type: 'RuntimeDefault' },
       },
-      containers: [container],
+      volumes: [{ name: WORK_VOLUME, emptyDir: {} }, ...store.volumes],
+      initContainers: [fetch, container],
+      containers: [publish],
     },
   };
 }

@@ -1,5 +1,6 @@
 // What a step Pod's status means for its attempt (pure): still going, succeeded, or failed
 // with a message a person can act on (exit code, termination message, reason).
+import { parseTerminationMessage, type StepReport } from '../../agent/protocol.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
 
@@ -9,6 +10,8 @@ export type AttemptOutcome =
   | { state: 'failed'; startedAt?: string; finishedAt?: string; reason: string; message: string };
 
 export const STEP_CONTAINER = 'step';
+export const FETCH_CONTAINER = 'fetch-inputs';
+export const PUBLISH_CONTAINER = 'publish-outputs';
 const MAX_MESSAGE = 512;
 
 export function attemptOutcome(pod: Pod): AttemptOutcome {
@@ -43,4 +46,16 @@ export const isActive = (pod: Pod): boolean => pod.status?.phase !== 'Succeeded'
 
 export function truncate(text: string, max = MAX_MESSAGE): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** The publish-outputs container's termination message, if it is a report or a manifest pointer. */
+export function terminationMessageOf(pod: Pod) {
+  const publish = pod.status?.containerStatuses?.find((c) => c.name === PUBLISH_CONTAINER);
+  return parseTerminationMessage(publish?.state?.terminated?.message);
+}
+
+/** The report of a succeeded step Pod when it fits in the termination message. */
+export function stepReportOf(pod: Pod): StepReport | undefined {
+  const message = terminationMessageOf(pod);
+  return message && 'report' in message ? message.report : undefined;
 }

@@ -1,0 +1,114 @@
+// The frozen PipelineConfiguration: everything a run depends on, resolved once before its first
+// step (Pipeline spec with images pinned by digest, parameters with their source, provenance,
+// operator version), serialised canonically and hashed. Pure: freezing and reproducing build
+// documents; configuration-store.ts writes and reads them.
+import type { ResolvedParameter } from '../api/v1alpha1/pipeline-run.ts';
+import type { ParameterType, Pipeline, PipelineSpec } from '../api/v1alpha1/pipeline.ts';
+import type { ResolvedImage } from '../images/resolver.ts';
+import { canonicalJson, digestOf, sha256Hex } from './canonical-json.ts';
+
+export const CONFIGURATION_FILE = 'pipeline-configuration.json';
+
+export interface RunIdentity {
+  namespace: string;
+  name: string;
+  uid: string;
+  /** Set on a reproduction: the configuration it was copied from. */
+  reproducedFrom?: { uri: string; digest: string };
+}
+
+export interface FrozenParameter {
+  name: string;
+  type: ParameterType;
+  value: string;
+  source: ResolvedParameter['source'];
+}
+
+export interface PipelineConfiguration {
+  apiVersion: 'ferry.dev/v1alpha1';
+  kind: 'PipelineConfiguration';
+  /** The only part that differs between a run and its reproductions. */
+  run: RunIdentity;
+  pipeline: {
+    name: string;
+    generation: number;
+    /** sha256 of the Pipeline's spec as applied (before pinning). */
+    specHash: string;
+    /** Where the Pipeline came from, as GitOps tools and users annotate it. */
+    provenance: Record<string, string>;
+  };
+  /** The spec the run executes: every step image pinned by digest. */
+  spec: PipelineSpec;
+  parameters: FrozenParameter[];
+  images: Array<{ step: string; reference: string; pinned: string; digest: string }>;
+  operator: { version: string };
+}
+
+/** Annotations and labels that say where a Pipeline came from (git repository, revision, GitOps app). */
+const PROVENANCE_KEYS = [/^ferry\.dev\/source-/, /^argocd\.argoproj\.io\//, /^kustomize\.toolkit\.fluxcd\.io\//, /^helm\.toolkit\.fluxcd\.io\//, /^meta\.helm\.sh\//, /^app\.kubernetes\.io\/(instance|version)$/];
+
+export function provenanceOf(pipeline: Pipeline): Record<string, string> {
+  const all = { ...pipeline.metadata.labels, ...pipeline.metadata.annotations };
+  return Object.fromEntries(Object.entries(all).filter(([key]) => PROVENANCE_KEYS.some((re) => re.test(key))).sort());
+}
+
+export interface FreezeInput {
+  run: RunIdentity;
+  pipeline: Pipeline;
+  parameters: ResolvedParameter[];
+  /** Resolved image of each step, by step name. */
+  images: Map<string, ResolvedImage>;
+  operatorVersion: string;
+}
+
+export function freezeConfiguration(input: FreezeInput): PipelineConfiguration {
+  const { pipeline } = input;
+  const types = new Map((pipeline.spec.parameters ?? []).map((p) => [p.name, p.type ?? 'string']));
+  const pin = (step: string) => {
+    const image = input.images.get(step);
+    if (!image) throw new Error(`no resolved image for step "${step}"`);
+    return image;
+  };
+  return {
+    apiVersion: 'ferry.dev/v1alpha1',
+    kind: 'PipelineConfiguration',
+    run: input.run,
+    pipeline: {
+      name: pipeline.metadata.name,
+      generation: pipeline.metadata.generation ?? 0,
+      specHash: digestOf(pipeline.spec),
+      provenance: provenanceOf(pipeline),
+    },
+    spec: { ...structuredClone(pipeline.spec), steps: pipeline.spec.steps.map((s) => ({ ...structuredClone(s), image: pin(s.name).pinned })) },
+    parameters: input.parameters.map((p) => ({ name: p.name, type: types.get(p.name) ?? 'string', value: p.value, source: p.source })),
+    images: pipeline.spec.steps.map((s) => ({ step: s.name, reference: s.image, pinned: pin(s.name).pinned, digest: pin(s.name).digest })),
+    operator: { version: input.operatorVersion },
+  };
+}
+
+/** A new run's configuration copied from an earlier one: identical except for run identity. */
+export function reproduceConfiguration(source: PipelineConfiguration, run: RunIdentity): PipelineConfiguration {
+  return { ...structuredClone(source), run };
+}
+
+/** Canonical bytes and their digest: what is written to the store and recorded in status. */
+export function serializeConfiguration(configuration: PipelineConfiguration): { bytes: Buffer; digest: string } {
+  const bytes = Buffer.from(canonicalJson(configuration) + '\n');
+  return { bytes, digest: `sha256:${sha256Hex(bytes)}` };
+}
+
+export function parseConfiguration(bytes: Buffer, expectedDigest: string, uri: string): PipelineConfiguration {
+  const digest = `sha256:${sha256Hex(bytes)}`;
+  if (digest !== expectedDigest) throw new ConfigurationDigestError(uri, digest, expectedDigest);
+  return JSON.parse(bytes.toString('utf8')) as PipelineConfiguration;
+}
+
+export class ConfigurationDigestError extends Error {
+  constructor(uri: string, actual: string, expected: string) {
+    super(`configuration ${uri} has digest ${actual}, expected ${expected}`);
+    this.name = 'ConfigurationDigestError';
+  }
+}
+
+/** Where a run's configuration lives in the store. */
+export const configurationKey = (namespace: string, pipeline: string, run: string) => `${namespace}/${pipeline}/${run}/${CONFIGURATION_FILE}`;

@@ -1,0 +1,167 @@
+// The first stage of a run: freeze its configuration once, before any step starts. Resolves
+// the Pipeline (or the configuration to reproduce), parameters and image digests, writes the
+// PipelineConfiguration to the artifact store with a write-once precondition, and hands it to
+// the planner. Later passes read it back (verified by digest; cached in memory), so a run never
+// changes, whatever happens to its Pipeline.
+import { Reasons } from '../../api/v1alpha1/conditions.ts';
+import type { PipelineRun, ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
+import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
+import type { LruCache } from '../../artifacts/config-cache.ts';
+import { ObjectExistsError, ObjectNotFoundError, type ArtifactStore } from '../../artifacts/store.ts';
+import {
+  ConfigurationDigestError, configurationKey, freezeConfiguration, parseConfiguration, reproduceConfiguration,
+  serializeConfiguration, type PipelineConfiguration, type RunIdentity,
+} from '../../configuration/pipeline-configuration.ts';
+import { ImageResolutionError, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
+import { sha256Hex } from '../../configuration/canonical-json.ts';
+import { validatePipeline } from '../pipeline/validate.ts';
+import { resolveParameters } from './parameters.ts';
+
+export interface FreezeDeps {
+  store: ArtifactStore;
+  images: ImageResolver;
+  configurations: LruCache<PipelineConfiguration>;
+  operatorVersion: string;
+  /** The Pipeline a run references, from the cache. */
+  pipelineOf(namespace: string, name: string): Pipeline | undefined;
+  /** Another run in the same namespace, from the cache. */
+  runOf(namespace: string, name: string): PipelineRun | undefined;
+  /** Registry credentials from the named dockerconfigjson Secrets. */
+  credentialsFrom(namespace: string, secrets: string[]): Promise<(registry: string) => RegistryCredentials | undefined>;
+}
+
+/** What freezing decided: a configuration to run, or a reason the run cannot (yet) start. */
+export type FreezeOutcome =
+  | { kind: 'frozen'; configuration: PipelineConfiguration; uri: string; digest: string; written: boolean }
+  /** The run must wait (e.g. its Pipeline does not exist yet); retry after the delay if given. */
+  | { kind: 'waiting'; reason: string; message: string; retryAfterMs?: number }
+  /** The run can never start; it fails with this reason. */
+  | { kind: 'failed'; reason: string; message: string };
+
+const identityOf = (run: PipelineRun): RunIdentity => ({
+  namespace: run.metadata.namespace ?? '',
+  name: run.metadata.name,
+  uid: run.metadata.uid ?? '',
+});
+
+/** Loads a run's already frozen configuration, checking its digest. */
+export async function loadConfiguration(deps: FreezeDeps, uri: string, digest: string): Promise<PipelineConfiguration> {
+  const cached = deps.configurations.get(digest);
+  if (cached) return cached;
+  const configuration = parseConfiguration(await deps.store.readAll(uri), digest, uri);
+  deps.configurations.set(digest, configuration);
+  return configuration;
+}
+
+export async function freezeRun(deps: FreezeDeps, run: PipelineRun): Promise<FreezeOutcome> {
+  // NOTE: once recorded in status, the configuration is the run's truth; the Pipeline is never read again.
+  const recorded = run.status?.configuration;
+  if (recorded) {
+    try {
+      const configuration = await loadConfiguration(deps, recorded.uri, recorded.digest);
+      return { kind: 'frozen', configuration, uri: recorded.uri, digest: recorded.digest, written: false };
+    } catch (err) {
+      if (err instanceof ConfigurationDigestError) return { kind: 'failed', reason: Reasons.ConfigurationTampered, message: err.message };
+      if (err instanceof ObjectNotFoundError) return { kind: 'failed', reason: Reasons.ConfigurationMissing, message: err.message };
+      throw err;
+    }
+  }
+  const built = run.spec.reproduceFrom ? await reproduce(deps, run) : await freezeFromPipeline(deps, run);
+  if (built.kind !== 'built') return built;
+  return writeOnce(deps, run, built.configuration);
+}
+
+type Built = { kind: 'built'; configuration: PipelineConfiguration } | Exclude<FreezeOutcome, { kind: 'frozen' }>;
+
+/** The pure part of starting from a Pipeline: it exists, is valid, and the run's parameters fit it. */
+export function checkPipeline(run: PipelineRun, pipeline: Pipeline | undefined):
+  | { kind: 'ok'; pipeline: Pipeline; parameters: ResolvedParameter[] }
+  | Exclude<FreezeOutcome, { kind: 'frozen' }> {
+  const namespace = run.metadata.namespace ?? '';
+  const name = run.spec.pipelineRef?.name ?? '';
+  if (!pipeline) return { kind: 'waiting', reason: Reasons.PipelineNotFound, message: `pipeline "${name}" not found in namespace "${namespace}"` };
+  const problem = validatePipeline(pipeline.spec);
+  if (problem) return { kind: 'failed', reason: Reasons.InvalidPipeline, message: `pipeline "${name}" is invalid: ${problem.message}` };
+  const resolution = resolveParameters(pipeline.spec.parameters ?? [], run.spec.parameters ?? []);
+  if ('error' in resolution) return { kind: 'failed', reason: Reasons.InvalidParameters, message: resolution.error };
+  return { kind: 'ok', pipeline, parameters: resolution.parameters };
+}
+
+async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
+  const namespace = run.metadata.namespace ?? '';
+  const checked = checkPipeline(run, deps.pipelineOf(namespace, run.spec.pipelineRef?.name ?? ''));
+  if (checked.kind !== 'ok') return checked;
+  const { pipeline, parameters } = checked;
+  const images = new Map<string, ResolvedImage>();
+  const requireDigest = pipeline.spec.imagePolicy === 'RequireDigest';
+  const credentials = await deps.credentialsFrom(namespace, (pipeline.spec.imagePullSecrets ?? []).map((s) => s.name));
+  for (const step of pipeline.spec.steps) {
+    if (requireDigest && !step.image.includes('@sha256:')) {
+      return { kind: 'failed', reason: Reasons.ImageNotPinned, message: `step "${step.name}": image ${step.image} has no digest and the pipeline's imagePolicy is RequireDigest` };
+    }
+    try {
+      images.set(step.name, await deps.images.resolve(step.image, credentials));
+    } catch (err) {
+      if (!(err instanceof ImageResolutionError)) throw err;
+      const message = `step "${step.name}": ${err.message}`;
+      if (err.transient) return { kind: 'waiting', reason: Reasons.ImageResolutionFailed, message, retryAfterMs: 10_000 };
+      return { kind: 'failed', reason: Reasons.ImageResolutionFailed, message };
+    }
+  }
+  const configuration = freezeConfiguration({
+    run: identityOf(run),
+    pipeline,
+    parameters,
+    images,
+    operatorVersion: deps.operatorVersion,
+  });
+  return { kind: 'built', configuration };
+}
+
+async function reproduce(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
+  const namespace = run.metadata.namespace ?? '';
+  const from = run.spec.reproduceFrom!;
+  let source: { uri: string; digest: string };
+  if (from.run) {
+    const earlier = deps.runOf(namespace, from.run);
+    if (!earlier) return { kind: 'failed', reason: Reasons.ReproductionSourceNotFound, message: `run "${from.run}" to reproduce not found in namespace "${namespace}"` };
+    if (!earlier.status?.configuration) {
+      return { kind: 'waiting', reason: Reasons.ReproductionSourceNotFound, message: `run "${from.run}" has no frozen configuration yet` };
+    }
+    source = earlier.status.configuration;
+  } else {
+    source = from.configuration!;
+  }
+  try {
+    const original = parseConfiguration(await deps.store.readAll(source.uri), source.digest, source.uri);
+    const { uri, digest } = source;
+    return { kind: 'built', configuration: reproduceConfiguration(original, { ...identityOf(run), reproducedFrom: { uri, digest } }) };
+  } catch (err) {
+    if (err instanceof ConfigurationDigestError) return { kind: 'failed', reason: Reasons.ConfigurationDigestMismatch, message: `refusing to reproduce: ${err.message}` };
+    if (err instanceof ObjectNotFoundError) return { kind: 'failed', reason: Reasons.ReproductionSourceNotFound, message: err.message };
+    throw err;
+  }
+}
+
+async function writeOnce(deps: FreezeDeps, run: PipelineRun, configuration: PipelineConfiguration): Promise<FreezeOutcome> {
+  const key = configurationKey(run.metadata.namespace ?? '', configuration.pipeline.name, run.metadata.name);
+  const { bytes, digest } = serializeConfiguration(configuration);
+  try {
+    const stored = await deps.store.createOnce(key, bytes);
+    deps.configurations.set(digest, configuration);
+    return { kind: 'frozen', configuration, uri: stored.uri, digest, written: true };
+  } catch (err) {
+    if (!(err instanceof ObjectExistsError)) throw err;
+  }
+  // Written by an earlier pass whose status update was lost: adopt it if it is this run's.
+  const uri = deps.store.uriFor(key);
+  const existing = await deps.store.readAll(uri);
+  const existingDigest = `sha256:${sha256Hex(existing)}`;
+  const adopted = parseConfiguration(existing, existingDigest, uri);
+  if (adopted.run.uid !== run.metadata.uid) {
+    return { kind: 'failed', reason: Reasons.ConfigurationConflict, message: `${uri} belongs to an earlier run named "${run.metadata.name}" (uid ${adopted.run.uid}); use another run name` };
+  }
+  deps.configurations.set(existingDigest, adopted);
+  return { kind: 'frozen', configuration: adopted, uri, digest: existingDigest, written: false };
+}
+

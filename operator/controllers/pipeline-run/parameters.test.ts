@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ParameterSpec, ParameterType } from '../../api/v1alpha1/pipeline.ts';
+import { coerceParameter, parameterEnvName, resolveParameters, substituteParameters } from './parameters.ts';
+
+describe('coerceParameter', () => {
+  // [type, raw, canonical value or undefined when rejected, error text when rejected]
+  const cases: Array<[ParameterType, unknown, string | undefined, RegExp?]> = [
+    ['int', '3', '3'],
+    ['int', 3, '3'],
+    ['int', -2, '-2'],
+    ['int', ' 42 ', '42'],
+    ['int', '007', '7'],
+    ['int', '3.5', undefined, /^"3\.5" is not an integer$/],
+    ['int', 3.5, undefined, /^3\.5 is not an integer$/],
+    ['int', 'x', undefined, /^"x" is not an integer$/],
+    ['int', '', undefined, /is not an integer/],
+    ['int', true, undefined, /^true is not an integer$/],
+    ['int', '99999999999999999999', undefined, /is not an integer/],
+    ['int', 1e21, undefined, /is not an integer/],
+    ['float', '0.25', '0.25'],
+    ['float', 1, '1'],
+    ['float', 0.5, '0.5'],
+    ['float', '-1e-3', '-0.001'],
+    ['float', '1e3', '1000'],
+    ['float', 'abc', undefined, /^"abc" is not a number$/],
+    ['float', '', undefined, /^"" is not a number$/],
+    ['float', '  ', undefined, /is not a number/],
+    ['float', 'Infinity', undefined, /is not a number/],
+    ['float', false, undefined, /^false is not a number$/],
+    ['bool', true, 'true'],
+    ['bool', false, 'false'],
+    ['bool', 'true', 'true'],
+    ['bool', 'false', 'false'],
+    ['bool', 'yes', undefined, /^"yes" is not a boolean \(true or false\)$/],
+    ['bool', 1, undefined, /^1 is not a boolean/],
+    ['bool', 'True', undefined, /is not a boolean/],
+    ['string', 'a', 'a'],
+    ['string', '', ''],
+    ['string', '3', '3'],
+    ['string', 3, undefined, /^3 is not a string \(quote it\)$/],
+    ['string', true, undefined, /^true is not a string/],
+  ];
+  for (const [type, raw, value, error] of cases) {
+    const shown = typeof raw === 'string' ? JSON.stringify(raw) : String(raw);
+    it(`${type} ${shown} → ${value === undefined ? 'error' : JSON.stringify(value)}`, () => {
+      const coerced = coerceParameter(type, raw);
+      if (value !== undefined) assert.deepEqual(coerced, { value });
+      else {
+        assert.ok('error' in coerced, `expected an error, got ${JSON.stringify(coerced)}`);
+        assert.match(coerced.error, error!);
+      }
+    });
+  }
+});
+
+describe('resolveParameters', () => {
+  const declared: ParameterSpec[] = [
+    { name: 'lr', type: 'float', default: 0.01 },
+    { name: 'epochs', type: 'int', default: '3' },
+    { name: 'dataset', type: 'string' },
+    { name: 'shuffle', type: 'bool', default: false },
+  ];
+
+  it('uses defaults, lets run values override, and records the source', () => {
+    const resolution = resolveParameters(declared, [
+      { name: 'dataset', value: 'gs://bucket/data' },
+      { name: 'epochs', value: 10 },
+    ]);
+    assert.deepEqual(resolution, {
+      parameters: [
+        { name: 'lr', value: '0.01', source: 'default' },
+        { name: 'epochs', value: '10', source: 'run' },
+        { name: 'dataset', value: 'gs://bucket/data', source: 'run' },
+        { name: 'shuffle', value: 'false', source: 'default' },
+      ],
+    });
+  });
+
+  it('resolves an empty declaration to nothing', () => {
+    assert.deepEqual(resolveParameters([], []), { parameters: [] });
+  });
+
+  const errors: Array<[string, ParameterSpec[], Parameters<typeof resolveParameters>[1], string]> = [
+    ['unknown parameter', [{ name: 'a', type: 'string', default: 'x' }], [{ name: 'b', value: 'y' }], 'unknown parameter "b"'],
+    ['missing required parameter', [{ name: 'dataset', type: 'string' }], [], 'parameter "dataset" is required'],
+    ['run value of the wrong type', [{ name: 'epochs', type: 'int' }], [{ name: 'epochs', value: 'ten' }], 'parameter "epochs" (int): "ten" is not an integer'],
+    [
+      'several problems, joined',
+      declared,
+      [{ name: 'epochs', value: 'x' }, { name: 'typo', value: 1 }],
+      'unknown parameter "typo"; parameter "epochs" (int): "x" is not an integer; parameter "dataset" is required',
+    ],
+  ];
+  for (const [name, decl, given, message] of errors) {
+    it(`reports ${name}`, () => assert.deepEqual(resolveParameters(decl, given), { error: message }));
+  }
+});
+
+describe('parameterEnvName', () => {
+  const cases: Array<[string, string]> = [
+    ['lr', 'FERRY_PARAM_LR'],
+    ['batch-size', 'FERRY_PARAM_BATCH_SIZE'],
+    ['learning_rate', 'FERRY_PARAM_LEARNING_RATE'],
+    ['Mixed-Case-2', 'FERRY_PARAM_MIXED_CASE_2'],
+  ];
+  for (const [name, env] of cases) it(`${name} → ${env}`, () => assert.equal(parameterEnvName(name), env));
+});
+
+describe('substituteParameters', () => {
+  const values = new Map([['lr', '0.01'], ['batch-size', '32'], ['empty', '']]);
+  const cases: Array<[string, string]> = [
+    ['--lr=$(params.lr)', '--lr=0.01'],
+    ['$(params.lr)/$(params.batch-size)/$(params.lr)', '0.01/32/0.01'],
+    ['x$(params.empty)y', 'xy'],
+    ['$(params.unknown) stays', '$(params.unknown) stays'],
+    ['$(inputs.lr) and $params.lr are not references', '$(inputs.lr) and $params.lr are not references'],
+    ['no references', 'no references'],
+  ];
+  for (const [text, expected] of cases) it(`${text} → ${expected}`, () => assert.equal(substituteParameters(text, values), expected));
+});

@@ -1,0 +1,537 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CONDITION_SUCCEEDED, Reasons, findCondition } from '../../api/v1alpha1/conditions.ts';
+import type { PipelineRun, PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
+import { MAX_STEPS, type Pipeline, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
+import type { Pod } from '../../kube/pod.ts';
+import { planRun, retryDelaySeconds, type RunFacts, type RunPlan } from './plan.ts';
+import {
+  NOW, RUN_NAME, at, diamond, failedPod, pipeline, pipelineRun, stamp, startFor, step, stepPod, succeededPod, withStatus,
+} from './testing.ts';
+
+// Helpers that read a plan the way a person reads a status.
+const stepOf = (plan: RunPlan, name: string): StepStatus => {
+  const s = plan.status.steps?.find((x) => x.name === name);
+  assert.ok(s, `step ${name} in status`);
+  return s;
+};
+const phases = (plan: RunPlan): Record<string, string> =>
+  Object.fromEntries((plan.status.steps ?? []).map((s) => [s.name, s.phase]));
+const created = (plan: RunPlan): string[] => plan.create.map((c) => c.podName);
+const deleted = (plan: RunPlan): string[] => plan.delete.map((p) => p.metadata.name);
+const condition = (plan: RunPlan) => {
+  const c = findCondition(plan.status.conditions, CONDITION_SUCCEEDED);
+  assert.ok(c, 'Succeeded condition');
+  return c;
+};
+const eventReasons = (plan: RunPlan): string[] => plan.events.map((e) => e.reason);
+/** A value as the API server stores it (undefined members dropped). */
+const stored = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+const plan = ({ pipeline: p, ...facts }: Partial<RunFacts> & { pipeline: Pipeline | undefined }): RunPlan => {
+  const run = facts.run ?? pipelineRun();
+  return planRun({ run, pods: [], now: NOW, start: startFor(p, run), ...facts });
+};
+
+/** A status in which the given steps have the given phases (attempts 1 unless Pending), as a previous reconcile wrote it. */
+function runningStatus(steps: Record<string, Partial<StepStatus> & { phase: StepStatus['phase'] }>): PipelineRunStatus {
+  return {
+    phase: 'Running',
+    startedAt: stamp(-120),
+    steps: Object.entries(steps).map(([name, s]) => ({
+      name,
+      attempts: s.phase === 'Pending' ? 0 : 1,
+      ...(s.phase === 'Pending' ? {} : { podName: `${RUN_NAME}-${name}-${s.attempts ?? 1}`, startedAt: stamp(-120) }),
+      ...s,
+    })),
+  };
+}
+
+describe('retryDelaySeconds', () => {
+  const cases: Array<[string, StepSpec['retries'], number, number]> = [
+    ['defaults: 1st retry 10s', undefined, 1, 10],
+    ['defaults: 2nd retry doubled', undefined, 2, 20],
+    ['defaults: 3rd retry doubled again', undefined, 3, 40],
+    ['defaults: capped at 300s', undefined, 6, 300],
+    ['0 failures is the base delay', { limit: 3, backoffSeconds: 5 }, 0, 5],
+    ['1st retry is backoffSeconds', { limit: 3, backoffSeconds: 5, maxBackoffSeconds: 12 }, 1, 5],
+    ['2nd retry doubles', { limit: 3, backoffSeconds: 5, maxBackoffSeconds: 12 }, 2, 10],
+    ['3rd retry is capped by maxBackoffSeconds', { limit: 3, backoffSeconds: 5, maxBackoffSeconds: 12 }, 3, 12],
+    ['a huge failure count stays capped', { limit: 20, backoffSeconds: 3600, maxBackoffSeconds: 86400 }, 2000, 86400],
+  ];
+  for (const [name, retries, failures, seconds] of cases) {
+    it(name, () => assert.equal(retryDelaySeconds(step('a', retries ? { retries } : {}), failures), seconds));
+  }
+});
+
+describe('planRun: a diamond, step by step', () => {
+  const p = pipeline(diamond());
+
+  it('first reconcile launches only the root step', () => {
+    const first = plan({ pipeline: p });
+    assert.deepEqual(created(first), ['r1-a-1']);
+    assert.equal(first.create[0]?.attempt, 1);
+    assert.equal(first.create[0]?.step.name, 'a');
+    assert.deepEqual(phases(first), { a: 'Running', b: 'Pending', c: 'Pending', d: 'Pending' });
+    assert.equal(first.status.phase, 'Running');
+    assert.equal(first.status.startedAt, '2030-01-01T12:00:00Z');
+    assert.equal(first.status.progress, '0/4');
+    assert.equal(first.status.observedGeneration, 1);
+    assert.deepEqual(stored(stepOf(first, 'a')), { name: 'a', phase: 'Running', attempts: 1, podName: 'r1-a-1', startedAt: '2030-01-01T12:00:00Z' });
+    assert.deepEqual(first.status.pipeline?.name, 'train');
+    assert.match(first.status.pipeline?.specHash ?? '', /^sha256:[0-9a-f]{64}$/);
+    const c = condition(first);
+    assert.equal(c.status, 'Unknown');
+    assert.equal(c.reason, Reasons.Running);
+    assert.equal(c.message, 'running: a');
+    assert.deepEqual(eventReasons(first), ['StepStarted']);
+    assert.deepEqual(first.delete, []);
+    assert.equal(first.requeueAfterMs, undefined);
+  });
+
+  it("after a's Pod succeeded, b and c are launched together", () => {
+    const first = plan({ pipeline: p });
+    const second = plan({ pipeline: p, run: withStatus(pipelineRun(), first.status), pods: [succeededPod('a', 1)], now: at(30) });
+    assert.deepEqual(created(second).sort(), ['r1-b-1', 'r1-c-1']);
+    assert.deepEqual(phases(second), { a: 'Succeeded', b: 'Running', c: 'Running', d: 'Pending' });
+    assert.equal(second.status.progress, '1/4');
+    assert.equal(stepOf(second, 'a').finishedAt, stamp(-1));
+    assert.equal(second.status.startedAt, first.status.startedAt, 'the run start does not move');
+    assert.deepEqual(eventReasons(second), ['StepSucceeded', 'StepStarted', 'StepStarted']);
+  });
+
+  it('d waits for both b and c, then the run succeeds', () => {
+    const status = runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Running' }, d: { phase: 'Pending' } });
+    const pods = [succeededPod('a', 1), succeededPod('b', 1), stepPod('c', 1, 'Running')];
+    const third = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    assert.deepEqual(created(third), []);
+    assert.deepEqual(phases(third), { a: 'Succeeded', b: 'Succeeded', c: 'Running', d: 'Pending' });
+    assert.equal(third.status.progress, '2/4');
+
+    const fourth = plan({ pipeline: p, run: pipelineRun({}, third.status), pods: [...pods.slice(0, 2), succeededPod('c', 1)] });
+    assert.deepEqual(created(fourth), ['r1-d-1']);
+
+    const done = plan({ pipeline: p, run: pipelineRun({}, fourth.status), pods: [...pods.slice(0, 2), succeededPod('c', 1), succeededPod('d', 1)], now: at(60) });
+    assert.equal(done.status.phase, 'Succeeded');
+    assert.equal(done.status.progress, '4/4');
+    assert.equal(done.status.finishedAt, stamp(60));
+    const c = condition(done);
+    assert.deepEqual([c.status, c.reason], ['True', Reasons.Succeeded]);
+    assert.ok(eventReasons(done).includes('RunSucceeded'));
+  });
+});
+
+describe('planRun: parallelism', () => {
+  const fanOut = pipeline(['s1', 's2', 's3', 's4', 's5'].map((n) => step(n)));
+
+  it('launches at most `parallelism` steps, in declaration order', () => {
+    const first = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2 }) });
+    assert.deepEqual(created(first), ['r1-s1-1', 'r1-s2-1']);
+    assert.deepEqual(phases(first), { s1: 'Running', s2: 'Running', s3: 'Pending', s4: 'Pending', s5: 'Pending' });
+  });
+
+  it('counts running steps against the limit and fills a freed slot', () => {
+    const status = runningStatus({ s1: { phase: 'Running' }, s2: { phase: 'Running' }, s3: { phase: 'Pending' }, s4: { phase: 'Pending' }, s5: { phase: 'Pending' } });
+    const busy = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2 }, status), pods: [stepPod('s1', 1, 'Running'), stepPod('s2', 1, 'Running')] });
+    assert.deepEqual(created(busy), []);
+    const freed = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2 }, status), pods: [succeededPod('s1', 1), stepPod('s2', 1, 'Running')] });
+    assert.deepEqual(created(freed), ['r1-s3-1']);
+  });
+
+  it('limits b and c of a diamond to one at a time', () => {
+    const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
+    const next = plan({ pipeline: pipeline(diamond()), run: pipelineRun({ parallelism: 1 }, status), pods: [succeededPod('a', 1)] });
+    assert.deepEqual(created(next), ['r1-b-1']);
+    assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Running', c: 'Pending', d: 'Pending' });
+  });
+});
+
+describe('planRun: retries', () => {
+  const retrying = (retries: StepSpec['retries']) => pipeline([step('a', { retries }), step('b', { dependsOn: ['a'] })]);
+
+  it('a failed Pod with retries left makes the step Retrying after backoffSeconds', () => {
+    const p = retrying({ limit: 2, backoffSeconds: 5, maxBackoffSeconds: 8 });
+    const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1, 3, 'CUDA out of memory')] });
+    const a = stepOf(next, 'a');
+    assert.equal(a.phase, 'Retrying');
+    assert.equal(a.attempts, 1);
+    assert.equal(a.reason, Reasons.Failed);
+    assert.equal(a.retryAt, at(5).toISOString());
+    assert.match(a.message ?? '', /^attempt 1 container step exited with code 3: CUDA out of memory$/);
+    assert.equal(next.requeueAfterMs, 5000);
+    assert.deepEqual(created(next), []);
+    assert.equal(next.status.phase, 'Running');
+    assert.equal(condition(next).message, 'retrying: a');
+    assert.deepEqual(eventReasons(next), ['StepRetrying']);
+    assert.equal(next.events[0]?.type, 'Warning');
+  });
+
+  it('before retryAt nothing is launched and the requeue is the time left', () => {
+    const p = retrying({ limit: 2, backoffSeconds: 5 });
+    const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(5).toISOString() }, b: { phase: 'Pending' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1)], now: at(2) });
+    assert.deepEqual(created(next), []);
+    assert.equal(stepOf(next, 'a').phase, 'Retrying');
+    assert.equal(next.requeueAfterMs, 3000);
+  });
+
+  it('once retryAt is reached, attempt 2 is launched as <run>-<step>-2', () => {
+    const p = retrying({ limit: 2, backoffSeconds: 5 });
+    const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(5).toISOString(), reason: 'Failed', message: 'attempt 1 …' }, b: { phase: 'Pending' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1)], now: at(5) });
+    assert.deepEqual(created(next), ['r1-a-2']);
+    assert.equal(next.create[0]?.attempt, 2);
+    const a = stepOf(next, 'a');
+    assert.deepEqual([a.phase, a.attempts, a.podName, a.retryAt, a.reason, a.message], ['Running', 2, 'r1-a-2', undefined, undefined, undefined]);
+    assert.equal(a.startedAt, stamp(-120), 'startedAt is the first attempt start');
+    assert.deepEqual(next.delete, [], 'the failed Pod of attempt 1 is not running, nothing to delete');
+    assert.equal(next.requeueAfterMs, undefined, 'nothing timed is left to wait for');
+  });
+
+  it('the 2nd retry waits twice as long, capped by maxBackoffSeconds', () => {
+    const p = retrying({ limit: 3, backoffSeconds: 5, maxBackoffSeconds: 8 });
+    const status = runningStatus({ a: { phase: 'Running', attempts: 2 }, b: { phase: 'Pending' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1), failedPod('a', 2)] });
+    assert.equal(stepOf(next, 'a').retryAt, at(8).toISOString());
+    assert.equal(next.requeueAfterMs, 8000);
+
+    const uncapped = retrying({ limit: 3, backoffSeconds: 5 });
+    const doubled = plan({ pipeline: uncapped, run: pipelineRun({}, status), pods: [failedPod('a', 1), failedPod('a', 2)] });
+    assert.equal(stepOf(doubled, 'a').retryAt, at(10).toISOString());
+    assert.equal(doubled.requeueAfterMs, 10_000);
+  });
+
+  it('a step whose retry time has come but finds no free slot does not ask for an immediate requeue', () => {
+    // The running step's Pod will wake the run when it finishes; requeueing now would spin.
+    const p = pipeline([step('a', { retries: { limit: 1 } }), step('b')]);
+    const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(-1).toISOString() }, b: { phase: 'Running' } });
+    const next = plan({ pipeline: p, run: pipelineRun({ parallelism: 1 }, status), pods: [failedPod('a', 1), stepPod('b', 1, 'Running')] });
+    assert.deepEqual(created(next), []);
+    assert.equal(stepOf(next, 'a').phase, 'Retrying');
+    assert.equal(next.requeueAfterMs, undefined);
+  });
+
+  it('with no retries left the run fails: message names the step, Pending steps Skipped, running siblings Cancelled', () => {
+    const p = pipeline(diamond());
+    const status = runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Running' }, d: { phase: 'Pending' } });
+    const pods = [succeededPod('a', 1), failedPod('b', 1, 2, 'bad input'), stepPod('c', 1, 'Running')];
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods, now: at(10) });
+    assert.equal(next.status.phase, 'Failed');
+    assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Failed', c: 'Cancelled', d: 'Skipped' });
+    assert.equal(stepOf(next, 'b').reason, Reasons.Failed);
+    assert.equal(stepOf(next, 'b').message, 'container step exited with code 2: bad input');
+    assert.equal(stepOf(next, 'c').finishedAt, stamp(10));
+    assert.deepEqual(deleted(next), ['r1-c-1']);
+    assert.deepEqual(created(next), []);
+    assert.equal(next.status.finishedAt, stamp(10));
+    assert.equal(next.status.progress, '1/4');
+    const c = condition(next);
+    assert.deepEqual([c.status, c.reason], ['False', Reasons.Failed]);
+    assert.equal(c.message, 'step "b" failed: container step exited with code 2: bad input');
+    assert.deepEqual(eventReasons(next), ['StepFailed', 'RunFailed']);
+    assert.equal(next.requeueAfterMs, undefined);
+  });
+
+  it('the last allowed attempt failing says how many attempts were made', () => {
+    const p = pipeline([step('a', { retries: { limit: 1 } })]);
+    const status = runningStatus({ a: { phase: 'Running', attempts: 2 } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1), failedPod('a', 2, 1, 'again')] });
+    assert.equal(next.status.phase, 'Failed');
+    assert.equal(stepOf(next, 'a').message, 'container step exited with code 1: again after 2 attempts');
+    assert.match(condition(next).message, /^step "a" failed: .*after 2 attempts$/);
+  });
+});
+
+describe('planRun: timeouts', () => {
+  it('a step Pod older than timeoutSeconds is deleted and the step retried with reason TimedOut', () => {
+    const p = pipeline([step('a', { timeoutSeconds: 60, retries: { limit: 1, backoffSeconds: 7 } })]);
+    const status = runningStatus({ a: { phase: 'Running' } });
+    const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-61) } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [slow] });
+    const a = stepOf(next, 'a');
+    assert.deepEqual([a.phase, a.reason], ['Retrying', Reasons.TimedOut]);
+    assert.match(a.message ?? '', /exceeded its timeout of 60s/);
+    assert.deepEqual(deleted(next), ['r1-a-1']);
+    assert.equal(next.requeueAfterMs, 7000);
+  });
+
+  it('a step that times out with no retries left fails the run, its Pod deleted once', () => {
+    const p = pipeline([step('a', { timeoutSeconds: 60 }), step('b', { dependsOn: ['a'] })]);
+    const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' } });
+    const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-60) } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [slow] });
+    assert.equal(next.status.phase, 'Failed');
+    assert.deepEqual(phases(next), { a: 'Failed', b: 'Skipped' });
+    assert.equal(stepOf(next, 'a').reason, Reasons.TimedOut);
+    assert.match(condition(next).message, /^step "a" failed: exceeded its timeout of 60s$/);
+    assert.deepEqual(deleted(next), ['r1-a-1']);
+  });
+
+  it('a step within its timeout asks to be looked at again when it expires', () => {
+    const p = pipeline([step('a', { timeoutSeconds: 60 })]);
+    const status = runningStatus({ a: { phase: 'Running' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Running', { status: { startTime: stamp(-10) } })] });
+    assert.equal(stepOf(next, 'a').phase, 'Running');
+    assert.deepEqual(next.delete, []);
+    assert.equal(next.requeueAfterMs, 50_000);
+  });
+
+  it('a Pod the kubelet ended with DeadlineExceeded fails the step with TimedOut', () => {
+    const p = pipeline([step('a', { timeoutSeconds: 60 })]);
+    const status = runningStatus({ a: { phase: 'Running' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Failed', { status: { reason: 'DeadlineExceeded' } })] });
+    assert.equal(stepOf(next, 'a').reason, Reasons.TimedOut);
+    assert.equal(next.status.phase, 'Failed');
+  });
+
+  it('the run times out: Failed with TimedOut, running steps Cancelled and their Pods deleted', () => {
+    const p = pipeline(diamond(), { timeoutSeconds: 3600 });
+    const status = { ...runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Succeeded' }, d: { phase: 'Pending' } }), startedAt: stamp(-3600) };
+    const pods = [succeededPod('a', 1), stepPod('b', 1, 'Running'), succeededPod('c', 1)];
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    assert.equal(next.status.phase, 'Failed');
+    const c = condition(next);
+    assert.deepEqual([c.status, c.reason, c.message], ['False', Reasons.TimedOut, 'run exceeded its timeout of 3600s']);
+    assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Cancelled', c: 'Succeeded', d: 'Skipped' });
+    assert.deepEqual(deleted(next), ['r1-b-1']);
+    assert.deepEqual(created(next), []);
+  });
+
+  it("the run's own timeout overrides the pipeline's and sets the requeue", () => {
+    const p = pipeline([step('a')], { timeoutSeconds: 10 });
+    const status = { ...runningStatus({ a: { phase: 'Running' } }), startedAt: stamp(-100) };
+    const next = plan({ pipeline: p, run: pipelineRun({ timeoutSeconds: 300 }, status), pods: [stepPod('a', 1, 'Running')] });
+    assert.equal(next.status.phase, 'Running');
+    assert.equal(next.requeueAfterMs, 200_000);
+  });
+});
+
+describe('planRun: cancel', () => {
+  it('spec.cancel stops the run: Cancelled, Pods deleted, nothing created', () => {
+    const p = pipeline(diamond());
+    const status = runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Retrying', retryAt: at(30).toISOString() }, d: { phase: 'Pending' } });
+    const pods = [succeededPod('a', 1), stepPod('b', 1, 'Running'), failedPod('c', 1)];
+    const next = plan({ pipeline: p, run: pipelineRun({ cancel: true }, status), pods });
+    assert.equal(next.status.phase, 'Cancelled');
+    assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Cancelled', c: 'Cancelled', d: 'Skipped' });
+    assert.equal(stepOf(next, 'c').retryAt, undefined);
+    assert.deepEqual(deleted(next), ['r1-b-1']);
+    assert.deepEqual(created(next), []);
+    const c = condition(next);
+    assert.deepEqual([c.status, c.reason], ['False', Reasons.Cancelled]);
+    assert.equal(next.requeueAfterMs, undefined);
+  });
+
+  it('a run cancelled before its first reconcile starts nothing', () => {
+    const next = plan({ pipeline: pipeline(diamond()), run: pipelineRun({ cancel: true }) });
+    assert.equal(next.status.phase, 'Cancelled');
+    assert.deepEqual(created(next), []);
+    assert.deepEqual(phases(next), { a: 'Skipped', b: 'Skipped', c: 'Skipped', d: 'Skipped' });
+  });
+
+  it('a run cancelled while its pipeline is missing is Cancelled', () => {
+    const next = plan({ pipeline: undefined, run: pipelineRun({ cancel: true }) });
+    assert.equal(next.status.phase, 'Cancelled');
+    assert.equal(condition(next).reason, Reasons.Cancelled);
+  });
+});
+
+describe('planRun: the run cannot start', () => {
+  it('missing pipeline → Pending with PipelineNotFound', () => {
+    const next = plan({ pipeline: undefined });
+    assert.equal(next.status.phase, 'Pending');
+    const c = condition(next);
+    assert.deepEqual([c.status, c.reason], ['Unknown', Reasons.PipelineNotFound]);
+    assert.equal(c.message, 'pipeline "train" not found in namespace "ml"');
+    assert.deepEqual(created(next), []);
+    assert.equal(next.status.finishedAt, undefined);
+  });
+
+  it('invalid pipeline → Failed with InvalidPipeline naming the problem', () => {
+    const p = pipeline([step('a', { dependsOn: ['b'] }), step('b', { dependsOn: ['a'] })]);
+    const next = plan({ pipeline: p });
+    assert.equal(next.status.phase, 'Failed');
+    const c = condition(next);
+    assert.deepEqual([c.status, c.reason], ['False', Reasons.InvalidPipeline]);
+    assert.equal(c.message, 'pipeline "train" is invalid: dependency cycle: a → b → a');
+    assert.deepEqual(created(next), []);
+  });
+
+  it('invalid parameters → Failed with InvalidParameters listing every problem', () => {
+    const p = pipeline([step('a', { parameters: ['epochs', 'dataset'] })], {
+      parameters: [{ name: 'epochs', type: 'int', default: 3 }, { name: 'dataset', type: 'string' }],
+    });
+    const next = plan({ pipeline: p, run: pipelineRun({ parameters: [{ name: 'epochs', value: 'many' }] }) });
+    assert.equal(next.status.phase, 'Failed');
+    const c = condition(next);
+    assert.deepEqual([c.status, c.reason], ['False', Reasons.InvalidParameters]);
+    assert.equal(c.message, 'parameter "epochs" (int): "many" is not an integer; parameter "dataset" is required');
+    assert.deepEqual(created(next), []);
+  });
+
+  it('valid parameters are resolved into status and the plan', () => {
+    const p = pipeline([step('a', { parameters: ['epochs'] })], { parameters: [{ name: 'epochs', type: 'int', default: 3 }, { name: 'lr', type: 'float', default: '0.1' }] });
+    const next = plan({ pipeline: p, run: pipelineRun({ parameters: [{ name: 'epochs', value: '5' }] }) });
+    const expected = [{ name: 'epochs', value: '5', source: 'run' }, { name: 'lr', value: '0.1', source: 'default' }];
+    assert.deepEqual(next.status.parameters, expected);
+    assert.deepEqual(next.parameters, expected);
+  });
+});
+
+describe('planRun: the world disagrees with the status', () => {
+  const p = pipeline(diamond());
+
+  it('adopts a Pod an earlier reconcile created but did not record', () => {
+    // The first reconcile created r1-a-1, then crashed before writing status.
+    const pods = [stepPod('a', 1, 'Running', { metadata: { creationTimestamp: stamp(-5) } })];
+    const next = plan({ pipeline: p, pods });
+    const a = stepOf(next, 'a');
+    assert.deepEqual([a.phase, a.attempts, a.podName, a.startedAt], ['Running', 1, 'r1-a-1', stamp(-5)]);
+    assert.deepEqual(created(next), []);
+    assert.equal(next.status.phase, 'Running', 'a step runs, so the run does');
+    assert.equal(next.status.startedAt, stamp(-5));
+    assert.equal(condition(next).reason, Reasons.Running);
+  });
+
+  it('adopts a newer attempt than the status knows', () => {
+    const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(-1).toISOString() }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
+    const pods = [failedPod('a', 1), stepPod('a', 2, 'Running')];
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    const a = stepOf(next, 'a');
+    assert.deepEqual([a.phase, a.attempts, a.podName, a.retryAt], ['Running', 2, 'r1-a-2', undefined]);
+    assert.deepEqual(created(next), []);
+  });
+
+  it('a Running step whose Pod is missing gets the same Pod name created again', () => {
+    const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [] });
+    assert.deepEqual(created(next), ['r1-a-1']);
+    assert.equal(next.create[0]?.attempt, 1);
+    assert.equal(stepOf(next, 'a').attempts, 1);
+    assert.deepEqual(next.events, [], 'no second StepStarted');
+  });
+
+  it('planning twice from the same facts plans the same Pods (idempotent)', () => {
+    const once = plan({ pipeline: p });
+    const twice = plan({ pipeline: p });
+    assert.deepEqual(created(once), created(twice));
+    assert.deepEqual(once.status, twice.status);
+  });
+
+  it('a still-running Pod of an earlier attempt is deleted', () => {
+    const status = runningStatus({ a: { phase: 'Running', attempts: 2 }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Running'), stepPod('a', 2, 'Running')] });
+    assert.deepEqual(deleted(next), ['r1-a-1']);
+    assert.equal(stepOf(next, 'a').attempts, 2);
+  });
+
+  it('a Pod already being deleted is not deleted again', () => {
+    const p2 = pipeline([step('a')]);
+    const status = runningStatus({ a: { phase: 'Running' } });
+    const dying = stepPod('a', 1, 'Running', { metadata: { deletionTimestamp: stamp(-1) } });
+    const next = plan({ pipeline: p2, run: pipelineRun({ cancel: true }, status), pods: [dying] });
+    assert.equal(next.status.phase, 'Cancelled');
+    assert.deepEqual(next.delete, []);
+  });
+
+  it('a finished run only deletes its still-active Pods', () => {
+    const status: PipelineRunStatus = {
+      ...runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Failed' }, c: { phase: 'Cancelled' }, d: { phase: 'Skipped' } }),
+      phase: 'Failed',
+      finishedAt: stamp(-30),
+      progress: '1/4',
+    };
+    const pods = [succeededPod('a', 1), failedPod('b', 1), stepPod('c', 1, 'Running'), stepPod('c', 2, 'Pending', { metadata: { deletionTimestamp: stamp(-1) } })];
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    assert.deepEqual(deleted(next), ['r1-c-1']);
+    assert.deepEqual(created(next), []);
+    assert.deepEqual(next.events, []);
+    assert.deepEqual(next.status, { ...status, observedGeneration: 1 }, 'status is left as it was');
+    assert.equal(next.requeueAfterMs, undefined);
+  });
+
+  it('a finished run whose pipeline is gone still stops its Pods', () => {
+    const status: PipelineRunStatus = { ...runningStatus({ a: { phase: 'Cancelled' } }), phase: 'Cancelled' };
+    const next = plan({ pipeline: undefined, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Running')] });
+    assert.deepEqual(deleted(next), ['r1-a-1']);
+    assert.equal(next.status.phase, 'Cancelled');
+  });
+});
+
+describe('planRun: Pods the API server rejects', () => {
+  it('fail the step with PodRejected, without retry, and the run with it', () => {
+    const p = pipeline([step('a', { retries: { limit: 3 } }), step('b')]);
+    const rejected = new Map([['r1-a-1', 'Pod rejected by the API server: exceeded quota']]);
+    const next = plan({ pipeline: p, rejected });
+    const a = stepOf(next, 'a');
+    assert.deepEqual([a.phase, a.reason, a.retryAt], ['Failed', Reasons.PodRejected, undefined]);
+    assert.equal(a.message, 'Pod rejected by the API server: exceeded quota');
+    assert.ok(!created(next).includes('r1-a-1'));
+    assert.equal(next.status.phase, 'Failed');
+    assert.match(condition(next).message, /^step "a" failed: Pod rejected by the API server: exceeded quota$/);
+    assert.ok(eventReasons(next).includes('StepFailed'));
+  });
+
+  it('fail a Running step whose missing Pod is rejected when created again', () => {
+    const p = pipeline([step('a', { retries: { limit: 3 } })]);
+    const status = runningStatus({ a: { phase: 'Running' } });
+    const next = plan({ pipeline: p, run: pipelineRun({}, status), rejected: new Map([['r1-a-1', 'denied']]) });
+    assert.deepEqual([stepOf(next, 'a').phase, stepOf(next, 'a').reason], ['Failed', Reasons.PodRejected]);
+    assert.equal(next.status.phase, 'Failed');
+    assert.deepEqual(created(next), []);
+  });
+});
+
+describe('planRun: conditions', () => {
+  it("lastTransitionTime does not move while the condition's status stays the same", () => {
+    const p = pipeline(diamond());
+    const first = plan({ pipeline: p });
+    const t0 = condition(first).lastTransitionTime;
+    assert.equal(t0, '2030-01-01T12:00:00Z');
+
+    // Later, with another message (b and c running): still Unknown, the time stays.
+    const second = plan({ pipeline: p, run: withStatus(pipelineRun(), first.status), pods: [succeededPod('a', 1)], now: at(600) });
+    assert.equal(condition(second).message, 'running: b, c');
+    assert.equal(condition(second).lastTransitionTime, t0);
+
+    // Nothing changed: the status is equal, so no write is needed.
+    const third = plan({ pipeline: p, run: withStatus(pipelineRun(), second.status), pods: [succeededPod('a', 1), stepPod('b', 1, 'Running'), stepPod('c', 1, 'Running')], now: at(900) });
+    assert.deepEqual(third.status, second.status);
+
+    // The status flips to False: the time moves.
+    const fourth = plan({ pipeline: p, run: withStatus(pipelineRun(), third.status), pods: [succeededPod('a', 1), failedPod('b', 1), stepPod('c', 1, 'Running')], now: at(1200) });
+    assert.equal(condition(fourth).status, 'False');
+    assert.equal(condition(fourth).lastTransitionTime, stamp(1200));
+  });
+});
+
+describe('planRun: size', () => {
+  // prepare → 198 shards → aggregate: the largest pipeline the CRD allows.
+  const shards = Array.from({ length: MAX_STEPS - 2 }, (_, i) => `train-shard-${String(i).padStart(3, '0')}`);
+  const fanOut = pipeline([step('prepare'), ...shards.map((n) => step(n, { dependsOn: ['prepare'] })), step('aggregate', { dependsOn: shards })]);
+  const run = (status?: PipelineRunStatus): PipelineRun => pipelineRun({}, status, 'nightly-training-run-2030-01-01');
+
+  it('a 200-step fan-out keeps its status small while running', () => {
+    assert.equal(fanOut.spec.steps.length, 200);
+    const first = plan({ run: run(), pipeline: fanOut, pods: [], now: NOW });
+    const pods: Pod[] = [succeededPod('prepare', 1)];
+    const second = plan({ run: run(first.status), pipeline: fanOut, pods, now: at(60) });
+    assert.equal(second.create.length, 198);
+    assert.equal(second.status.steps?.length, 200);
+    const size = JSON.stringify(second.status).length;
+    assert.ok(size < 64 * 1024, `status is ${size} bytes`);
+  });
+
+  it('a 200-step run in which every step failed with a long message stays far below etcd limits', () => {
+    const names = Array.from({ length: MAX_STEPS }, (_, i) => `train-shard-${String(i).padStart(3, '0')}`);
+    const steps = names.map((n) => step(n, { retries: { limit: 1 } }));
+    const p = pipeline(steps);
+    const status = runningStatus(Object.fromEntries(names.map((n) => [n, { phase: 'Running' as const }])));
+    const pods = names.map((n) => failedPod(n, 1, 1, 'x'.repeat(10_000)));
+    const next = plan({ run: pipelineRun({}, status), pipeline: p, pods, now: NOW });
+    assert.ok(next.status.steps?.every((s) => s.phase === 'Retrying'));
+    const size = JSON.stringify(next.status).length;
+    assert.ok(size < 256 * 1024, `status is ${size} bytes`);
+  });
+});

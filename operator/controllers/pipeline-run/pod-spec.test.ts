@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { API_VERSION } from '../../api/v1alpha1/common.ts';
+import type { ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
+import type { InputSpec } from '../../agent/protocol.ts';
+import { buildStepPod, DEFAULT_RUN_AS_USER, type AgentSettings } from './pod-spec.ts';
+import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
+import { IMAGE, NAMESPACE, RUN_UID, pipelineRun, step } from './testing.ts';
+
+const parameters: ResolvedParameter[] = [
+  { name: 'lr', value: '0.01', source: 'run' },
+  { name: 'batch-size', value: '32', source: 'default' },
+];
+
+const trainStep = step('train', {
+  command: ['python', '-m', 'train'],
+  args: ['--lr=$(params.lr)', '--batch=$(params.batch-size)', '$(params.unknown)'],
+  parameters: ['lr', 'batch-size'],
+  env: [
+    { name: 'MODE', value: 'lr=$(params.lr)' },
+    { name: 'API_TOKEN', valueFrom: { secretKeyRef: { name: 'hub', key: 'token' } } },
+    { name: 'REGION', valueFrom: { configMapKeyRef: { name: 'site', key: 'region' } } },
+  ],
+  timeoutSeconds: 900,
+  resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { 'nvidia.com/gpu': 1 } },
+  nodeSelector: { pool: 'gpu' },
+  tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
+});
+
+const agent: AgentSettings = { image: 'ferry:0.1.0', storeRoot: 'file:///var/lib/ferry/artifacts', storeClaim: 'ferry-artifacts' };
+const configuration = { uri: 'file:///var/lib/ferry/artifacts/ml/train/r1/pipeline-configuration.json', digest: `sha256:${'c'.repeat(64)}` };
+const inputs: InputSpec[] = [{ name: 'data', uri: `file:///var/lib/ferry/artifacts/blobs/sha256/${'e'.repeat(64)}`, digest: `sha256:${'e'.repeat(64)}` }];
+const base = { pipelineName: 'p', parameters, inputs, configuration, agent };
+const build = (extra: Partial<Parameters<typeof buildStepPod>[0]> = {}) =>
+  buildStepPod({ ...base, run: pipelineRun(), pipelineName: 'train-pipeline', step: trainStep, attempt: 2, ...extra });
+const stepContainer = (pod: ReturnType<typeof buildStepPod>) => pod.spec?.initContainers?.find((c) => c.name === STEP_CONTAINER);
+
+describe('buildStepPod', () => {
+  const pod = build();
+  const container = stepContainer(pod);
+  const env = new Map((container?.env ?? []).map((e) => [e.name, e]));
+
+  it('is named <run>-<step>-<attempt> in the run namespace', () => {
+    assert.equal(pod.metadata.name, 'r1-train-2');
+    assert.equal(pod.metadata.namespace, NAMESPACE);
+  });
+
+  it('carries the run, step, pipeline, attempt and managed-by labels', () => {
+    assert.deepEqual(pod.metadata.labels, {
+      'app.kubernetes.io/managed-by': 'ferry',
+      'ferry.dev/run': 'r1',
+      'ferry.dev/pipeline': 'train-pipeline',
+      'ferry.dev/step': 'train',
+      'ferry.dev/attempt': '2',
+    });
+  });
+
+  it('is controlled by its run (garbage collected with it)', () => {
+    assert.deepEqual(pod.metadata.ownerReferences, [
+      { apiVersion: API_VERSION, kind: 'PipelineRun', name: 'r1', uid: RUN_UID, controller: true, blockOwnerDeletion: true },
+    ]);
+  });
+
+  it('never restarts, mounts no token, and is bounded by the step timeout', () => {
+    assert.equal(pod.spec?.restartPolicy, 'Never');
+    assert.equal(pod.spec?.automountServiceAccountToken, false);
+    assert.equal(pod.spec?.enableServiceLinks, false);
+    assert.equal(pod.spec?.activeDeadlineSeconds, 900);
+    assert.equal(build({ step: step('quick') }).spec?.activeDeadlineSeconds, undefined);
+  });
+
+  it('runs with a restricted security context', () => {
+    assert.deepEqual(pod.spec?.securityContext, {
+      runAsNonRoot: true,
+      runAsUser: DEFAULT_RUN_AS_USER,
+      runAsGroup: DEFAULT_RUN_AS_USER,
+      fsGroup: DEFAULT_RUN_AS_USER,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    assert.deepEqual(container?.securityContext, { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  });
+
+  it('runs fetch-inputs, then the step, as init containers, and publish-outputs as the main container', () => {
+    assert.deepEqual(pod.spec?.initContainers?.map((c) => c.name), [FETCH_CONTAINER, STEP_CONTAINER]);
+    assert.deepEqual(pod.spec?.containers.map((c) => c.name), [PUBLISH_CONTAINER]);
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      assert.ok(c.volumeMounts?.some((m) => m.name === 'ferry' && m.mountPath === '/ferry'), `${c.name} mounts /ferry`);
+      assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    }
+    assert.deepEqual(pod.spec?.volumes?.[0], { name: 'ferry', emptyDir: {} });
+  });
+
+  it('tells the agent what to fetch and publish, and mounts the file store for it', () => {
+    const fetch = pod.spec?.initContainers?.[0];
+    const publish = pod.spec?.containers[0];
+    const envOf = (c: typeof fetch) => new Map((c?.env ?? []).map((e) => [e.name, e.value]));
+    assert.equal(fetch?.image, 'ferry:0.1.0');
+    assert.deepEqual(fetch?.args, ['agent', 'fetch-inputs']);
+    assert.deepEqual(publish?.args, ['agent', 'publish-outputs']);
+    assert.deepEqual(JSON.parse(envOf(fetch).get('FERRY_INPUTS') ?? ''), inputs);
+    assert.deepEqual(JSON.parse(envOf(fetch).get('FERRY_CONFIGURATION') ?? ''), configuration);
+    assert.equal(envOf(publish).get('FERRY_ARTIFACT_STORE'), 'file:///var/lib/ferry/artifacts');
+    assert.deepEqual(JSON.parse(envOf(publish).get('FERRY_OUTPUTS') ?? ''), []);
+    assert.ok(publish?.volumeMounts?.some((m) => m.mountPath === '/var/lib/ferry/artifacts'));
+    assert.deepEqual(pod.spec?.volumes?.[1], { name: 'ferry-artifacts', persistentVolumeClaim: { claimName: 'ferry-artifacts' } });
+    assert.equal(container?.volumeMounts?.length, 1, 'the user step does not see the store');
+  });
+
+  it('runs the step with the image, command, resources and placement of the step', () => {
+    assert.equal(container?.name, STEP_CONTAINER);
+    assert.equal(container?.image, IMAGE);
+    assert.deepEqual(container?.command, ['python', '-m', 'train']);
+    assert.deepEqual(container?.resources, { requests: { cpu: '500m', memory: '1Gi' }, limits: { 'nvidia.com/gpu': 1 } });
+    assert.deepEqual(pod.spec?.nodeSelector, { pool: 'gpu' });
+    assert.deepEqual(pod.spec?.tolerations, [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
+    assert.equal(container?.terminationMessagePolicy, 'FallbackToLogsOnError');
+  });
+
+  it('substitutes $(params.x) in args and env values, leaving unknown references as written', () => {
+    assert.deepEqual(container?.args, ['--lr=0.01', '--batch=32', '$(params.unknown)']);
+    assert.deepEqual(env.get('MODE'), { name: 'MODE', value: 'lr=0.01' });
+  });
+
+  it('passes declared parameters as FERRY_PARAM_<NAME>', () => {
+    assert.equal(env.get('FERRY_PARAM_LR')?.value, '0.01');
+    assert.equal(env.get('FERRY_PARAM_BATCH_SIZE')?.value, '32');
+  });
+
+  it('tells the step who it is', () => {
+    assert.equal(env.get('FERRY_RUN')?.value, 'r1');
+    assert.equal(env.get('FERRY_PIPELINE')?.value, 'train-pipeline');
+    assert.equal(env.get('FERRY_STEP')?.value, 'train');
+    assert.equal(env.get('FERRY_ATTEMPT')?.value, '2');
+  });
+
+  it('passes secret and config map references through as references, never as values', () => {
+    assert.deepEqual(env.get('API_TOKEN'), { name: 'API_TOKEN', valueFrom: { secretKeyRef: { name: 'hub', key: 'token' } } });
+    assert.deepEqual(env.get('REGION'), { name: 'REGION', valueFrom: { configMapKeyRef: { name: 'site', key: 'region' } } });
+  });
+
+  it('has unique env names', () => {
+    const names = (container?.env ?? []).map((e) => e.name);
+    assert.equal(new Set(names).size, names.length);
+  });
+
+  it('omits command and args the step does not set', () => {
+    const bare = stepContainer(build({ step: { name: 'bare', image: IMAGE } }));
+    assert.equal(bare?.command, undefined);
+    assert.equal(bare?.args, undefined);
+  });
+
+  describe('with a long run name', () => {
+    const longRun = pipelineRun({}, undefined, `nightly-${'x'.repeat(80)}-training`);
+    const a = buildStepPod({ ...base, run: longRun, step: trainStep, attempt: 1 });
+    const again = buildStepPod({ ...base, run: longRun, step: trainStep, attempt: 1 });
+    const next = buildStepPod({ ...base, run: longRun, step: trainStep, attempt: 2 });
+
+    it('gets a name of at most 63 characters ending in a hash', () => {
+      assert.ok(a.metadata.name.length <= 63, a.metadata.name);
+      assert.match(a.metadata.name, /^nightly-x+-[0-9a-f]{10}$/);
+    });
+
+    it('gets the same name on every call, and another for another attempt', () => {
+      assert.equal(again.metadata.name, a.metadata.name);
+      assert.notEqual(next.metadata.name, a.metadata.name);
+    });
+
+    it('gets a run label that is a valid label value', () => {
+      const value = a.metadata.labels?.['ferry.dev/run'] ?? '';
+      assert.ok(value.length <= 63);
+      assert.match(value, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      assert.equal(a.metadata.ownerReferences?.[0]?.name, longRun.metadata.name, 'the owner reference keeps the full name');
+    });
+  });
+});

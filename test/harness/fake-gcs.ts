@@ -1,0 +1,128 @@
+// Starts fake-gcs-server (the GCS emulator, built once by test/tools/build-fake-gcs.sh) on
+// 127.0.0.1 over plain HTTP with a throwaway filesystem backend, for the gs:// artifact-store
+// tests and the memory benchmark. Point GcsArtifactStore at `endpoint` through apiEndpoint.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.ts';
+
+export interface FakeGcs {
+  /** e.g. http://127.0.0.1:41234 (no trailing slash): the storage client's apiEndpoint. */
+  endpoint: string;
+  /** Creates a bucket (idempotent: an existing bucket is fine). */
+  createBucket(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StartFakeGcsOptions {
+  /** Buckets to create before returning. */
+  buckets?: string[];
+  log?: (line: string) => void;
+}
+
+const buildScript = fileURLToPath(new URL('../tools/build-fake-gcs.sh', import.meta.url));
+const startupTimeoutMs = 30_000;
+const stopGraceMs = 5_000;
+
+/** Builds (if needed) fake-gcs-server and returns the path of the binary. */
+export async function ensureFakeGcsBinary(): Promise<string> {
+  // stderr is inherited so a first-time Go build (under a minute) shows its progress.
+  const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  const binDir = stdout.trim().split('\n').pop()?.trim();
+  if (code !== 0 || !binDir) throw new Error(`${buildScript} failed (exit ${code}); stdout: ${stdout.trim()}`);
+  return join(binDir, 'fake-gcs-server');
+}
+
+export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<FakeGcs> {
+  const log = options.log ?? (() => {});
+  const bin = await ensureFakeGcsBinary();
+  const workDir = await mkdtemp(join(tmpdir(), 'ferry-fake-gcs-'));
+  const logPath = join(workDir, 'fake-gcs-server.log');
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+
+  const fd = openSync(logPath, 'a');
+  const proc = spawn(bin, [
+    '-scheme', 'http', '-host', '127.0.0.1', '-port', String(port),
+    // Resumable-upload session URLs are built from this; make them match what we dial.
+    '-external-url', endpoint,
+    // Filesystem rather than memory: the 1 GiB benchmark should not live in the emulator's heap.
+    '-backend', 'filesystem', '-filesystem-root', join(workDir, 'storage'),
+    '-log-level', 'warn',
+  ], { stdio: ['ignore', fd, fd] });
+  closeSync(fd); // the child holds its own copy
+
+  let exited = false;
+  const exitedPromise = new Promise<void>((resolve) => {
+    proc.once('exit', () => { exited = true; resolve(); });
+    // Spawn failures emit 'error' without 'exit'.
+    proc.once('error', (err) => {
+      exited = true;
+      void writeFile(logPath, `spawn ${bin} failed: ${err.message}\n`, { flag: 'a' }).catch(() => undefined);
+      resolve();
+    });
+  });
+  // If the test process exits without stop(), don't leak the server.
+  const killOnExit = (): void => { if (!exited) proc.kill('SIGKILL'); };
+  process.on('exit', killOnExit);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopping ??= (async () => {
+    if (!exited) {
+      proc.kill('SIGTERM');
+      const timedOut = await Promise.race([exitedPromise.then(() => false), sleep(stopGraceMs).then(() => true)]);
+      if (timedOut) { proc.kill('SIGKILL'); await exitedPromise; }
+    }
+    process.off('exit', killOnExit);
+    if (!process.env.FERRY_KEEP_TEST_DIRS) await rm(workDir, { recursive: true, force: true });
+    else log(`kept ${workDir}`);
+  })());
+
+  const createBucket = async (name: string): Promise<void> => {
+    const res = await fetch(`${endpoint}/storage/v1/b?project=ferry-test`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
+    if (!res.ok && res.status !== 409) {
+      throw new Error(`fake-gcs-server at ${endpoint}: creating bucket ${name} failed: HTTP ${res.status} ${await res.text()}`);
+    }
+  };
+
+  try {
+    const started = Date.now();
+    for (;;) {
+      if (exited) throw new Error(`fake-gcs-server exited during startup:\n${await tail(logPath)}`);
+      const res = await fetch(`${endpoint}/storage/v1/b`).catch(() => undefined);
+      if (res !== undefined) {
+        await res.body?.cancel();
+        if (res.ok) break;
+      }
+      if (Date.now() - started > startupTimeoutMs) {
+        throw new Error(`timed out after ${startupTimeoutMs} ms waiting for fake-gcs-server on ${endpoint}:\n${await tail(logPath)}`);
+      }
+      await sleep(100);
+    }
+    log(`fake-gcs-server ready on ${endpoint} after ${Date.now() - started} ms`);
+    for (const bucket of options.buckets ?? []) await createBucket(bucket);
+    return { endpoint, createBucket, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function tail(path: string, lines = 40): Promise<string> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').slice(-lines).join('\n');
+}
