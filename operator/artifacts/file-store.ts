@@ -3,8 +3,8 @@
 // are hard-linked into place, so readers never see a partially written object.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, link, mkdir, open, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -38,9 +38,9 @@ export class FileArtifactStore implements ArtifactStore {
   async putBlob(source: Readable): Promise<StoredObject> {
     const hash = createHash('sha256');
     let size = 0;
-    const tmp = await this.writeTemp(this.root, 'putBlob', async (fh) => {
+    const tmp = await this.writeTemp(this.root, 'putBlob', async (path) => {
       // NOTE: pipeline keeps memory bounded by the streams' highWaterMarks and destroys
-      // `source` on any failure; autoClose is off so we can fsync before closing.
+      // `source` on any failure; `flush` fsyncs the file before it is closed.
       await pipeline(
         source,
         async function* (chunks: AsyncIterable<Uint8Array | string>) {
@@ -51,7 +51,7 @@ export class FileArtifactStore implements ArtifactStore {
             yield bytes;
           }
         },
-        fh.createWriteStream({ autoClose: false }),
+        createWriteStream(path, { flags: 'wx', mode: 0o600, flush: true }),
       );
     });
     const hex = hash.digest('hex');
@@ -70,8 +70,8 @@ export class FileArtifactStore implements ArtifactStore {
 
   async createOnce(key: string, data: Uint8Array): Promise<StoredObject> {
     const uri = this.uriFor(key);
-    const tmp = await this.writeTemp(uri, 'createOnce', async (fh) => {
-      await fh.writeFile(data);
+    const tmp = await this.writeTemp(uri, 'createOnce', async (path) => {
+      await writeFile(path, data, { flag: 'wx', mode: 0o600, flush: true });
     });
     try {
       await this.linkIntoPlace(tmp, key, uri, 'createOnce');
@@ -162,20 +162,17 @@ export class FileArtifactStore implements ArtifactStore {
     return path;
   }
 
-  /** Creates a fresh temp file, lets `fill` write it, then fsyncs it and makes it read-only. */
-  private async writeTemp(target: string, operation: string, fill: (fh: FileHandle) => Promise<void>): Promise<string> {
+  /**
+   * Lets `fill` create and write (exclusively, with fsync) a fresh temp file, then makes it
+   * read-only. The temp dir sits under the root, so the file can be linked into place.
+   */
+  private async writeTemp(target: string, operation: string, fill: (path: string) => Promise<void>): Promise<string> {
     const tmpDir = join(this.rootDir, tmpDirName);
     const tmp = join(tmpDir, randomUUID());
     try {
       await mkdir(tmpDir, { recursive: true });
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        await fill(fh);
-        await fh.sync();
-        await fh.chmod(0o444);
-      } finally {
-        await fh.close();
-      }
+      await fill(tmp);
+      await chmod(tmp, 0o444);
       return tmp;
     } catch (err) {
       await unlinkQuietly(tmp);
@@ -215,10 +212,12 @@ export function parseFileRoot(rootUri: string): string {
   if (url.search !== '' || url.hash !== '') {
     throw new Error(`artifact store URI ${JSON.stringify(rootUri)} must not have a query or fragment`);
   }
-  const path = fileURLToPath(url);
-  if (path.split('/').includes('..')) {
+  // Also on the raw string: the URL parser resolves '..' silently.
+  const rawPath = rootUri.replace(/^file:\/\/(localhost)?/, '');
+  if (rawPath.split('/').some((s) => s === '..' || s.toLowerCase() === '%2e%2e')) {
     throw new Error(`artifact store URI ${JSON.stringify(rootUri)} must not contain '..'`);
   }
+  const path = fileURLToPath(url);
   const trimmed = path.replace(/\/+$/, '');
   if (trimmed === '') throw new Error(`artifact store URI ${JSON.stringify(rootUri)} must not be the filesystem root`);
   return trimmed;

@@ -135,7 +135,11 @@ export class GcsArtifactStore implements ArtifactStore {
     const key = `${blobPrefix}${hex}`;
     const uri = this.uriFor(key);
     try {
-      await tmp.copy(this.fileFor(key), { preconditionOpts: { ifGenerationMatch: 0 } });
+      // The usual repeat (same outputs again) needs no copy. The precondition still decides
+      // when two writers race (real GCS answers 412; fake-gcs-server ignores preconditions on
+      // copies and overwrites with the same bytes).
+      const target = this.fileFor(key);
+      if (!(await this.exists(uri))) await tmp.copy(target, { preconditionOpts: { ifGenerationMatch: 0 } });
     } catch (err) {
       // 412: the blob is there already, and by construction holds the same bytes.
       if (httpStatus(err) !== 412) throw wrap(err, `putBlob ${uri}: copying from ${tmpUri}`);
@@ -208,16 +212,18 @@ export class GcsArtifactStore implements ArtifactStore {
 
   async delete(uri: string): Promise<void> {
     const name = this.nameOf(uri);
-    // Deleting by generation keeps the call retryable (see the constructor); a 412 means the
-    // object was replaced between our read and delete, so look again.
+    // Delete the generation we just saw, with ifGenerationMatch too: the call stays retryable
+    // (see the constructor) and never removes an object written after our look. A 404 or 412
+    // means it changed in between, so look again.
     for (let attempt = 1; ; attempt++) {
       const generation = await this.generationOf(name, `delete ${uri}`);
       if (generation === undefined) return;
       try {
-        await this.bucket.file(name).delete(deleteIfGeneration(generation));
+        await this.bucket.file(name, { generation }).delete(ifGeneration(generation));
         return;
       } catch (err) {
-        if (httpStatus(err) === 412 && attempt < 3) continue;
+        const status = httpStatus(err);
+        if ((status === 404 || status === 412) && attempt < 3) continue;
         throw wrap(err, `delete ${uri}`);
       }
     }
@@ -254,7 +260,7 @@ export class GcsArtifactStore implements ArtifactStore {
     // lifecycle rule on the prefix can sweep them).
     const generation = tmp.metadata.generation;
     if (generation === undefined) return;
-    await tmp.delete(deleteIfGeneration(generation)).catch(() => undefined);
+    await this.bucket.file(tmp.name, { generation }).delete({ ...ifGeneration(generation), ignoreNotFound: true }).catch(() => undefined);
   }
 
   private fileFor(key: string): File {
@@ -300,10 +306,10 @@ export function parseGcsRoot(rootUri: string): { bucket: string; prefix: string 
   return { bucket, prefix };
 }
 
-function deleteIfGeneration(generation: string | number): DeleteFileOptions {
+function ifGeneration(generation: string | number): DeleteFileOptions {
   // DeleteFileOptions does not declare preconditions, but the library sends the remaining
   // options as query parameters and checks ifGenerationMatch to decide on retries.
-  const options: DeleteFileOptions & PreconditionOptions = { ignoreNotFound: true, ifGenerationMatch: generation };
+  const options: DeleteFileOptions & PreconditionOptions = { ifGenerationMatch: generation };
   return options;
 }
 

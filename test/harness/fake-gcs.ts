@@ -80,7 +80,11 @@ export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<F
   const stop = (): Promise<void> => (stopping ??= (async () => {
     if (!exited) {
       proc.kill('SIGTERM');
-      const timedOut = await Promise.race([exitedPromise.then(() => false), sleep(stopGraceMs).then(() => true)]);
+      // The grace timer is unref'd so that a prompt exit does not keep the test process alive.
+      const timedOut = await Promise.race([
+        exitedPromise.then(() => false),
+        sleep(stopGraceMs, true, { ref: false }),
+      ]);
       if (timedOut) { proc.kill('SIGKILL'); await exitedPromise; }
     }
     process.off('exit', killOnExit);

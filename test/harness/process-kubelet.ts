@@ -59,7 +59,7 @@ export class ProcessKubelet {
   private async tick(): Promise<void> {
     const { items } = await this.client.list<Pod>(PODS, this.namespace);
     for (const pod of items) {
-      if (this.seen.has(pod.metadata.name) || pod.metadata.deletionTimestamp || pod.status?.phase) continue;
+      if (this.seen.has(pod.metadata.name) || pod.metadata.deletionTimestamp || pod.status?.startTime) continue;
       this.seen.add(pod.metadata.name);
       const job = this.runPod(pod).catch(() => undefined);
       this.work.add(job);
@@ -87,7 +87,8 @@ export class ProcessKubelet {
   }
 
   private async runContainer(pod: Pod, container: IContainer, dir: string): Promise<Terminated> {
-    const rewrite = (text: string) => text.replaceAll('/ferry', join(dir, 'ferry'));
+    // Only the path /ferry (not gs://ferry-bucket, /ferry-x or a/ferry).
+    const rewrite = (text: string) => text.replace(/(?<![\w/.-])\/ferry(?=\/|$|[\s'"`;)])/g, join(dir, 'ferry'));
     const terminationLog = join(dir, `termination-${container.name}`);
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...this.options.env };
     for (const e of container.env ?? []) {

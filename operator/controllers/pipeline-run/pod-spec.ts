@@ -115,7 +115,7 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, inp
     name,
     image: agent.image,
     args: ['agent', phase],
-    env: [...store.env, ...extraEnv, { name: ENV.terminationLog, value: '/dev/termination-log' }],
+    env: [{ name: ENV.dir, value: FERRY_DIR }, ...store.env, ...extraEnv, { name: ENV.terminationLog, value: '/dev/termination-log' }],
     volumeMounts: [work, ...store.mounts],
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
     securityContext: restricted,
