@@ -32,6 +32,7 @@ describe('loadConfig', () => {
       gcsEndpoint: undefined,
       gcsCredentialsSecret: undefined,
       insecureRegistries: [],
+      imageCacheMs: 30_000,
     });
     assert.match(identity, /^.+_[0-9a-f]{8}$/);
     assert.ok(Object.isFrozen(config));

@@ -30,6 +30,7 @@ export interface Config {
   gcsEndpoint: string | undefined;
   gcsCredentialsSecret: string | undefined;
   insecureRegistries: string[];
+  imageCacheMs: number;
 }
 
 /** Every setting: flag name, environment variable, default, and what it means (README lists these). */
@@ -53,6 +54,7 @@ export const SETTINGS = {
   'agent-image': { env: 'FERRY_AGENT_IMAGE', default: `ferry:${OPERATOR_VERSION}`, help: "image of the step agent (the operator's own image)" },
   'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
   'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
+  'image-cache-seconds': { env: 'FERRY_IMAGE_CACHE_SECONDS', default: '30', help: 'how long a resolved tag → digest is reused' },
   'insecure-registries': { env: 'FERRY_INSECURE_REGISTRIES', default: '', help: 'comma-separated registries spoken to over plain http' },
 } as const;
 
@@ -115,6 +117,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     gcsEndpoint: raw('gcs-endpoint') || undefined,
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
     insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
+    imageCacheMs: integer('image-cache-seconds', 0, 3600) * 1000,
   };
   if (!/^(file:\/\/\/|gs:\/\/)/.test(config.artifactStore)) {
     throw new ConfigError(`--artifact-store (FERRY_ARTIFACT_STORE) must be file:///absolute/path or gs://bucket/prefix, got "${config.artifactStore}"`);

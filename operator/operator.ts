@@ -55,7 +55,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const store = openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {});
   const freeze: FreezeDeps = {
     store,
-    images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries }),
+    images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries, cacheTtlMs: config.imageCacheMs }),
     configurations: new LruCache<PipelineConfiguration>(1000),
     operatorVersion: OPERATOR_VERSION,
     pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),

@@ -10,6 +10,17 @@ cd "$root"
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
 command -v go >/dev/null 2>&1 || { echo "setup: Go is required to build the Kubernetes test binaries" >&2; exit 1; }
 
+# Debian packages the tests use: an OCI registry, an image builder, htpasswd for registry auth.
+missing=()
+for pair in docker-registry:docker-registry buildah:buildah htpasswd:apache2-utils; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]} ..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
 node_dir=$(bash scripts/ensure-node.sh | tail -n 1)
 export PATH="$node_dir:$PATH"
 
@@ -22,3 +33,4 @@ if [ "$(cat node_modules/.ferry-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
 fi
 
 bash test/tools/build-binaries.sh "$@" >/dev/null
+bash test/tools/build-fake-gcs.sh >/dev/null

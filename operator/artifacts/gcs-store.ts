@@ -4,8 +4,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
-import type { Bucket, DeleteFileOptions, File, PreconditionOptions } from '@google-cloud/storage';
+import type { Bucket, DeleteFileOptions, File, PreconditionOptions, StorageOptions } from '@google-cloud/storage';
 import { checkKey, checkPrefix, tmpDirName } from './file-store.ts';
 import { ObjectExistsError, ObjectNotFoundError } from './store.ts';
 import type { ArtifactStore, StoredObject } from './store.ts';
@@ -18,6 +17,12 @@ export interface GcsArtifactStoreOptions {
   apiEndpoint?: string;
   /** Only needed by calls that create buckets; object calls work without it. */
   projectId?: string;
+  /**
+   * Chunk size of resumable uploads (a multiple of 256 KiB; default 16 MiB). The library holds
+   * one chunk in memory so it can resend it after a transient failure. 0 sends the whole
+   * stream in one request: less memory, but a connection lost mid-way fails the putBlob.
+   */
+  uploadChunkBytes?: number;
 }
 
 /**
@@ -25,11 +30,7 @@ export interface GcsArtifactStoreOptions {
  * final name; larger ones stream through a resumable upload to a temporary object.
  */
 const resumableThresholdBytes = 8 * 1024 * 1024;
-/**
- * Resumable uploads send chunks of this size (a multiple of 256 KiB). The library keeps one
- * chunk in memory so it can resend it after a transient failure: memory stays bounded by it.
- */
-const resumableChunkBytes = 16 * 1024 * 1024;
+const defaultUploadChunkBytes = 16 * 1024 * 1024;
 /** Custom metadata key with a per-call id, to recognise our own write behind a retried 412. */
 const writeIdKey = 'ferry-write-id';
 const contentType = 'application/octet-stream';
@@ -40,7 +41,9 @@ export class GcsArtifactStore implements ArtifactStore {
   readonly bucketName: string;
   /** Object-name prefix without leading or trailing slashes; '' for the bucket root. */
   readonly prefix: string;
-  private readonly bucket: Bucket;
+  private readonly storageOptions: StorageOptions;
+  private readonly uploadChunkBytes: number;
+  private bucketPromise: Promise<Bucket> | undefined;
 
   /**
    * `rootUri` is `gs://bucket` or `gs://bucket/prefix`. Credentials come from Application
@@ -52,9 +55,24 @@ export class GcsArtifactStore implements ArtifactStore {
     this.bucketName = bucket;
     this.prefix = prefix;
     this.root = prefix === '' ? `gs://${bucket}` : `gs://${bucket}/${prefix}`;
-    const storage = new Storage({
+    const chunk = options.uploadChunkBytes ?? defaultUploadChunkBytes;
+    if (!Number.isInteger(chunk) || chunk < 0 || chunk % (256 * 1024) !== 0) {
+      throw new Error(`${this.root}: uploadChunkBytes must be 0 or a multiple of 256 KiB, got ${chunk}`);
+    }
+    this.uploadChunkBytes = chunk;
+    this.storageOptions = {
       ...(options.apiEndpoint !== undefined ? { apiEndpoint: options.apiEndpoint } : {}),
       ...(options.projectId !== undefined ? { projectId: options.projectId } : {}),
+    };
+  }
+
+  /**
+   * The client library is loaded on first use: it adds ~20 MiB of RSS, which a process that
+   * only ever opens a file:// store (the default install, most step agents) need not pay.
+   */
+  private bucket(): Promise<Bucket> {
+    this.bucketPromise ??= import('@google-cloud/storage').then(({ IdempotencyStrategy, Storage }) => new Storage({
+      ...this.storageOptions,
       retryOptions: {
         autoRetry: true,
         maxRetries: 5,
@@ -64,8 +82,8 @@ export class GcsArtifactStore implements ArtifactStore {
         // off on the shared Storage object while they run, for every other call too.
         idempotencyStrategy: IdempotencyStrategy.RetryConditional,
       },
-    });
-    this.bucket = storage.bucket(bucket);
+    }).bucket(this.bucketName));
+    return this.bucketPromise;
   }
 
   uriFor(key: string): string {
@@ -99,7 +117,7 @@ export class GcsArtifactStore implements ArtifactStore {
       if (ended) {
         const hex = hash.digest('hex');
         const key = `${blobPrefix}${hex}`;
-        await this.writeIfAbsent(this.fileFor(key), Buffer.concat(head), {}, `putBlob ${this.uriFor(key)}`);
+        await this.writeIfAbsent(await this.fileFor(key), Buffer.concat(head), {}, `putBlob ${this.uriFor(key)}`);
         return { uri: this.uriFor(key), digest: `sha256:${hex}`, size };
       }
       const rest = async function* (): AsyncGenerator<Uint8Array> {
@@ -119,11 +137,11 @@ export class GcsArtifactStore implements ArtifactStore {
    */
   private async putLargeBlob(data: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>, size: () => number): Promise<StoredObject> {
     const tmpUri = this.uriForTmp(randomUUID());
-    const tmp = this.bucket.file(this.nameOf(tmpUri, true));
+    const tmp = (await this.bucket()).file(this.nameOf(tmpUri, true));
     try {
       await pipeline(data, tmp.createWriteStream({
         resumable: true,
-        chunkSize: resumableChunkBytes,
+        ...(this.uploadChunkBytes > 0 ? { chunkSize: this.uploadChunkBytes } : {}),
         // The name is fresh, so "only if absent" always holds; it makes the upload retryable.
         preconditionOpts: { ifGenerationMatch: 0 },
         metadata: { contentType },
@@ -138,7 +156,7 @@ export class GcsArtifactStore implements ArtifactStore {
       // The usual repeat (same outputs again) needs no copy. The precondition still decides
       // when two writers race (real GCS answers 412; fake-gcs-server ignores preconditions on
       // copies and overwrites with the same bytes).
-      const target = this.fileFor(key);
+      const target = await this.fileFor(key);
       if (!(await this.exists(uri))) await tmp.copy(target, { preconditionOpts: { ifGenerationMatch: 0 } });
     } catch (err) {
       // 412: the blob is there already, and by construction holds the same bytes.
@@ -151,7 +169,7 @@ export class GcsArtifactStore implements ArtifactStore {
 
   async createOnce(key: string, data: Uint8Array): Promise<StoredObject> {
     const uri = this.uriFor(key);
-    const file = this.fileFor(key);
+    const file = await this.fileFor(key);
     const writeId = randomUUID();
     const created = await this.writeIfAbsent(file, data, { [writeIdKey]: writeId }, `createOnce ${uri}`);
     if (!created) {
@@ -170,13 +188,13 @@ export class GcsArtifactStore implements ArtifactStore {
     if (generation === undefined) throw new ObjectNotFoundError(uri);
     // Pinning the generation we just saw makes a concurrent delete + rewrite visible as an
     // error instead of a silent switch to other bytes.
-    return this.bucket.file(name, { generation }).createReadStream();
+    return (await this.bucket()).file(name, { generation }).createReadStream();
   }
 
   async readAll(uri: string): Promise<Buffer> {
     const name = this.nameOf(uri);
     try {
-      const [contents] = await this.bucket.file(name).download();
+      const [contents] = await (await this.bucket()).file(name).download();
       return contents;
     } catch (err) {
       if (httpStatus(err) === 404) throw new ObjectNotFoundError(uri);
@@ -187,7 +205,7 @@ export class GcsArtifactStore implements ArtifactStore {
   async exists(uri: string): Promise<boolean> {
     const name = this.nameOf(uri);
     try {
-      const [exists] = await this.bucket.file(name).exists();
+      const [exists] = await (await this.bucket()).file(name).exists();
       return exists;
     } catch (err) {
       throw wrap(err, `exists ${uri}`);
@@ -199,7 +217,7 @@ export class GcsArtifactStore implements ArtifactStore {
     const base = this.prefix === '' ? '' : `${this.prefix}/`;
     let files: File[];
     try {
-      [files] = await this.bucket.getFiles({ prefix: `${base}${prefix}`, autoPaginate: true });
+      [files] = await (await this.bucket()).getFiles({ prefix: `${base}${prefix}`, autoPaginate: true });
     } catch (err) {
       throw wrap(err, `list ${this.root} prefix ${JSON.stringify(prefix)}`);
     }
@@ -219,7 +237,7 @@ export class GcsArtifactStore implements ArtifactStore {
       const generation = await this.generationOf(name, `delete ${uri}`);
       if (generation === undefined) return;
       try {
-        await this.bucket.file(name, { generation }).delete(ifGeneration(generation));
+        await (await this.bucket()).file(name, { generation }).delete(ifGeneration(generation));
         return;
       } catch (err) {
         const status = httpStatus(err);
@@ -246,7 +264,7 @@ export class GcsArtifactStore implements ArtifactStore {
 
   private async generationOf(name: string, context: string): Promise<string | number | undefined> {
     try {
-      const [metadata] = await this.bucket.file(name).getMetadata();
+      const [metadata] = await (await this.bucket()).file(name).getMetadata();
       if (metadata.generation === undefined) throw new Error(`gs://${this.bucketName}/${name} has no generation in its metadata`);
       return metadata.generation;
     } catch (err) {
@@ -260,12 +278,12 @@ export class GcsArtifactStore implements ArtifactStore {
     // lifecycle rule on the prefix can sweep them).
     const generation = tmp.metadata.generation;
     if (generation === undefined) return;
-    await this.bucket.file(tmp.name, { generation }).delete({ ...ifGeneration(generation), ignoreNotFound: true }).catch(() => undefined);
+    await tmp.bucket.file(tmp.name, { generation }).delete({ ...ifGeneration(generation), ignoreNotFound: true }).catch(() => undefined);
   }
 
-  private fileFor(key: string): File {
+  private async fileFor(key: string): Promise<File> {
     checkKey(key, this.root);
-    return this.bucket.file(this.prefix === '' ? key : `${this.prefix}/${key}`);
+    return (await this.bucket()).file(this.prefix === '' ? key : `${this.prefix}/${key}`);
   }
 
   private uriForTmp(id: string): string {

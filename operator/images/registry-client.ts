@@ -155,8 +155,8 @@ export class RegistryImageResolver implements ImageResolver {
     }
     if (challenge.scheme === 'basic') {
       if (credentials?.username !== undefined && credentials.password !== undefined) return basicAuth(credentials.username, credentials.password);
-      if (credentials?.token !== undefined) return `Bearer ${credentials.token}`;
-      throw new ImageResolutionError(reference, `registry ${ref.registry} requires credentials (Basic auth) and none were given; add an imagePullSecret for ${ref.registry}`, false);
+      const given = credentials === undefined ? 'none were given' : 'the credentials given have no username and password';
+      throw new ImageResolutionError(reference, `registry ${ref.registry} requires credentials (Basic auth) and ${given}; add an imagePullSecret for ${ref.registry}`, false);
     }
     return this.#fetchToken(attempt, challenge.params);
   }
@@ -264,6 +264,10 @@ export class RegistryImageResolver implements ImageResolver {
       });
     } catch (err) {
       const host = new URL(url).host;
+      if (err instanceof Error && err.cause instanceof Error && err.cause.message === 'bad port') {
+        // WHATWG fetch refuses some ports outright (6000, 6665-6669, 10080, …): retrying cannot help.
+        throw new ImageResolutionError(attempt.reference, `cannot talk to ${host}: fetch refuses that port (WHATWG "bad port" list); serve the registry on another port`, false);
+      }
       const hint = looksLikeTls(err) && !this.#insecure.has(host) ? `; if ${host} serves plain http, list it in insecureRegistries` : '';
       throw new ImageResolutionError(attempt.reference, `cannot reach ${host}: ${describeNetworkError(err, this.#timeoutMs)}${hint}`, true);
     }
@@ -341,7 +345,10 @@ function describeNetworkError(err: unknown, timeoutMs: number): string {
   const cause = err instanceof Error ? err.cause : undefined;
   if (cause instanceof Error) {
     const code = (cause as NodeJS.ErrnoException).code;
-    return code !== undefined && !cause.message.includes(code) ? `${code} ${cause.message}` : cause.message;
+    // TLS errors carry OpenSSL's multi-line text in message and the gist in `reason`.
+    const reason = (cause as { reason?: unknown }).reason;
+    const text = typeof reason === 'string' ? reason : cause.message.split('\n')[0] ?? '';
+    return code !== undefined && !text.includes(code) ? `${code} ${text}` : text;
   }
   return err instanceof Error ? err.message : String(err);
 }

@@ -3,7 +3,7 @@
 // tiny FROM-scratch images and push them into it. Missing Debian packages are installed once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +64,11 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       const ready = await waitReady(host, child, logPath);
       if (ready === 'ready') {
         log(`docker-registry ready on ${host} after ${Date.now() - started} ms (${workDir})`);
-        return { host, logPath, stop: stopper(child, workDir, log) };
+        // On an exit without stop() the child is killed (startChild); its storage goes too.
+        const removeOnExit = (): void => { if (!process.env.FERRY_KEEP_TEST_DIRS) rmSync(workDir, { recursive: true, force: true }); };
+        process.on('exit', removeOnExit);
+        const stop = stopper(child, workDir, log);
+        return { host, logPath, stop: () => stop().finally(() => process.off('exit', removeOnExit)) };
       }
       if (ready === 'port-taken' && tries < 3) continue;
       throw new Error(`docker-registry did not start on ${host}:\n${await tail(logPath)}`);
@@ -91,6 +95,8 @@ export async function buildAndPushImage(host: string, repository: string, tag: s
     // rather than overlay: no mounts to undo before the directory can be removed, and it works
     // inside containers too; for a one-file image it costs nothing.
     const storage = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--storage-driver', 'vfs'];
+    // An empty auth file of its own: --creds must not read or write the machine's login state.
+    await writeFile(join(dir, 'auth.json'), '{"auths":{}}\n', { mode: 0o600 });
     const env = { ...process.env, REGISTRY_AUTH_FILE: join(dir, 'auth.json'), BUILDAH_FORMAT: options.format === 'v2s2' ? 'docker' : 'oci' };
     await runOk(BUILDAH_BIN, [...storage, 'build', '--layers=false', '-f', join(context, 'Containerfile'), '-t', image, context], env);
     const digestFile = join(dir, 'digest');
@@ -115,6 +121,8 @@ function startChild(bin: string, args: string[], logPath: string): Child {
   const fd = openSync(logPath, 'a');
   const proc = spawn(bin, args, { stdio: ['ignore', fd, fd] });
   closeSync(fd); // the child holds its own copy
+  // A test that fails before stop() must not hang the run; the 'exit' hook below still kills it.
+  proc.unref();
   const child: Child = { proc, exited: Promise.resolve(), done: false };
   // If the test process dies without stop(), don't leave a registry behind.
   const kill = (): void => { if (!child.done) proc.kill('SIGKILL'); };
@@ -220,7 +228,7 @@ export function ensureDebianPackage(binary: string, pkg: string): Promise<void> 
       const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
       // Another test process may be installing at the same time: wait for dpkg's lock, don't fail on it.
       const install = (): Promise<{ code: number; stdout: string; stderr: string }> =>
-        runWithEnv('apt-get', ['install', '-y', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=300', pkg], env);
+        runWithEnv('apt-get', ['install', '-y', '-o', 'DPkg::Lock::Timeout=300', pkg], env);
       let result = await install();
       if (result.code !== 0 && /Unable to locate package|has no installation candidate/.test(result.stderr)) {
         process.stderr.write('[harness] apt-get does not know the package: running apt-get update\n');
