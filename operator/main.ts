@@ -3,9 +3,6 @@
 // and SIGINT drain the work queues, release the leader Lease and exit 0.
 import { ConfigError, SETTINGS, loadConfig } from './config.ts';
 import { createLogger } from './observability/logger.ts';
-import { createOperator } from './operator.ts';
-import { runAgent } from './agent/agent.ts';
-import { systemClock } from './runtime/clock.ts';
 import { errorMessage } from './kube/errors.ts';
 
 const USAGE = `usage: ferry operator [--flag=value ...]
@@ -19,6 +16,9 @@ ${Object.entries(SETTINGS)
 async function runOperator(argv: string[]): Promise<void> {
   const config = loadConfig(argv);
   const log = createLogger({ level: config.logLevel, base: { component: 'operator' } });
+  // Loaded per command: the agent in a step Pod should not pay for the operator's modules.
+  const { createOperator } = await import('./operator.ts');
+  const { systemClock } = await import('./runtime/clock.ts');
   const operator = await createOperator(config, log, systemClock);
   log.info('operator starting', {
     identity: config.identity,
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       return runOperator(rest);
     case 'agent': {
       const log = createLogger({ base: { component: 'agent' }, write: (line) => process.stderr.write(line + '\n') });
+      const { runAgent } = await import('./agent/agent.ts');
       process.exit(await runAgent(rest[0] ?? '', process.env, log));
     }
     case 'help':

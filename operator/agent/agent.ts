@@ -120,14 +120,18 @@ export async function publishOutputs({ env, log }: AgentContext): Promise<Termin
 /** Runs `ferry agent <phase>`; writes the outcome to the termination log and returns the exit code. */
 export async function runAgent(phase: string, env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
   const terminationLog = env[ENV.terminationLog] || '/dev/termination-log';
+  // Peak memory is logged so that operators (and bench/agent-memory.ts) can see it stays bounded.
+  const finished = () => log.info('agent finished', { phase, maxRssKiB: process.resourceUsage().maxRSS });
   try {
     if (phase === 'fetch-inputs') {
       await fetchInputs({ env, log });
+      finished();
       return 0;
     }
     if (phase === 'publish-outputs') {
       const message = await publishOutputs({ env, log });
       await writeFile(terminationLog, JSON.stringify(message));
+      finished();
       return 0;
     }
     throw new AgentError(`unknown agent phase "${phase}" (fetch-inputs or publish-outputs)`);
