@@ -24,6 +24,16 @@ export interface FrozenParameter {
   source: ResolvedParameter['source'];
 }
 
+/** A step input taken from outside the run (a registered model, another pipeline's output), pinned. */
+export interface ExternalInput {
+  step: string;
+  input: string;
+  uri: string;
+  digest: string;
+  model?: { name: string; version: number };
+  pipelineOutput?: { pipeline: string; run: string; step: string; output: string };
+}
+
 export interface PipelineConfiguration {
   apiVersion: 'ferry.dev/v1alpha1';
   kind: 'PipelineConfiguration';
@@ -41,6 +51,8 @@ export interface PipelineConfiguration {
   spec: PipelineSpec;
   parameters: FrozenParameter[];
   images: Array<{ step: string; reference: string; pinned: string; digest: string }>;
+  /** Inputs resolved from registered models and other pipelines' runs. */
+  externalInputs: ExternalInput[];
   operator: { version: string };
 }
 
@@ -58,6 +70,7 @@ export interface FreezeInput {
   parameters: ResolvedParameter[];
   /** Resolved image of each step, by step name. */
   images: Map<string, ResolvedImage>;
+  externalInputs?: ExternalInput[];
   operatorVersion: string;
 }
 
@@ -82,6 +95,7 @@ export function freezeConfiguration(input: FreezeInput): PipelineConfiguration {
     spec: { ...structuredClone(pipeline.spec), steps: pipeline.spec.steps.map((s) => ({ ...structuredClone(s), image: pin(s.name).pinned })) },
     parameters: input.parameters.map((p) => ({ name: p.name, type: types.get(p.name) ?? 'string', value: p.value, source: p.source })),
     images: pipeline.spec.steps.map((s) => ({ step: s.name, reference: s.image, pinned: pin(s.name).pinned, digest: pin(s.name).digest })),
+    externalInputs: input.externalInputs ?? [],
     operator: { version: input.operatorVersion },
   };
 }

@@ -31,6 +31,12 @@ export const ModelVersionSpecSchema = object({
       immutable('source'),
     ),
   ),
+  inference: Type.Optional(
+    object(
+      { pipeline: Type.String({ maxLength: 253 }), specHash: Type.String({ maxLength: 71 }) },
+      { description: 'The inference Pipeline bound to this version when it was registered.', ...immutable('inference') },
+    ),
+  ),
   stage: enumOf(MODEL_STAGES, { default: 'None', description: 'Lifecycle stage; at most one version per model is in Production.' }),
   aliases: Type.Optional(stringSet(10, 63, 'Names such as champion, unique per model.')),
   description: Type.Optional(Type.String({ maxLength: 4096 })),
@@ -40,6 +46,7 @@ export const ModelVersionStatusSchema = object({
   observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
   conditions: Type.Optional(ConditionsSchema),
   stage: Type.Optional(enumOf(MODEL_STAGES)),
+  aliases: Type.Optional(stringSet(10, 63, 'Aliases this version holds, as acknowledged by the operator.')),
   history: Type.Optional(
     Type.Array(
       object({

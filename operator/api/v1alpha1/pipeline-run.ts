@@ -8,7 +8,7 @@ import { Type, cel, dnsLabel, enumOf, mapOf, namedList, object, scalar, timestam
 export const RUN_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled'] as const;
 export type RunPhase = (typeof RUN_PHASES)[number];
 
-export const STEP_PHASES = ['Pending', 'Running', 'Retrying', 'Succeeded', 'Failed', 'Cancelled', 'Skipped'] as const;
+export const STEP_PHASES = ['Pending', 'Running', 'Retrying', 'Succeeded', 'Cached', 'Failed', 'Cancelled', 'Skipped'] as const;
 export type StepPhase = (typeof STEP_PHASES)[number];
 
 // NOTE: the value is untyped in the schema (a string, number or boolean); the operator
@@ -57,6 +57,28 @@ export const PipelineRunSpecSchema = object(
     timeoutSeconds: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 2592000, description: "Limit of the whole run; overrides the Pipeline's." }),
     ),
+    resumeFrom: Type.Optional(
+      Type.String({
+        minLength: 1, maxLength: 253,
+        description: "A failed run to resume: its configuration and succeeded steps are reused; failed steps and what follows rerun.",
+        ...cel({ rule: 'self == oldSelf', message: 'resumeFrom is immutable' }),
+      }),
+    ),
+    modelRef: Type.Optional(
+      object(
+        {
+          name: dnsLabel('Registered model name.'),
+          stage: Type.Optional(enumOf(['Staging', 'Production'] as const)),
+          version: Type.Optional(Type.Integer({ minimum: 1 })),
+          alias: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
+        },
+        cel(
+          { rule: '(has(self.stage) ? 1 : 0) + (has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) == 1', message: 'set exactly one of stage, version or alias' },
+          { rule: 'self == oldSelf', message: 'modelRef is immutable' },
+        ),
+      ),
+    ),
+    cachePolicy: Type.Optional(enumOf(['Enabled', 'Disabled'] as const, { description: 'Disabled reruns every step of this run.' })),
     cancel: Type.Optional(Type.Boolean({ description: 'Set to true to stop the run; running steps are deleted.' })),
   },
   cel(
@@ -65,7 +87,10 @@ export const PipelineRunSpecSchema = object(
       message: 'a cancelled run cannot be resumed',
       fieldPath: '.cancel',
     },
-    { rule: 'has(self.pipelineRef) != has(self.reproduceFrom)', message: 'set exactly one of pipelineRef or reproduceFrom' },
+    {
+      rule: '(has(self.pipelineRef) ? 1 : 0) + (has(self.reproduceFrom) ? 1 : 0) + (has(self.resumeFrom) ? 1 : 0) + (has(self.modelRef) ? 1 : 0) == 1',
+      message: 'set exactly one of pipelineRef, reproduceFrom, resumeFrom or modelRef',
+    },
   ),
 );
 
@@ -92,6 +117,13 @@ export const StepStatusSchema = object({
     ),
   ),
   metrics: Type.Optional(mapOf(Type.Number(), { maxProperties: 64, description: "Numbers from the step's metrics.json." })),
+  cacheKey: Type.Optional(Type.String({ maxLength: 71, description: 'sha256 of what determines the outputs (image, command, parameters, inputs).' })),
+  cachedFrom: Type.Optional(Type.String({ maxLength: 253, description: 'The run whose outputs this step reused.' })),
+  models: Type.Optional(
+    Type.Array(object({ name: Type.String({ maxLength: 63 }), version: Type.Integer({ minimum: 1 }) }), {
+      maxItems: 8, description: 'ModelVersions this step registered (name-v<version>).',
+    }),
+  ),
 });
 
 export const PipelineRunStatusSchema = object({

@@ -47,16 +47,52 @@ export const EnvVarSchema = object(
   cel({ rule: '!(has(self.value) && has(self.valueFrom))', message: 'set value or valueFrom, not both' }),
 );
 
-export const InputSchema = object({
-  name: parameterName('Input name; the step reads it at /ferry/inputs/<name>.'),
-  from: object(
-    {
-      step: dnsLabel('An upstream step (reachable through dependsOn).'),
-      output: parameterName('The output of that step.'),
-    },
-    { description: "Another step's output." },
-  ),
-});
+export const MODEL_REFERENCE_STAGES = ['Staging', 'Production'] as const;
+
+/** A registered model, by stage, version or alias: resolved to one ModelVersion when a run is frozen. */
+export const ModelReferenceSchema = object(
+  {
+    name: dnsLabel('Registered model name.'),
+    stage: Type.Optional(enumOf(MODEL_REFERENCE_STAGES)),
+    version: Type.Optional(Type.Integer({ minimum: 1 })),
+    alias: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
+  },
+  cel({
+    rule: '(has(self.stage) ? 1 : 0) + (has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) == 1',
+    message: 'set exactly one of stage, version or alias',
+  }),
+);
+
+export const InputSchema = object(
+  {
+    name: parameterName('Input name; the step reads it at /ferry/inputs/<name>.'),
+    from: Type.Optional(
+      object(
+        {
+          step: dnsLabel('An upstream step (reachable through dependsOn).'),
+          output: parameterName('The output of that step.'),
+        },
+        { description: "Another step's output." },
+      ),
+    ),
+    model: Type.Optional(ModelReferenceSchema),
+    fromPipeline: Type.Optional(
+      object(
+        {
+          name: Type.String({ minLength: 1, maxLength: 253, description: 'Another Pipeline in the namespace.' }),
+          step: dnsLabel('Its step that published the output.'),
+          output: parameterName('The output.'),
+          run: Type.Optional(Type.String({ maxLength: 253, description: 'A named run; the latest succeeded run when unset.' })),
+        },
+        { description: "An output of another pipeline's run." },
+      ),
+    ),
+  },
+  cel({
+    rule: '(has(self.from) ? 1 : 0) + (has(self.model) ? 1 : 0) + (has(self.fromPipeline) ? 1 : 0) == 1',
+    message: 'set exactly one of from, model or fromPipeline',
+  }),
+);
 
 export const OutputSchema = object({
   name: parameterName('Output name; the step writes it at /ferry/outputs/<name>.'),
@@ -126,6 +162,27 @@ export const StepSchema = object(
 );
 
 export const IMAGE_POLICIES = ['ResolveTags', 'RequireDigest'] as const;
+export const METRIC_OPERATORS = ['>=', '>', '<=', '<'] as const;
+
+/** When a registered model is promoted automatically after a successful run. */
+export const PromotionSchema = object({
+  model: dnsLabel('The registered model the policy applies to.'),
+  stage: enumOf(['Staging', 'Production'] as const, { description: 'Stage to promote to.' }),
+  when: Type.Array(
+    object({
+      metric: Type.String({ minLength: 1, maxLength: 63 }),
+      operator: enumOf(METRIC_OPERATORS),
+      value: Type.Number(),
+    }),
+    { maxItems: 16, description: 'Every condition must hold for the new version.' },
+  ),
+  betterThanCurrent: Type.Optional(
+    object({
+      metric: Type.String({ minLength: 1, maxLength: 63 }),
+      direction: enumOf(['Higher', 'Lower'] as const, { default: 'Higher' }),
+    }, { description: 'Also require the new version to beat the version now in that stage.' }),
+  ),
+});
 
 export const PipelineSpecSchema = object({
   description: Type.Optional(Type.String({ maxLength: 4096 })),
@@ -141,6 +198,12 @@ export const PipelineSpecSchema = object({
   parameters: Type.Optional(namedList(ParameterSpecSchema, MAX_PARAMETERS, 'Typed parameters a run may set.')),
   steps: namedList(StepSchema, MAX_STEPS, 'The steps of the DAG.', 1),
   timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 2592000, description: 'Limit of a whole run.' })),
+  promotion: Type.Optional(Type.Array(PromotionSchema, { maxItems: 8 })),
+  inference: Type.Optional(
+    object({ pipelineRef: object({ name: Type.String({ minLength: 1, maxLength: 253 }) }) }, {
+      description: 'The inference Pipeline bound to the models this Pipeline registers.',
+    }),
+  ),
 });
 
 export const PipelineStatusSchema = object({
@@ -153,6 +216,9 @@ export const PipelineStatusSchema = object({
 export type ParameterSpec = Static<typeof ParameterSpecSchema>;
 export type EnvVar = Static<typeof EnvVarSchema>;
 export type StepSpec = Static<typeof StepSchema>;
+export type InputSpecOfStep = Static<typeof InputSchema>;
+export type ModelReference = Static<typeof ModelReferenceSchema>;
+export type Promotion = Static<typeof PromotionSchema>;
 export type PipelineSpec = Static<typeof PipelineSpecSchema>;
 export type PipelineStatus = Static<typeof PipelineStatusSchema>;
 

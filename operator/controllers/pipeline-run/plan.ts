@@ -30,6 +30,7 @@ import type { PipelineConfiguration } from '../../configuration/pipeline-configu
 import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { attemptOutcome, isActive, stepReportOf, truncate } from './pod-status.ts';
+import { cacheKeyOf, isCacheable, type CacheKey } from './cache-key.ts';
 
 /** How the run's start went (freeze.ts): its frozen configuration, or why there is none. */
 export type RunStart =
@@ -48,6 +49,17 @@ export interface RunFacts {
   rejected?: Map<string, string>;
   /** Step reports too large for a termination message, read from the store by the shell, by Pod name. */
   manifests?: Map<string, StepReport>;
+  /** Earlier results to reuse instead of running a step, by step name (cache hits, a resumed run's steps). */
+  reuse?: Map<string, Reused>;
+  /** Steps whose identical twin is running in another run right now: they wait for its result. */
+  waitFor?: Map<string, string>;
+}
+
+/** Outputs of an earlier execution of the same step. */
+export interface Reused {
+  run: string;
+  outputs: NonNullable<StepStatus['outputs']>;
+  metrics?: Record<string, number>;
 }
 
 export interface StepLaunch {
@@ -56,6 +68,8 @@ export interface StepLaunch {
   podName: string;
   /** Upstream outputs the step reads, filled once every step has been advanced. */
   inputs: InputSpec[];
+  /** Set when the step's results may be reused; the shell looks the key up before creating a Pod. */
+  cache?: CacheKey;
 }
 
 export interface RunEvent {
@@ -77,7 +91,9 @@ export interface RunPlan {
 
 const DEFAULT_BACKOFF_SECONDS = 10;
 const DEFAULT_MAX_BACKOFF_SECONDS = 300;
-const FINAL_STEP_PHASES = new Set(['Succeeded', 'Failed', 'Cancelled', 'Skipped']);
+const FINAL_STEP_PHASES = new Set(['Succeeded', 'Cached', 'Failed', 'Cancelled', 'Skipped']);
+/** A step whose outputs downstream steps can use. */
+export const isDone = (phase: string | undefined) => phase === 'Succeeded' || phase === 'Cached';
 
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 const ms = (t: string | undefined) => (t ? Date.parse(t) : NaN);
@@ -199,16 +215,17 @@ export function planRun(facts: RunFacts): RunPlan {
   const failed = steps.find((s) => s.phase === 'Failed');
   if (failed) return failStep(failed);
 
-  launchReadySteps(p, run, specs, steps, status);
-  const byName = new Map(steps.map((s) => [s.name, s]));
-  for (const launch of p.create) launch.inputs = inputsOf(launch.step, byName);
+  launchReadySteps(p, run, configuration, steps, status);
   // A launch the API server rejected fails its step for good, and so the run.
   const rejected = steps.find((s) => s.phase === 'Failed');
   if (rejected) return failStep(rejected);
 
-  const succeededCount = steps.filter((s) => s.phase === 'Succeeded').length;
-  status.progress = `${succeededCount}/${steps.length}`;
-  if (succeededCount === steps.length) return end('Succeeded', Reasons.Succeeded, `all ${steps.length} steps succeeded`, steps);
+  const doneCount = steps.filter((s) => isDone(s.phase)).length;
+  status.progress = `${doneCount}/${steps.length}`;
+  if (doneCount === steps.length) {
+    const cached = steps.filter((s) => s.phase === 'Cached').length;
+    return end('Succeeded', Reasons.Succeeded, `all ${steps.length} steps succeeded${cached ? ` (${cached} from cache)` : ''}`, steps);
+  }
 
   const running = steps.filter((s) => s.phase === 'Running').map((s) => s.name);
   const retrying = steps.filter((s) => s.phase === 'Retrying').map((s) => s.name);
@@ -314,39 +331,76 @@ function failAttempt(
   return step;
 }
 
-/** Starts Pending steps whose dependencies succeeded and Retrying steps whose time came, within parallelism. */
-function launchReadySteps(p: Planner, run: PipelineRun, specs: StepSpec[], steps: StepStatus[], status: PipelineRunStatus): void {
+/**
+ * Starts Pending steps whose dependencies are done and Retrying steps whose time came, within
+ * parallelism. A step with an earlier result to reuse is Cached instead, which may make its
+ * dependants ready in turn, so this repeats until nothing changes.
+ */
+function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineConfiguration, steps: StepStatus[], status: PipelineRunStatus): void {
+  const specs = configuration.spec.steps;
   const byName = new Map(steps.map((s) => [s.name, s]));
+  const parameters = new Map(configuration.parameters.map((x) => [x.name, x.value]));
   let slots = (run.spec.parallelism ?? Infinity) - steps.filter((s) => s.phase === 'Running').length;
-  for (const [i, spec] of specs.entries()) {
-    if (slots <= 0) return;
-    const step = steps[i]!;
-    const ready =
-      (step.phase === 'Pending' && (spec.dependsOn ?? []).every((d) => byName.get(d)?.phase === 'Succeeded')) ||
-      (step.phase === 'Retrying' && ms(step.retryAt) <= p.now);
-    if (!ready) continue;
-    const attempt = (step.attempts ?? 0) + 1;
-    const podName = stepPodName(run.metadata.name, spec.name, attempt);
-    Object.assign(step, { phase: 'Running', attempts: attempt, podName, retryAt: undefined, reason: undefined, message: undefined });
-    step.startedAt ??= iso(p.facts.now);
-    status.startedAt ??= iso(p.facts.now);
-    const rejection = p.facts.rejected?.get(podName);
-    if (rejection) {
-      failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
-      continue;
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const [i, spec] of specs.entries()) {
+      const step = steps[i]!;
+      const ready =
+        (step.phase === 'Pending' && (spec.dependsOn ?? []).every((d) => isDone(byName.get(d)?.phase))) ||
+        (step.phase === 'Retrying' && ms(step.retryAt) <= p.now);
+      if (!ready) continue;
+      const inputs = inputsOf(spec, byName, configuration);
+      const cache = step.phase === 'Pending' && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs) : undefined;
+      const reused = p.facts.reuse?.get(spec.name);
+      if (step.phase === 'Pending' && reused) {
+        Object.assign(step, {
+          phase: 'Cached', cachedFrom: reused.run, outputs: reused.outputs, metrics: reused.metrics,
+          cacheKey: cache?.key, startedAt: iso(p.facts.now), finishedAt: iso(p.facts.now), reason: undefined, message: undefined,
+        });
+        if (!step.outputs?.length) delete step.outputs;
+        p.event('Normal', 'StepCached', `step "${spec.name}" reused the results of run "${reused.run}"`);
+        changed = true;
+        continue;
+      }
+      const twin = p.facts.waitFor?.get(spec.name);
+      if (step.phase === 'Pending' && twin) {
+        Object.assign(step, { reason: 'WaitingForCache', message: `an identical step is running in run "${twin}"; waiting for its result` });
+        p.wake(p.now + 2000);
+        continue;
+      }
+      if (slots <= 0) continue;
+      const attempt = (step.attempts ?? 0) + 1;
+      const podName = stepPodName(run.metadata.name, spec.name, attempt);
+      Object.assign(step, { phase: 'Running', attempts: attempt, podName, retryAt: undefined, reason: undefined, message: undefined });
+      if (cache) step.cacheKey = cache.key;
+      step.startedAt ??= iso(p.facts.now);
+      status.startedAt ??= iso(p.facts.now);
+      const rejection = p.facts.rejected?.get(podName);
+      if (rejection) {
+        failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
+        continue;
+      }
+      p.create.push({ step: spec, attempt, podName, inputs, ...(cache ? { cache } : {}) });
+      p.event('Normal', 'StepStarted', `step "${spec.name}" started (attempt ${attempt})`);
+      slots--;
     }
-    p.create.push({ step: spec, attempt, podName, inputs: [] });
-    p.event('Normal', 'StepStarted', `step "${spec.name}" started (attempt ${attempt})`);
-    slots--;
   }
+  // A Pod re-created for a running attempt (see advanceStep) needs its inputs too.
+  for (const launch of p.create) if (launch.inputs.length === 0) launch.inputs = inputsOf(launch.step, byName, configuration);
+  if (status.startedAt === undefined && steps.some((s) => s.phase === 'Cached')) status.startedAt = iso(p.facts.now);
 }
 
-/** Where each input of a step comes from: the published output of the upstream step it names. */
-function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>): InputSpec[] {
+/** Where each input of a step comes from: an upstream step's published output, or a pinned external input. */
+function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>, configuration: PipelineConfiguration): InputSpec[] {
   return (spec.inputs ?? []).map((input) => {
-    const output = steps.get(input.from.step)?.outputs?.find((o) => o.name === input.from.output);
-    // NOTE: validation guarantees the producer is upstream, so it Succeeded and published it.
-    return { name: input.name, uri: output?.uri ?? '', digest: output?.digest ?? '' };
+    if (input.from) {
+      const { step, output: name } = input.from;
+      // NOTE: validation guarantees the producer is upstream, so it is done and published it.
+      const output = steps.get(step)?.outputs?.find((o) => o.name === name);
+      return { name: input.name, uri: output?.uri ?? '', digest: output?.digest ?? '' };
+    }
+    const external = (configuration.externalInputs ?? []).find((e) => e.step === spec.name && e.input === input.name);
+    return { name: input.name, uri: external?.uri ?? '', digest: external?.digest ?? '' };
   });
 }
 

@@ -47,6 +47,8 @@ export function validatePipeline(spec: PipelineSpec): ValidationProblem | undefi
   for (const step of steps) {
     const upstream = upstreamOf(steps, step.name);
     for (const input of step.inputs ?? []) {
+      // Model and other-pipeline inputs are resolved when a run is frozen.
+      if (!input.from) continue;
       const { step: from, output } = input.from;
       const where = `step "${step.name}" input "${input.name}"`;
       if (!stepNames.has(from)) return { reason: Reasons.InvalidInput, message: `${where} reads from unknown step "${from}"` };

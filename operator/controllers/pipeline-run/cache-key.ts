@@ -1,0 +1,43 @@
+// A step's cache key (pure): sha256 over everything that determines its outputs: the image
+// digest, command, args, env, the parameters it uses, its inputs' digests, its declared outputs
+// and its cache version. Components are hashed one by one too, so a miss can be explained by
+// naming the components that differ from the nearest earlier execution.
+import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
+import type { InputSpec } from '../../agent/protocol.ts';
+import { canonicalJson, digestOf, sha256Hex } from '../../configuration/canonical-json.ts';
+import { referencedParameters } from '../pipeline/validate.ts';
+
+export interface CacheKey {
+  key: string;
+  /** Component name → sha256 of its canonical value. */
+  components: Record<string, string>;
+}
+
+/** Whether a step's results may be reused, by its own policy and the run's. */
+export function isCacheable(step: StepSpec, runPolicy: 'Enabled' | 'Disabled' | undefined): boolean {
+  return runPolicy !== 'Disabled' && (step.cache?.policy ?? 'Enabled') === 'Enabled';
+}
+
+/** maxAge such as "7d" or "1h30m" in milliseconds. */
+export function maxAgeMs(step: StepSpec): number {
+  const text = step.cache?.maxAge;
+  if (!text) return Infinity;
+  const unit: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  return [...text.matchAll(/(\d+)([smhd])/g)].reduce((sum, [, n, u]) => sum + Number(n) * unit[u!]!, 0);
+}
+
+export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inputs: InputSpec[]): CacheKey {
+  const used = [...new Set([...(step.parameters ?? []), ...referencedParameters(step)])].sort();
+  const values: Record<string, unknown> = {
+    image: step.image,
+    command: step.command ?? [],
+    args: step.args ?? [],
+    env: step.env ?? [],
+    parameters: Object.fromEntries(used.map((name) => [name, parameters.get(name) ?? null])),
+    inputs: Object.fromEntries(inputs.map((i) => [i.name, i.digest])),
+    outputs: (step.outputs ?? []).map((o) => [o.name, o.type]),
+    version: step.cache?.version ?? '',
+  };
+  const components = Object.fromEntries(Object.entries(values).map(([name, value]) => [name, sha256Hex(canonicalJson(value)).slice(0, 16)]));
+  return { key: digestOf(values), components };
+}

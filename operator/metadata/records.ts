@@ -1,0 +1,122 @@
+// What Ferry records in its metadata store: runs, step executions, artifacts, lineage edges
+// (an execution consumed or produced an artifact), model versions and stage transitions.
+// Records are derived from the Kubernetes objects (the source of truth) and written
+// idempotently, so writing the same records twice stores them once.
+
+export interface RunRecord {
+  uid: string;
+  namespace: string;
+  name: string;
+  pipeline: string;
+  pipelineSpecHash: string;
+  configurationUri: string;
+  configurationDigest: string;
+  phase: string;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Configuration URI this run reproduced or resumed, if any. */
+  reproducedFrom?: string;
+}
+
+export interface ExecutionRecord {
+  runUid: string;
+  step: string;
+  /** Succeeded, Failed, Cached, Cancelled, Skipped, Running, … */
+  phase: string;
+  attempts: number;
+  podName?: string;
+  cacheKey?: string;
+  /** The components the cache key was hashed from, to explain a miss later. */
+  cacheComponents?: Record<string, string>;
+  /** For a cached execution: the run whose outputs it reused. */
+  cachedFrom?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  metrics?: Record<string, number>;
+}
+
+export interface ArtifactRecord {
+  namespace: string;
+  uri: string;
+  digest: string;
+  /** dataset, model, metrics, file */
+  type: string;
+  size?: number;
+}
+
+export interface LineageEdge {
+  runUid: string;
+  step: string;
+  direction: 'consumed' | 'produced';
+  /** The input or output name in the step. */
+  name: string;
+  artifactUri: string;
+  artifactDigest: string;
+}
+
+export interface RunRecords {
+  run: RunRecord;
+  executions: ExecutionRecord[];
+  artifacts: ArtifactRecord[];
+  edges: LineageEdge[];
+}
+
+export interface ModelVersionRecord {
+  namespace: string;
+  model: string;
+  version: number;
+  artifactUri: string;
+  artifactDigest: string;
+  runUid?: string;
+  runName?: string;
+  step?: string;
+  configurationDigest?: string;
+  metrics: Record<string, number>;
+  stage: string;
+}
+
+export interface StageTransitionRecord {
+  namespace: string;
+  model: string;
+  version: number;
+  from: string;
+  to: string;
+  at: string;
+  by: string;
+  reason: string;
+}
+
+/** Which run, configuration and datasets produced a model version. */
+export interface ModelProvenance {
+  model: string;
+  version: number;
+  artifactDigest: string;
+  run: { uid: string; name: string; pipeline: string; configurationUri: string; configurationDigest: string };
+  step: string;
+  /** Artifacts of type dataset upstream of the model, through any number of steps. */
+  datasets: Array<{ uri: string; digest: string; producedBy?: { run: string; step: string } }>;
+}
+
+export interface MetadataStore {
+  /** Creates or upgrades the schema; safe when several replicas start at once. */
+  migrate(): Promise<void>;
+  /** Writes a run and everything under it in one transaction; idempotent. */
+  recordRun(records: RunRecords): Promise<void>;
+  recordModelVersion(record: ModelVersionRecord): Promise<void>;
+  /** Idempotent by (namespace, model, version, to, at). */
+  recordStageTransition(record: StageTransitionRecord): Promise<void>;
+  /** Which run/configuration/datasets produced `model` version `version`; undefined if unknown. */
+  modelProvenance(namespace: string, model: string, version: number): Promise<ModelProvenance | undefined>;
+  /** Model versions trained (directly or through intermediate steps) from the artifact with this digest. */
+  modelsTrainedFrom(namespace: string, artifactDigest: string): Promise<Array<{ model: string; version: number }>>;
+  /**
+   * The most recent earlier execution of the same pipeline step in the namespace, and which of
+   * its cache key components differ from `components` (names only), to explain a cache miss.
+   */
+  explainCacheMiss(
+    namespace: string, pipeline: string, step: string, components: Record<string, string>,
+  ): Promise<{ run: string; differing: string[] } | undefined>;
+  /** Whether the last operation reached the database (for /readyz and metrics). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
