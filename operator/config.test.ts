@@ -33,6 +33,7 @@ describe('loadConfig', () => {
       gcsCredentialsSecret: undefined,
       insecureRegistries: [],
       imageCacheMs: 30_000,
+      databaseUrl: undefined,
     });
     assert.match(identity, /^.+_[0-9a-f]{8}$/);
     assert.ok(Object.isFrozen(config));

@@ -31,6 +31,7 @@ export interface Config {
   gcsCredentialsSecret: string | undefined;
   insecureRegistries: string[];
   imageCacheMs: number;
+  databaseUrl: string | undefined;
 }
 
 /** Every setting: flag name, environment variable, default, and what it means (README lists these). */
@@ -54,6 +55,7 @@ export const SETTINGS = {
   'agent-image': { env: 'FERRY_AGENT_IMAGE', default: `ferry:${OPERATOR_VERSION}`, help: "image of the step agent (the operator's own image)" },
   'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
   'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
+  'database-url': { env: 'FERRY_DATABASE_URL', default: '', help: 'PostgreSQL DSN of the metadata store; none records nothing' },
   'image-cache-seconds': { env: 'FERRY_IMAGE_CACHE_SECONDS', default: '30', help: 'how long a resolved tag → digest is reused' },
   'insecure-registries': { env: 'FERRY_INSECURE_REGISTRIES', default: '', help: 'comma-separated registries spoken to over plain http' },
 } as const;
@@ -118,6 +120,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
     insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
     imageCacheMs: integer('image-cache-seconds', 0, 3600) * 1000,
+    databaseUrl: raw('database-url') || undefined,
   };
   if (!/^(file:\/\/\/|gs:\/\/)/.test(config.artifactStore)) {
     throw new ConfigError(`--artifact-store (FERRY_ARTIFACT_STORE) must be file:///absolute/path or gs://bucket/prefix, got "${config.artifactStore}"`);

@@ -15,12 +15,22 @@ import { RegistryImageResolver, credentialsFromDockerConfig } from './images/reg
 import type { RegistryCredentials } from './images/resolver.ts';
 import { SECRETS } from './kube/resources.ts';
 import { OPERATOR_VERSION } from './version.ts';
+import type { ModelVersion } from './api/v1alpha1/model-version.ts';
+import { createModelVersionController } from './controllers/model-version/controller.ts';
+import { modelIndexOfVersion } from './controllers/model-version/reconcile.ts';
+import { modelIndexOfRun } from './controllers/pipeline-run/registration.ts';
+import { StepCache, cacheIndexOf } from './controllers/pipeline-run/step-cache.ts';
+import { openMetadataStore } from './metadata/open.ts';
+import { MODEL_VERSIONS } from './kube/resources.ts';
+import { errorMessage } from './kube/errors.ts';
+import { sleep } from './runtime/clock.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { EventRecorder } from './kube/events.ts';
 import type { Pod } from './kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS } from './kube/resources.ts';
 import { startHttpServer } from './observability/http-server.ts';
 import type { Logger } from './observability/logger.ts';
+import type { MetadataStore } from './metadata/records.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Cache } from './runtime/cache.ts';
 import type { Clock } from './runtime/clock.ts';
@@ -44,7 +54,14 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   });
   const idleTimeoutMs = config.watchIdleTimeoutMs;
   const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
-  const runs = new Cache<PipelineRun>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, index: pipelineKeysOfRun }, log);
+  const runs = new Cache<PipelineRun>(
+    client,
+    config.namespaces,
+    { resource: PIPELINE_RUNS, idleTimeoutMs, index: (r) => [...pipelineKeysOfRun(r), ...cacheIndexOf(r), ...modelIndexOfRun(r)] },
+    log,
+  );
+  const modelVersions = new Cache<ModelVersion>(client, config.namespaces, { resource: MODEL_VERSIONS, idleTimeoutMs, index: modelIndexOfVersion }, log);
+  const metadata = openMetadataStore(config.databaseUrl, log);
   const pods = new Cache<Pod>(
     client,
     config.namespaces,
@@ -60,6 +77,8 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     operatorVersion: OPERATOR_VERSION,
     pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),
     runOf: (namespace, name) => runs.get(`${namespace}/${name}`),
+    modelVersionsOf: (namespace, model) => modelVersions.byIndex(`model:${namespace}/${model}`),
+    runsOfPipeline: (namespace, pipeline) => runs.byIndex(`${namespace}/${pipeline}`),
     credentialsFrom: (namespace, names) => registryCredentials(client, namespace, names),
   };
   const agent = {
@@ -71,7 +90,12 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   };
   const controllers = [
     createPipelineController({ client, pipelines, events, clock, log, metrics }, config.workers),
-    createPipelineRunController({ client, runs, pods, events, clock, log, metrics, freeze, store, agent }, pipelines, config.workers),
+    createPipelineRunController(
+      { client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata, stepCache: new StepCache(runs, store, clock) },
+      pipelines,
+      config.workers,
+    ),
+    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics }, config.workers),
   ];
   const elector = config.leaderElection
     ? new LeaderElector(
@@ -88,21 +112,29 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
         log,
       )
     : undefined;
-  const manager = new Manager({ caches: [pipelines, runs, pods], controllers, ...(elector ? { elector } : {}), log });
+  const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions], controllers, ...(elector ? { elector } : {}), log });
   metrics.leaderProbe = () => manager.isLeader();
 
   const server: Server & { port: number } = await startHttpServer({
     port: config.httpPort,
     registry: metrics.registry,
-    readiness: [{ name: 'caches', check: () => (manager.cachesSynced() ? undefined : 'informer caches not synced') }],
+    readiness: [
+      { name: 'caches', check: () => (manager.cachesSynced() ? undefined : 'informer caches not synced') },
+      // NOTE: runs go on without the database (records are replayed later), so this is reported, not fatal.
+      { name: 'metadata', check: () => (metadata.healthy() ? undefined : 'metadata store unreachable; records are retried') },
+    ],
   });
+  const stopMigrations = new AbortController();
+  void migrateWithRetry(metadata, log, stopMigrations.signal);
 
   return {
     httpPort: server.port,
     metrics,
     start: (onLostLeadership) => manager.start(onLostLeadership),
     async stop() {
+      stopMigrations.abort();
       await manager.stop();
+      await metadata.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
@@ -126,4 +158,18 @@ async function registryCredentials(
     }
     return undefined;
   };
+}
+
+/** Migrates the metadata schema, retrying while the database is unreachable. */
+async function migrateWithRetry(metadata: MetadataStore, log: Logger, signal: AbortSignal): Promise<void> {
+  for (let attempt = 1; !signal.aborted; attempt++) {
+    try {
+      await metadata.migrate();
+      return;
+    } catch (err) {
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+      log.warn('metadata schema migration failed; retrying', { attempt, retryInMs: delay, error: errorMessage(err) });
+      await sleep(delay, signal);
+    }
+  }
 }

@@ -97,12 +97,35 @@ export interface ModelProvenance {
   datasets: Array<{ uri: string; digest: string; producedBy?: { run: string; step: string } }>;
 }
 
+export interface ExplainCacheMissOptions {
+  /**
+   * Leave out this run's own executions: once the current run is recorded, its own execution of
+   * the step would otherwise be "the nearest" and explain nothing.
+   */
+  excludeRunUid?: string;
+}
+
+export interface NextModelVersionOptions {
+  /**
+   * An idempotency key, e.g. `<run uid>/<step>/<output>`: the same claim gets the same number
+   * again, so a reconcile retried before it sees the ModelVersion it created takes no second one.
+   */
+  claim?: string;
+  /**
+   * The lowest acceptable number, e.g. 1 + the highest ModelVersion that exists: the objects are the
+   * source of truth, so a database restored from an old backup still never reissues a number.
+   */
+  atLeast?: number;
+}
+
 export interface MetadataStore {
   /** Creates or upgrades the schema; safe when several replicas start at once. */
   migrate(): Promise<void>;
   /** Writes a run and everything under it in one transaction; idempotent. */
   recordRun(records: RunRecords): Promise<void>;
   recordModelVersion(record: ModelVersionRecord): Promise<void>;
+  /** The next version number of a model in a namespace: increasing, never the same twice. */
+  nextModelVersion(namespace: string, model: string): Promise<number>;
   /** Idempotent by (namespace, model, version, to, at). */
   recordStageTransition(record: StageTransitionRecord): Promise<void>;
   /** Which run/configuration/datasets produced `model` version `version`; undefined if unknown. */
@@ -115,7 +138,13 @@ export interface MetadataStore {
    */
   explainCacheMiss(
     namespace: string, pipeline: string, step: string, components: Record<string, string>,
+    options?: ExplainCacheMissOptions,
   ): Promise<{ run: string; differing: string[] } | undefined>;
+  /**
+   * Issues the next version number of `model` in `namespace` (1, 2, 3, …), never the same number
+   * twice, also across concurrent callers and replicas. Numbers may be skipped, never reused.
+   */
+  nextModelVersion(namespace: string, model: string, options?: NextModelVersionOptions): Promise<number>;
   /** Whether the last operation reached the database (for /readyz and metrics). */
   healthy(): boolean;
   close(): Promise<void>;

@@ -80,6 +80,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly modelPromotions = new Counter({
+    name: 'ferry_model_stage_transitions_total',
+    help: 'ModelVersion stage changes, by the stage entered.',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
+
+  readonly cacheLookups = new Counter({
+    name: 'ferry_step_cache_lookups_total',
+    help: 'Step cache lookups by result (hit, miss, wait).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly stepRetries = new Counter({
     name: 'ferry_step_retries_total',
     help: 'Step attempts that failed and were scheduled again.',

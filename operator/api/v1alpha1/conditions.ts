@@ -31,6 +31,9 @@ export const Reasons = {
   ConfigurationDigestMismatch: 'ConfigurationDigestMismatch',
   ReproductionSourceNotFound: 'ReproductionSourceNotFound',
   MissingOutput: 'MissingOutput',
+  ModelNotFound: 'ModelNotFound',
+  ModelNotBound: 'ModelNotBound',
+  ArtifactNotFound: 'ArtifactNotFound',
   // Step reasons
   PodRejected: 'PodRejected',
   PodDeleted: 'PodDeleted',

@@ -157,6 +157,7 @@ export const PipelineRunStatusSchema = object({
     ),
   ),
   steps: Type.Optional(namedList(StepStatusSchema, MAX_STEPS, 'One entry per declared step.')),
+  metadataRecorded: Type.Optional(Type.String({ maxLength: 100, description: 'Phase and digest of what was last recorded in the metadata store.' })),
 });
 
 export type RunParameter = Static<typeof RunParameterSchema>;

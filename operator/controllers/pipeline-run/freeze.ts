@@ -15,6 +15,9 @@ import {
 import { ImageResolutionError, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
 import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { validatePipeline } from '../pipeline/validate.ts';
+import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
+import type { ExternalInput } from '../../configuration/pipeline-configuration.ts';
+import { resolveModelReference } from '../../models/references.ts';
 import { resolveParameters } from './parameters.ts';
 
 export interface FreezeDeps {
@@ -26,6 +29,10 @@ export interface FreezeDeps {
   pipelineOf(namespace: string, name: string): Pipeline | undefined;
   /** Another run in the same namespace, from the cache. */
   runOf(namespace: string, name: string): PipelineRun | undefined;
+  /** The registered versions of a model in a namespace, from the cache. */
+  modelVersionsOf(namespace: string, model: string): ModelVersion[];
+  /** Runs of a Pipeline in a namespace, from the cache. */
+  runsOfPipeline(namespace: string, pipeline: string): PipelineRun[];
   /** Registry credentials from the named dockerconfigjson Secrets. */
   credentialsFrom(namespace: string, secrets: string[]): Promise<(registry: string) => RegistryCredentials | undefined>;
 }
@@ -66,7 +73,7 @@ export async function freezeRun(deps: FreezeDeps, run: PipelineRun): Promise<Fre
       throw err;
     }
   }
-  const built = run.spec.reproduceFrom ? await reproduce(deps, run) : await freezeFromPipeline(deps, run);
+  const built = run.spec.reproduceFrom || run.spec.resumeFrom ? await reproduce(deps, run) : await freezeFromPipeline(deps, run);
   if (built.kind !== 'built') return built;
   return writeOnce(deps, run, built.configuration);
 }
@@ -89,9 +96,24 @@ export function checkPipeline(run: PipelineRun, pipeline: Pipeline | undefined):
 
 async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
   const namespace = run.metadata.namespace ?? '';
-  const checked = checkPipeline(run, deps.pipelineOf(namespace, run.spec.pipelineRef?.name ?? ''));
+  let pipelineName = run.spec.pipelineRef?.name ?? '';
+  // A run with modelRef runs the inference Pipeline bound to that exact model version.
+  const boundModels = new Map<string, ModelVersion>();
+  if (run.spec.modelRef) {
+    const resolved = resolveModelReference(run.spec.modelRef, deps.modelVersionsOf(namespace, run.spec.modelRef.name));
+    if ('error' in resolved) return { kind: 'failed', reason: Reasons.ModelNotFound, message: resolved.error };
+    const bound = resolved.version.spec.inference;
+    if (!bound) {
+      return { kind: 'failed', reason: Reasons.ModelNotBound, message: `${resolved.version.metadata.name} names no inference pipeline (its training Pipeline has no spec.inference)` };
+    }
+    boundModels.set(run.spec.modelRef.name, resolved.version);
+    pipelineName = bound.pipeline;
+  }
+  const checked = checkPipeline({ ...run, spec: { ...run.spec, pipelineRef: { name: pipelineName } } }, deps.pipelineOf(namespace, pipelineName));
   if (checked.kind !== 'ok') return checked;
   const { pipeline, parameters } = checked;
+  const external = resolveExternalInputs(deps, namespace, pipeline, boundModels);
+  if ('error' in external) return { kind: 'failed', reason: external.reason, message: external.error };
   const images = new Map<string, ResolvedImage>();
   const requireDigest = pipeline.spec.imagePolicy === 'RequireDigest';
   const credentials = await deps.credentialsFrom(namespace, (pipeline.spec.imagePullSecrets ?? []).map((s) => s.name));
@@ -113,14 +135,47 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
     pipeline,
     parameters,
     images,
+    externalInputs: external.inputs,
     operatorVersion: deps.operatorVersion,
   });
   return { kind: 'built', configuration };
 }
 
+/** Pins every model and other-pipeline input of a Pipeline's steps. */
+function resolveExternalInputs(
+  deps: FreezeDeps, namespace: string, pipeline: Pipeline, boundModels: Map<string, ModelVersion>,
+): { inputs: ExternalInput[] } | { error: string; reason: string } {
+  const inputs: ExternalInput[] = [];
+  for (const step of pipeline.spec.steps) {
+    for (const input of step.inputs ?? []) {
+      const where = `step "${step.name}" input "${input.name}"`;
+      if (input.model) {
+        const bound = boundModels.get(input.model.name);
+        const resolved = bound ? { version: bound } : resolveModelReference(input.model, deps.modelVersionsOf(namespace, input.model.name));
+        if ('error' in resolved) return { reason: Reasons.ModelNotFound, error: `${where}: ${resolved.error}` };
+        const v = resolved.version;
+        inputs.push({ step: step.name, input: input.name, uri: v.spec.artifact.uri, digest: v.spec.artifact.digest, model: { name: v.spec.modelName, version: v.spec.version } });
+      } else if (input.fromPipeline) {
+        const { name, step: producer, output, run: runName } = input.fromPipeline;
+        const candidates = deps.runsOfPipeline(namespace, name)
+          .filter((r) => r.status?.phase === 'Succeeded' && (!runName || r.metadata.name === runName))
+          .sort((a, b) => (b.status?.finishedAt ?? '').localeCompare(a.status?.finishedAt ?? ''));
+        const source = candidates[0];
+        const published = source?.status?.steps?.find((s) => s.name === producer)?.outputs?.find((o) => o.name === output);
+        if (!source || !published) {
+          const which = runName ? `run "${runName}"` : 'a succeeded run';
+          return { reason: Reasons.ArtifactNotFound, error: `${where}: ${which} of pipeline "${name}" with output "${output}" of step "${producer}" does not exist` };
+        }
+        inputs.push({ step: step.name, input: input.name, uri: published.uri, digest: published.digest, pipelineOutput: { pipeline: name, run: source.metadata.name, step: producer, output } });
+      }
+    }
+  }
+  return { inputs };
+}
+
 async function reproduce(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
   const namespace = run.metadata.namespace ?? '';
-  const from = run.spec.reproduceFrom!;
+  const from = run.spec.reproduceFrom ?? { run: run.spec.resumeFrom };
   let source: { uri: string; digest: string };
   if (from.run) {
     const earlier = deps.runOf(namespace, from.run);

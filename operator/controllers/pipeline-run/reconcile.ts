@@ -15,9 +15,17 @@ import type { Metrics } from '../../observability/metrics.ts';
 import type { Cache } from '../../runtime/cache.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { ReconcileResult } from '../../runtime/controller.ts';
+import { digestOf } from '../../configuration/canonical-json.ts';
+import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
+import type { MetadataStore } from '../../metadata/records.ts';
+import { errorMessage } from '../../kube/errors.ts';
 import { createStepPods, deletePods, statusChanged, writeRunStatus } from './apply.ts';
+import { maxAgeMs } from './cache-key.ts';
 import { freezeRun, type FreezeDeps } from './freeze.ts';
-import { planRun } from './plan.ts';
+import { recordsOf, recordsDigest } from './records.ts';
+import { planRun, type Reused, type RunFacts, type RunPlan } from './plan.ts';
+import { ensureModelVersions, reserveModelVersions } from './registration.ts';
+import type { StepCache } from './step-cache.ts';
 import type { AgentSettings } from './pod-spec.ts';
 import { attemptOutcome, terminationMessageOf } from './pod-status.ts';
 
@@ -32,6 +40,9 @@ export interface PipelineRunDeps {
   freeze: FreezeDeps;
   store: ArtifactStore;
   agent: AgentSettings;
+  stepCache: StepCache;
+  modelVersions: Cache<ModelVersion>;
+  metadata: MetadataStore;
 }
 
 export function runKeyOfPod(pod: Pod): string | undefined {
@@ -57,6 +68,51 @@ async function readManifests(store: ArtifactStore, run: PipelineRun, pods: Pod[]
   return manifests;
 }
 
+/** Results of the run being resumed that can be reused as they are (their artifacts still exist). */
+async function resumedSteps(deps: PipelineRunDeps, run: PipelineRun): Promise<Map<string, Reused>> {
+  const reuse = new Map<string, Reused>();
+  const source = run.spec.resumeFrom ? deps.runs.get(`${run.metadata.namespace}/${run.spec.resumeFrom}`) : undefined;
+  for (const step of source?.status?.steps ?? []) {
+    if (step.phase !== 'Succeeded' && step.phase !== 'Cached') continue;
+    const outputs = step.outputs ?? [];
+    if (!(await Promise.all(outputs.map((o) => deps.store.exists(o.uri)))).every(Boolean)) continue;
+    reuse.set(step.name, { run: step.cachedFrom ?? source!.metadata.name, outputs, ...(step.metrics ? { metrics: step.metrics } : {}) });
+  }
+  return reuse;
+}
+
+/**
+ * Plans, then looks up the cache for the steps the plan would start, and plans again with the
+ * hits, until no launch is left to look up (a hit can make the next step ready).
+ */
+async function planWithCache(deps: PipelineRunDeps, facts: RunFacts): Promise<RunPlan> {
+  const reuse = new Map(facts.reuse);
+  const waitFor = new Map<string, string>();
+  const looked = new Set<string>();
+  for (;;) {
+    const plan = planRun({ ...facts, reuse, waitFor });
+    const pending = plan.create.filter((l) => l.cache && l.attempt === 1 && !looked.has(l.step.name));
+    if (pending.length === 0) return plan;
+    let changed = false;
+    for (const launch of pending) {
+      looked.add(launch.step.name);
+      const result = await deps.stepCache.lookup(facts.run.metadata.namespace ?? '', launch.cache!.key, facts.run.metadata.name, launch.step.name, maxAgeMs(launch.step));
+      if ('hit' in result) {
+        reuse.set(launch.step.name, result.hit);
+        deps.metrics.cacheLookups.inc({ result: 'hit' });
+        changed = true;
+      } else if ('runningIn' in result) {
+        waitFor.set(launch.step.name, result.runningIn);
+        deps.metrics.cacheLookups.inc({ result: 'wait' });
+        changed = true;
+      } else {
+        deps.metrics.cacheLookups.inc({ result: 'miss' });
+      }
+    }
+    if (!changed) return plan;
+  }
+}
+
 export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): Promise<ReconcileResult> {
   const cached = deps.runs.get(key);
   if (!cached || cached.metadata.deletionTimestamp) return {};
@@ -65,16 +121,41 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   const pods = deps.pods.byIndex(key).filter((pod) => pod.metadata.ownerReferences?.some((o) => o.uid === run.metadata.uid));
   const now = deps.clock.now();
   const finished = FINAL_RUN_PHASES.has(run.status?.phase ?? '');
-  const start = finished ? undefined : await freezeRun(deps.freeze, run);
+  // A finished run needs its configuration only to record itself, if the store missed its end.
+  const unrecorded = finished && run.status?.configuration && !(run.status.metadataRecorded ?? '').startsWith(`${run.status.phase}:`);
+  const start = finished && !unrecorded ? undefined : await freezeRun(deps.freeze, run);
   if (start?.kind === 'frozen' && start.written) {
     deps.log.info('configuration frozen', { namespace: run.metadata.namespace, name: run.metadata.name, uri: start.uri, digest: start.digest });
   }
   const manifests = finished ? undefined : await readManifests(deps.store, run, pods);
+  const frozen = start?.kind === 'frozen' ? start : undefined;
+  const reuse = finished || !run.spec.resumeFrom ? undefined : await resumedSteps(deps, run);
+  const facts: RunFacts = { run, start, pods, now, ...(manifests ? { manifests } : {}), ...(reuse ? { reuse } : {}) };
 
-  let plan = planRun({ run, start, pods, now, ...(manifests ? { manifests } : {}) });
+  let plan = finished ? planRun(facts) : await planWithCache(deps, facts);
   const { created, rejected } = await createStepPods(deps.client, run, plan, deps.agent);
   deps.metrics.stepPodsCreated.inc(created);
-  if (rejected.size > 0) plan = planRun({ run, start, pods, now, rejected, ...(manifests ? { manifests } : {}) });
+  if (rejected.size > 0) plan = planRun({ ...facts, rejected });
+
+  const configuration = plan.configuration?.spec ?? frozen?.configuration;
+  if (configuration && !finished) await reserveModelVersions(deps, run, plan.status, configuration);
+
+  let requeueAfterMs = plan.requeueAfterMs;
+  // Metadata: derived from the status about to be written, recorded before it (the status
+  // remembers what was recorded, so nothing is lost if PostgreSQL is down: it is retried).
+  if (configuration) {
+    const records = recordsOf(run, plan.status, configuration);
+    const digest = recordsDigest(records);
+    if (run.status?.metadataRecorded !== digest) {
+      try {
+        await deps.metadata.recordRun(records);
+        plan.status.metadataRecorded = digest;
+      } catch (err) {
+        deps.log.warn('metadata not recorded; will retry', { namespace: run.metadata.namespace, name: run.metadata.name, error: errorMessage(err) });
+        requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, 5_000);
+      }
+    }
+  }
 
   if (statusChanged(run, plan.status)) {
     const written = await writeRunStatus(deps.client, run, plan.status);
@@ -92,6 +173,22 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
       deps.events.record(reference, e.type, e.reason, e.message);
     }
   }
+  if (configuration && plan.status.steps?.some((s) => s.models?.length)) {
+    const bound = await boundInference(deps, run, configuration);
+    for (const version of await ensureModelVersions(deps, run, plan.status, configuration, bound)) {
+      deps.log.info('model registered', { namespace: run.metadata.namespace, name: version.metadata.name, stage: version.spec.stage });
+    }
+  }
   await deletePods(deps.client, plan.delete);
-  return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {};
+  return requeueAfterMs !== undefined ? { requeueAfterMs } : {};
+}
+
+/** The inference Pipeline a training Pipeline names, with its spec hash, for the versions it registers. */
+async function boundInference(
+  deps: PipelineRunDeps, run: PipelineRun, configuration: NonNullable<RunPlan['configuration']>['spec'],
+): Promise<{ pipeline: string; specHash: string } | undefined> {
+  const name = configuration.spec.inference?.pipelineRef.name;
+  if (!name) return undefined;
+  const pipeline = deps.freeze.pipelineOf(run.metadata.namespace ?? '', name);
+  return { pipeline: name, specHash: pipeline ? digestOf(pipeline.spec) : '' };
 }

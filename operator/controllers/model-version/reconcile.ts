@@ -1,0 +1,141 @@
+// Reconciles one ModelVersion: moves its observed stage to the desired one (spec.stage, set by a
+// promotion policy, kubectl or GitOps), archiving the version it replaces in Production so at
+// most one version per model is there; hands aliases to their newest holder; keeps a history
+// of who changed the stage, when and why, in status and in the metadata store.
+import { API_VERSION } from '../../api/v1alpha1/common.ts';
+import { CONDITION_READY, setCondition } from '../../api/v1alpha1/conditions.ts';
+import type { ModelVersion, ModelVersionStatus } from '../../api/v1alpha1/model-version.ts';
+import { canonicalJson } from '../../configuration/canonical-json.ts';
+import type { KubeClient } from '../../kube/client.ts';
+import { errorMessage } from '../../kube/errors.ts';
+import type { EventRecorder } from '../../kube/events.ts';
+import { MODEL_VERSIONS } from '../../kube/resources.ts';
+import type { MetadataStore } from '../../metadata/records.ts';
+import type { Logger } from '../../observability/logger.ts';
+import type { Metrics } from '../../observability/metrics.ts';
+import type { Cache } from '../../runtime/cache.ts';
+import type { Clock } from '../../runtime/clock.ts';
+import type { ReconcileResult } from '../../runtime/controller.ts';
+import { ANNOTATION_STAGE_BY, ANNOTATION_STAGE_REASON } from '../pipeline-run/registration.ts';
+
+export interface ModelVersionDeps {
+  client: KubeClient;
+  modelVersions: Cache<ModelVersion>;
+  metadata: MetadataStore;
+  events: EventRecorder;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+}
+
+const MAX_HISTORY = 64;
+const FIELD_MANAGER = 'ferry-operator';
+
+export const modelIndexOfVersion = (v: ModelVersion): string[] => [`model:${v.metadata.namespace}/${v.spec.modelName}`];
+
+interface ManagedField { manager?: string; time?: string; fieldsV1?: { 'f:spec'?: Record<string, unknown> } }
+
+/** Who last set spec.stage, from the object's managedFields (the cache strips them, so this reads the API). */
+async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Promise<{ by: string; reason: string }> {
+  const fresh = await deps.client.get<ModelVersion & { metadata: { managedFields?: ManagedField[] } }>(
+    MODEL_VERSIONS, version.metadata.namespace, version.metadata.name,
+  );
+  const owner = (fresh.metadata.managedFields ?? [])
+    .filter((f) => f.fieldsV1?.['f:spec']?.['f:stage'] !== undefined)
+    .sort((a, b) => (a.time ?? '').localeCompare(b.time ?? ''))
+    .at(-1)?.manager ?? 'unknown';
+  const annotations = version.metadata.annotations ?? {};
+  if (owner === FIELD_MANAGER && annotations[ANNOTATION_STAGE_BY]) {
+    return { by: annotations[ANNOTATION_STAGE_BY], reason: annotations[ANNOTATION_STAGE_REASON] ?? '' };
+  }
+  return { by: owner, reason: `stage set to ${version.spec.stage} by ${owner}` };
+}
+
+/** Versions already recorded in the metadata store, with the stage recorded (replayed after an outage or restart). */
+const recorded = new Map<string, string>();
+
+async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Promise<boolean> {
+  const key = `${version.metadata.namespace}/${version.metadata.name}`;
+  if (recorded.get(key) === version.spec.stage) return true;
+  try {
+    await deps.metadata.recordModelVersion({
+      namespace: version.metadata.namespace ?? '',
+      model: version.spec.modelName,
+      version: version.spec.version,
+      artifactUri: version.spec.artifact.uri,
+      artifactDigest: version.spec.artifact.digest,
+      ...(version.metadata.labels?.['ferry.dev/run-uid'] ? { runUid: version.metadata.labels['ferry.dev/run-uid'] } : {}),
+      ...(version.spec.source?.run ? { runName: version.spec.source.run } : {}),
+      ...(version.spec.source?.step ? { step: version.spec.source.step } : {}),
+      ...(version.spec.source?.configurationDigest ? { configurationDigest: version.spec.source.configurationDigest } : {}),
+      metrics: version.spec.metrics ?? {},
+      stage: version.spec.stage,
+    });
+    recorded.set(key, version.spec.stage);
+    return true;
+  } catch (err) {
+    deps.log.warn('model version not recorded in the metadata store; will retry', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err) });
+    return false;
+  }
+}
+
+export async function reconcileModelVersion(deps: ModelVersionDeps, key: string): Promise<ReconcileResult> {
+  const cached = deps.modelVersions.get(key);
+  if (!cached || cached.metadata.deletionTimestamp) return {};
+  const retry: ReconcileResult = (await recordVersion(deps, cached)) ? {} : { requeueAfterMs: 5_000 };
+  const version = structuredClone(cached);
+  const { namespace, name } = version.metadata;
+  const now = deps.clock.now();
+  const siblings = deps.modelVersions.byIndex(`model:${namespace}/${version.spec.modelName}`).filter((v) => v.metadata.name !== name);
+  const status: ModelVersionStatus = { ...version.status, observedGeneration: version.metadata.generation ?? 0 };
+  const events: Array<[string, string]> = [];
+
+  if (status.stage !== version.spec.stage) {
+    if (version.spec.stage === 'Production') {
+      // NOTE: archive the old Production version first, so there is never a moment with two in status.
+      for (const old of siblings.filter((v) => v.spec.stage === 'Production')) {
+        await deps.client.mergePatch(MODEL_VERSIONS, namespace, old.metadata.name, {
+          metadata: { annotations: { [ANNOTATION_STAGE_BY]: 'ferry (one Production version per model)', [ANNOTATION_STAGE_REASON]: `replaced in Production by ${name}` } },
+          spec: { stage: 'Archived' },
+        });
+        events.push(['Archived', `${old.metadata.name} moved to Archived: ${name} is now in Production`]);
+      }
+    }
+    const { by, reason } = await stageChangedBy(deps, version);
+    const at = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    status.history = [...(status.history ?? []), { stage: version.spec.stage, at, by, reason }].slice(-MAX_HISTORY);
+    const from = status.stage ?? 'New';
+    status.stage = version.spec.stage;
+    events.push(['StageChanged', `${from} → ${version.spec.stage}: ${reason}`]);
+    deps.metrics.modelPromotions.inc({ stage: version.spec.stage });
+    try {
+      await deps.metadata.recordStageTransition({ namespace: namespace ?? '', model: version.spec.modelName, version: version.spec.version, from, to: version.spec.stage, at, by, reason });
+    } catch (err) {
+      deps.log.warn('stage transition not recorded in the metadata store; the status history keeps it', { namespace, name, error: errorMessage(err) });
+    }
+  }
+
+  const aliases = version.spec.aliases ?? [];
+  const acknowledged = status.aliases ?? [];
+  for (const alias of aliases.filter((a) => !acknowledged.includes(a))) {
+    // An alias names one version: its newest holder takes it from the others.
+    for (const other of siblings.filter((v) => (v.spec.aliases ?? []).includes(alias))) {
+      await deps.client.mergePatch(MODEL_VERSIONS, namespace, other.metadata.name, { spec: { aliases: (other.spec.aliases ?? []).filter((a) => a !== alias) } });
+      events.push(['AliasMoved', `alias "${alias}" moved from ${other.metadata.name} to ${name}`]);
+    }
+  }
+  status.aliases = aliases.length > 0 ? aliases : undefined;
+  if (!status.aliases) delete status.aliases;
+  status.conditions = setCondition(status.conditions, {
+    type: CONDITION_READY, status: 'True', reason: status.stage ?? 'None', message: `version ${version.spec.version} of model ${version.spec.modelName} is in ${status.stage}`,
+    observedGeneration: version.metadata.generation ?? 0,
+  }, now);
+
+  if (canonicalJson(status) === canonicalJson(cached.status ?? {})) return retry;
+  const written = await deps.client.replaceStatus<ModelVersion>(MODEL_VERSIONS, { ...version, status });
+  deps.modelVersions.recordWrite(written);
+  const reference = { ...version, apiVersion: API_VERSION, kind: 'ModelVersion' };
+  for (const [reason, message] of events) deps.events.record(reference, 'Normal', reason, message);
+  if (events.length > 0) deps.log.info('model version reconciled', { namespace, name, stage: status.stage });
+  return retry;
+}
