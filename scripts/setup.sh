@@ -10,11 +10,14 @@ cd "$root"
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
 command -v go >/dev/null 2>&1 || { echo "setup: Go is required to build the Kubernetes test binaries" >&2; exit 1; }
 
-# Debian packages the tests use: an OCI registry, an image builder, htpasswd for registry auth.
+# Debian packages the tests use: an OCI registry, an image builder, htpasswd for registry auth,
+# Lua for Argo CD health checks, PostgreSQL for the metadata store.
 missing=()
-for pair in docker-registry:docker-registry buildah:buildah htpasswd:apache2-utils; do
+for pair in docker-registry:docker-registry buildah:buildah htpasswd:apache2-utils lua5.4:lua5.4; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+# PostgreSQL's server binaries for the metadata-store tests (not on PATH in Debian).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]} ..." >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -121,6 +121,20 @@ describe('caching', () => {
     const third = await finished('features-3');
     assert.deepEqual(phases(third), { prepare: 'Cached', fit: 'Succeeded', report: 'Succeeded' });
     assert.deepEqual(await podsOf('features-3'), ['fit', 'report']);
+    // The miss is explained: which cache key component differs from the nearest earlier execution.
+    assert.match(third.status?.steps?.find((s) => s.name === 'fit')?.message ?? '', /^cache miss: parameters differs from run "features-[12]"$/);
+    assert.match(third.status?.steps?.find((s) => s.name === 'report')?.message ?? '', /^cache miss: inputs differs from run "features-[12]"$/);
+  });
+
+  it('runs two identical steps that start at once only once', async () => {
+    await Promise.all(['twin-a', 'twin-b'].map((name) =>
+      cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun(name, namespace, 'features', { parameters: [{ name: 'scale', value: 7 }] }))));
+    const [a, b] = await Promise.all([finished('twin-a'), finished('twin-b')]);
+    assert.equal(a.status?.phase, 'Succeeded');
+    assert.equal(b.status?.phase, 'Succeeded');
+    const prepared = [...await podsOf('twin-a'), ...await podsOf('twin-b')].filter((s) => s === 'prepare');
+    assert.equal(prepared.length, 1, 'one prepare Pod for the two runs');
+    assert.deepEqual([phases(a).prepare, phases(b).prepare].sort(), ['Cached', 'Succeeded']);
   });
 
   it('turns a hit into a miss when the cached artifact was deleted from the store', async () => {
@@ -208,6 +222,23 @@ describe('model registry', () => {
     const v3 = await eventually('iris-v3', async () => ((await version('iris-v3')).status?.stage ? version('iris-v3') : undefined));
     assert.equal(v3.spec.stage, 'None');
     assert.match(v3.status?.history?.at(-1)?.reason ?? '', /not promoted to Production: not accuracy 0.95 > 0.97 of iris-v2/);
+  });
+
+  it('moves a version by kubectl patch of spec.stage, archiving the old one, and hands aliases to the newest holder', async () => {
+    await cluster.kubectlOk(['-n', namespace, 'patch', 'modelversion', 'iris-v3', '--type=merge', '-p', '{"spec":{"stage":"Production"}}']);
+    await eventually('iris-v3 in Production, iris-v2 Archived', async () =>
+      (await version('iris-v3')).status?.stage === 'Production' && (await version('iris-v2')).status?.stage === 'Archived' ? true : undefined);
+    const last = (await version('iris-v3')).status?.history?.at(-1);
+    assert.equal(last?.by, 'kubectl-patch');
+    assert.equal((await cluster.client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.filter((v) => v.spec.modelName === 'iris' && v.spec.stage === 'Production').length, 1);
+    await cluster.kubectlOk(['-n', namespace, 'patch', 'modelversion', 'iris-v1', '--type=merge', '-p', '{"spec":{"aliases":["champion"]}}']);
+    await eventually('iris-v1 holds champion', async () => ((await version('iris-v1')).status?.aliases?.includes('champion') ? true : undefined));
+    await cluster.kubectlOk(['-n', namespace, 'patch', 'modelversion', 'iris-v3', '--type=merge', '-p', '{"spec":{"aliases":["champion"]}}']);
+    await eventually('champion moved to iris-v3', async () =>
+      (await version('iris-v3')).status?.aliases?.includes('champion') && !(await version('iris-v1')).spec.aliases?.includes('champion') ? true : undefined);
+    // Put iris-v2 back in Production for the tests that follow.
+    await cluster.kubectlOk(['-n', namespace, 'patch', 'modelversion', 'iris-v2', '--type=merge', '-p', '{"spec":{"stage":"Production"}}']);
+    await eventually('iris-v2 back in Production', async () => ((await version('iris-v2')).status?.stage === 'Production' && (await version('iris-v3')).status?.stage === 'Archived' ? true : undefined));
   });
 
   it('runs inference on the Production model, its digest frozen in the configuration', async () => {

@@ -284,7 +284,8 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
         phase: 'Succeeded',
         finishedAt: outcome.finishedAt ?? iso(p.facts.now),
         reason: undefined,
-        message: undefined,
+        // Why the cache could not serve this step stays on record.
+        message: step.message?.startsWith('cache miss:') ? step.message : undefined,
         outputs: (spec.outputs ?? []).map((o) => published.get(o.name)!),
         metrics: report?.metrics && Object.keys(report.metrics).length > 0 ? report.metrics : undefined,
       });

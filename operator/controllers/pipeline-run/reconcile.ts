@@ -89,10 +89,15 @@ async function planWithCache(deps: PipelineRunDeps, facts: RunFacts): Promise<Ru
   const reuse = new Map(facts.reuse);
   const waitFor = new Map<string, string>();
   const looked = new Set<string>();
+  const misses = new Map<string, Record<string, string>>();
+  const explained = async (plan: RunPlan): Promise<RunPlan> => {
+    await explainMisses(deps, facts.run, plan, misses);
+    return plan;
+  };
   for (;;) {
     const plan = planRun({ ...facts, reuse, waitFor });
     const pending = plan.create.filter((l) => l.cache && l.attempt === 1 && !looked.has(l.step.name));
-    if (pending.length === 0) return plan;
+    if (pending.length === 0) return explained(plan);
     let changed = false;
     for (const launch of pending) {
       looked.add(launch.step.name);
@@ -107,9 +112,28 @@ async function planWithCache(deps: PipelineRunDeps, facts: RunFacts): Promise<Ru
         changed = true;
       } else {
         deps.metrics.cacheLookups.inc({ result: 'miss' });
+        misses.set(launch.step.name, launch.cache!.components);
       }
     }
-    if (!changed) return plan;
+    if (!changed) return explained(plan);
+  }
+}
+
+/** Says in a started step's status why the cache had nothing for it: what differs from the nearest earlier execution. */
+async function explainMisses(deps: PipelineRunDeps, run: PipelineRun, plan: RunPlan, misses: Map<string, Record<string, string>>): Promise<void> {
+  const pipeline = plan.configuration?.spec.pipeline.name;
+  if (!pipeline || misses.size === 0 || !deps.metadata.healthy()) return;
+  for (const [stepName, components] of misses) {
+    const step = plan.status.steps?.find((s) => s.name === stepName);
+    if (step?.phase !== 'Running') continue;
+    try {
+      const nearest = await deps.metadata.explainCacheMiss(run.metadata.namespace ?? '', pipeline, stepName, components);
+      step.message = nearest
+        ? `cache miss: ${nearest.differing.join(', ') || 'nothing'} differ${nearest.differing.length === 1 ? 's' : ''} from run "${nearest.run}"`
+        : 'cache miss: no earlier execution of this step';
+    } catch {
+      // The explanation is a courtesy; the run goes on without it.
+    }
   }
 }
 

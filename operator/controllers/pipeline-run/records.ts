@@ -5,11 +5,31 @@ import type { PipelineRun, PipelineRunStatus } from '../../api/v1alpha1/pipeline
 import { digestOf } from '../../configuration/canonical-json.ts';
 import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import type { ArtifactRecord, LineageEdge, RunRecords } from '../../metadata/records.ts';
+import { cacheKeyOf } from './cache-key.ts';
+
+/** The cache key components of every step that has a key, recomputed from the configuration. */
+function cacheComponentsOf(status: PipelineRunStatus, configuration: PipelineConfiguration): Map<string, Record<string, string>> {
+  const steps = new Map((status.steps ?? []).map((s) => [s.name, s]));
+  const parameters = new Map(configuration.parameters.map((p) => [p.name, p.value]));
+  const components = new Map<string, Record<string, string>>();
+  for (const spec of configuration.spec.steps) {
+    if (!steps.get(spec.name)?.cacheKey) continue;
+    const inputs = (spec.inputs ?? []).map((input) => {
+      const source = input.from
+        ? steps.get(input.from.step)?.outputs?.find((o) => o.name === input.from!.output)
+        : configuration.externalInputs.find((e) => e.step === spec.name && e.input === input.name);
+      return { name: input.name, uri: source?.uri ?? '', digest: source?.digest ?? '' };
+    });
+    components.set(spec.name, cacheKeyOf(spec, parameters, inputs).components);
+  }
+  return components;
+}
 
 export function recordsOf(run: PipelineRun, status: PipelineRunStatus, configuration: PipelineConfiguration): RunRecords {
   const namespace = run.metadata.namespace ?? '';
   const runUid = run.metadata.uid ?? '';
   const steps = new Map((status.steps ?? []).map((s) => [s.name, s]));
+  const components = cacheComponentsOf(status, configuration);
   const artifacts = new Map<string, ArtifactRecord>();
   const edges: LineageEdge[] = [];
   for (const spec of configuration.spec.steps) {
@@ -53,6 +73,7 @@ export function recordsOf(run: PipelineRun, status: PipelineRunStatus, configura
       attempts: s.attempts ?? 0,
       ...(s.podName ? { podName: s.podName } : {}),
       ...(s.cacheKey ? { cacheKey: s.cacheKey } : {}),
+      ...(components.has(s.name) ? { cacheComponents: components.get(s.name)! } : {}),
       ...(s.cachedFrom ? { cachedFrom: s.cachedFrom } : {}),
       ...(s.startedAt ? { startedAt: s.startedAt } : {}),
       ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),

@@ -1,0 +1,311 @@
+// Caching, the model registry and the metadata store, end to end against the real API server,
+// real PostgreSQL and real agent processes: identical runs are served from the cache; a
+// deleted artifact turns a hit into a miss; training runs register iris-v1, iris-v2, … and a
+// promotion policy moves the best to Production; an inference run pins the Production digest;
+// a resumed run reruns only what failed; PostgreSQL going away loses no record.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts';
+import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
+import { openArtifactStore } from '../../operator/artifacts/open.ts';
+import type { PipelineConfiguration } from '../../operator/configuration/pipeline-configuration.ts';
+import type { Pod } from '../../operator/kube/pod.ts';
+import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
+import { PostgresMetadataStore } from '../../operator/metadata/postgres-store.ts';
+import { pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
+import { startPostgres, type Postgres } from '../harness/postgres.ts';
+import { ProcessKubelet } from '../harness/process-kubelet.ts';
+
+const AGENT_IMAGE = 'ferry:test';
+const sh = (script: string) => ['sh', '-c', script];
+
+let cluster: TestCluster;
+let namespace: string;
+let postgres: Postgres;
+let databaseUrl: string;
+let storeDir: string;
+let operator: OperatorProcess;
+let kubelet: ProcessKubelet;
+let flags: string;
+
+before(async () => {
+  cluster = connect();
+  namespace = await cluster.createNamespace('models');
+  postgres = await startPostgres();
+  databaseUrl = postgres.url(await postgres.createDatabase('models'));
+  storeDir = await mkdtemp(join(tmpdir(), 'ferry-models-store-'));
+  flags = await mkdtemp(join(tmpdir(), 'ferry-models-flags-'));
+  operator = startOperator({
+    kubeconfigPath: cluster.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace,
+    env: { FERRY_ARTIFACT_STORE: `file://${storeDir}`, FERRY_AGENT_IMAGE: AGENT_IMAGE, FERRY_DATABASE_URL: databaseUrl, FERRY_WORKERS: '8' },
+  });
+  await operator.waitForLog((l) => l.msg === 'controller started');
+  kubelet = new ProcessKubelet(cluster.client, namespace, { agentImage: AGENT_IMAGE }).start();
+});
+
+after(async () => {
+  await kubelet?.stop();
+  await operator?.stop();
+  await postgres?.stop();
+  await cluster?.cleanup();
+  await rm(storeDir, { recursive: true, force: true });
+  await rm(flags, { recursive: true, force: true });
+});
+
+async function finished(name: string, timeoutMs = 90_000): Promise<PipelineRun> {
+  let last: PipelineRun | undefined;
+  try {
+    return await eventually(`run ${name} to finish`, async () => {
+      last = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
+      return ['Succeeded', 'Failed', 'Cancelled'].includes(last.status?.phase ?? '') ? last : undefined;
+    }, timeoutMs, 200);
+  } catch (err) {
+    throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.status)}`);
+  }
+}
+
+const podsOf = async (run: string) => (await cluster.client.list<Pod>(PODS, namespace, `ferry.dev/run=${run}`)).items.map((p) => p.metadata.labels?.['ferry.dev/step']).sort();
+const phases = (run: PipelineRun) => Object.fromEntries((run.status?.steps ?? []).map((s) => [s.name, s.phase]));
+const version = (name: string) => cluster.client.get<ModelVersion>(MODEL_VERSIONS, namespace, name);
+
+async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    return (await client.query(sql, values)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+describe('caching', () => {
+  before(async () => {
+    await cluster.client.create(PIPELINES, namespace, pipeline('features', namespace, {
+      parameters: [{ name: 'scale', type: 'int', default: 1 }, { name: 'depth', type: 'int', default: 3 }],
+      steps: [
+        step('prepare', { command: sh('seq 1 $(params.scale) > /ferry/outputs/data'), outputs: [{ name: 'data', type: 'dataset' }] }),
+        step('fit', {
+          dependsOn: ['prepare'], parameters: ['depth'],
+          inputs: [{ name: 'data', from: { step: 'prepare', output: 'data' } }],
+          command: sh('cat /ferry/inputs/data > /ferry/outputs/fitted; echo depth=$FERRY_PARAM_DEPTH >> /ferry/outputs/fitted'),
+          outputs: [{ name: 'fitted', type: 'model' }],
+        }),
+        step('report', {
+          dependsOn: ['fit'], inputs: [{ name: 'fitted', from: { step: 'fit', output: 'fitted' } }],
+          command: sh('wc -c < /ferry/inputs/fitted > /ferry/outputs/size'), outputs: [{ name: 'size', type: 'file' }],
+        }),
+      ],
+    }));
+  });
+
+  it('serves a second identical run entirely from the cache: no Pod, every step Cached', async () => {
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-1', namespace, 'features'));
+    assert.equal((await finished('features-1')).status?.phase, 'Succeeded');
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-2', namespace, 'features'));
+    const second = await finished('features-2');
+    assert.equal(second.status?.phase, 'Succeeded');
+    assert.deepEqual(phases(second), { prepare: 'Cached', fit: 'Cached', report: 'Cached' });
+    assert.ok(second.status?.steps?.every((s) => s.cachedFrom === 'features-1'));
+    assert.deepEqual(await podsOf('features-2'), []);
+    assert.match(second.status?.conditions?.[0]?.message ?? '', /all 3 steps succeeded \(3 from cache\)/);
+  });
+
+  it('reruns only the step whose parameter changed, and what follows it', async () => {
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-3', namespace, 'features', { parameters: [{ name: 'depth', value: 5 }] }));
+    const third = await finished('features-3');
+    assert.deepEqual(phases(third), { prepare: 'Cached', fit: 'Succeeded', report: 'Succeeded' });
+    assert.deepEqual(await podsOf('features-3'), ['fit', 'report']);
+  });
+
+  it('turns a hit into a miss when the cached artifact was deleted from the store', async () => {
+    const first = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'features-1');
+    const fitted = first.status?.steps?.find((s) => s.name === 'fit')?.outputs?.[0];
+    assert.ok(fitted);
+    await openArtifactStore(`file://${storeDir}`).delete(fitted.uri);
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-4', namespace, 'features'));
+    const fourth = await finished('features-4');
+    assert.equal(fourth.status?.phase, 'Succeeded');
+    assert.equal(phases(fourth).fit, 'Succeeded', 'fit ran again');
+    assert.equal(phases(fourth).prepare, 'Cached');
+    // Same inputs, same bytes: the rebuilt artifact has the digest the deleted one had.
+    assert.equal(fourth.status?.steps?.find((s) => s.name === 'fit')?.outputs?.[0]?.digest, fitted.digest);
+  });
+
+  it('records runs, executions, artifacts and lineage once, however often a run is reconciled', async () => {
+    const count = async () => (await query<{ runs: string; executions: string; artifacts: string; edges: string }>(
+      `select (select count(*) from runs) runs, (select count(*) from step_executions) executions,
+              (select count(*) from artifacts) artifacts, (select count(*) from lineage_edges) edges`))[0]!;
+    const before = await eventually('features-1 recorded', async () => {
+      const rows = await query<{ phase: string }>('select phase from runs where name = $1', ['features-1']);
+      return rows[0]?.phase === 'Succeeded' ? count() : undefined;
+    });
+    // Touch every finished run so each is reconciled again.
+    for (const name of ['features-1', 'features-2', 'features-3', 'features-4']) {
+      await cluster.client.mergePatch(PIPELINE_RUNS, namespace, name, { metadata: { annotations: { 'test/touched': String(Date.now()) } } });
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(await count(), before);
+    assert.ok(Number(before.edges) > 0 && Number(before.artifacts) > 0);
+    const executions = await query<{ step: string; phase: string }>(
+      'select e.step, e.phase from step_executions e join runs r on r.uid = e.run_uid where r.name = $1 order by e.step', ['features-2']);
+    assert.deepEqual(executions.map((e) => [e.step, e.phase]), [['fit', 'Cached'], ['prepare', 'Cached'], ['report', 'Cached']]);
+  });
+});
+
+describe('model registry', () => {
+  const train = (name: string, accuracy: number, extra: Partial<PipelineRun['spec']> = {}) =>
+    pipelineRun(name, namespace, 'iris-train', { parameters: [{ name: 'accuracy', value: accuracy }], cachePolicy: 'Disabled', ...extra });
+
+  before(async () => {
+    await cluster.client.create(PIPELINES, namespace, pipeline('iris-data', namespace, {
+      steps: [step('load', { command: sh('printf "5.1,3.5,1.4,0.2,setosa\\n" > /ferry/outputs/iris_csv'), outputs: [{ name: 'iris_csv', type: 'dataset' }] })],
+    }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('iris-data-1', namespace, 'iris-data'));
+    assert.equal((await finished('iris-data-1')).status?.phase, 'Succeeded');
+    await cluster.client.create(PIPELINES, namespace, pipeline('iris-predict', namespace, {
+      steps: [step('predict', {
+        inputs: [{ name: 'model', model: { name: 'iris', stage: 'Production' } }],
+        command: sh('cat /ferry/inputs/model > /ferry/outputs/report'), outputs: [{ name: 'report', type: 'file' }],
+      })],
+    }));
+    await cluster.client.create(PIPELINES, namespace, pipeline('iris-train', namespace, {
+      parameters: [{ name: 'accuracy', type: 'float' }],
+      inference: { pipelineRef: { name: 'iris-predict' } },
+      promotion: [{ model: 'iris', stage: 'Production', when: [{ metric: 'accuracy', operator: '>=', value: 0.9 }], betterThanCurrent: { metric: 'accuracy', direction: 'Higher' } }],
+      steps: [step('train', {
+        parameters: ['accuracy'],
+        inputs: [{ name: 'data', fromPipeline: { name: 'iris-data', step: 'load', output: 'iris_csv' } }],
+        command: sh('test -s /ferry/inputs/data && echo "model trained to $FERRY_PARAM_ACCURACY by $FERRY_RUN" > /ferry/outputs/model && echo "{\\"accuracy\\": $FERRY_PARAM_ACCURACY}" > /ferry/outputs/metrics.json'),
+        outputs: [{ name: 'model', type: 'model', register: { name: 'iris' } }],
+      })],
+    }));
+  });
+
+  it('registers iris-v1 and promotes it by threshold, then a better iris-v2 replaces it and a worse one stays None', async () => {
+    await cluster.client.create(PIPELINE_RUNS, namespace, train('iris-train-1', 0.93));
+    assert.equal((await finished('iris-train-1')).status?.phase, 'Succeeded');
+    const v1 = await eventually('iris-v1 in Production', async () => ((await version('iris-v1')).status?.stage === 'Production' ? version('iris-v1') : undefined));
+    assert.deepEqual(v1.spec.metrics, { accuracy: 0.93 });
+    assert.equal(v1.spec.source?.run, 'iris-train-1');
+    assert.equal(v1.spec.inference?.pipeline, 'iris-predict');
+    assert.match(v1.status?.history?.at(-1)?.reason ?? '', /promoted to Production: accuracy 0.93 >= 0.9/);
+
+    await cluster.client.create(PIPELINE_RUNS, namespace, train('iris-train-2', 0.97));
+    await finished('iris-train-2');
+    await eventually('iris-v2 in Production and iris-v1 Archived', async () =>
+      (await version('iris-v2')).status?.stage === 'Production' && (await version('iris-v1')).status?.stage === 'Archived' ? true : undefined);
+    assert.match((await version('iris-v2')).status?.history?.at(-1)?.reason ?? '', /accuracy 0.97 > 0.93 of iris-v1/);
+    assert.match((await version('iris-v1')).status?.history?.at(-1)?.reason ?? '', /replaced in Production by iris-v2/);
+
+    await cluster.client.create(PIPELINE_RUNS, namespace, train('iris-train-3', 0.95));
+    await finished('iris-train-3');
+    const v3 = await eventually('iris-v3', async () => ((await version('iris-v3')).status?.stage ? version('iris-v3') : undefined));
+    assert.equal(v3.spec.stage, 'None');
+    assert.match(v3.status?.history?.at(-1)?.reason ?? '', /not promoted to Production: not accuracy 0.95 > 0.97 of iris-v2/);
+  });
+
+  it('runs inference on the Production model, its digest frozen in the configuration', async () => {
+    const v2 = await version('iris-v2');
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('iris-predict-1', namespace, 'iris-predict'));
+    const run = await finished('iris-predict-1');
+    assert.equal(run.status?.phase, 'Succeeded');
+    const configuration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(run.status!.configuration!.uri)).toString()) as PipelineConfiguration;
+    assert.deepEqual(configuration.externalInputs.map((e) => [e.model?.name, e.model?.version, e.digest]), [['iris', 2, v2.spec.artifact.digest]]);
+    // Bound inference: a run that names only the model runs the pipeline bound to it.
+    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun('iris-bound-1', namespace, 'unused'), spec: { modelRef: { name: 'iris', version: 1 } } });
+    const bound = await finished('iris-bound-1');
+    assert.equal(bound.status?.pipeline?.name, 'iris-predict');
+    const boundConfiguration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(bound.status!.configuration!.uri)).toString()) as PipelineConfiguration;
+    assert.equal(boundConfiguration.externalInputs[0]?.digest, (await version('iris-v1')).spec.artifact.digest);
+  });
+
+  it('fails a run that needs a model that does not exist, saying which', async () => {
+    await cluster.client.create(PIPELINES, namespace, pipeline('needs-missing', namespace, {
+      steps: [step('use', { inputs: [{ name: 'm', model: { name: 'penguins', alias: 'champion' } }] })],
+    }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('needs-missing-1', namespace, 'needs-missing'));
+    const condition = (await finished('needs-missing-1')).status?.conditions?.[0];
+    assert.equal(condition?.reason, 'ModelNotFound');
+    assert.match(condition?.message ?? '', /step "use" input "m": model "penguins" with alias "champion" does not exist \(no versions are registered\)/);
+  });
+
+  it('answers lineage queries: what produced iris-v2, and what was trained from the dataset', async () => {
+    const store = new PostgresMetadataStore(databaseUrl);
+    await new Promise((r) => setTimeout(r, 3000));
+    console.error('MV', JSON.stringify(await query('SELECT namespace, model, version, artifact_uri, run_uid, run_name, step FROM model_versions')));
+    console.error('RUNS', JSON.stringify(await query('SELECT uid, name, pipeline, phase FROM runs')));
+    console.error('EXEC', JSON.stringify(await query('SELECT id, run_uid, step, phase FROM step_executions')));
+    console.error('ART', JSON.stringify(await query('SELECT id, uri, digest, type, producer_execution_id FROM artifacts')));
+    console.error('EDGES', JSON.stringify(await query('SELECT * FROM lineage_edges')));
+    console.error('LOGS', JSON.stringify(operator.logs.filter((l) => /metadata|record|warn|error/.test(JSON.stringify(l))).slice(-30)));
+    console.error('PROV', JSON.stringify(await store.modelProvenance(namespace, 'iris', 2).catch((e) => String(e))));
+    try {
+      const provenance = await eventually('iris-v2 lineage', async () => store.modelProvenance(namespace, 'iris', 2));
+      assert.equal(provenance.run.name, 'iris-train-2');
+      assert.equal(provenance.step, 'train');
+      const data = (await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'iris-data-1')).status?.steps?.[0]?.outputs?.[0];
+      assert.deepEqual(provenance.datasets.map((d: { digest: string }) => d.digest), [data?.digest]);
+      const trained = await store.modelsTrainedFrom(namespace, data!.digest);
+      assert.deepEqual(trained.map((m: { version: number }) => m.version).sort(), [1, 2, 3]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('gives twenty concurrent registering runs twenty distinct versions', async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `iris-many-${i}`);
+    await Promise.all(names.map((n) => cluster.client.create(PIPELINE_RUNS, namespace, train(n, 0.5))));
+    const runs = await Promise.all(names.map((n) => finished(n, 180_000)));
+    assert.ok(runs.every((r) => r.status?.phase === 'Succeeded'));
+    const versions = runs.flatMap((r) => r.status?.steps?.flatMap((s) => s.models ?? []) ?? []).map((m) => m.version);
+    assert.equal(new Set(versions).size, 20, `versions: ${versions.join(',')}`);
+    assert.ok(versions.every((v) => v >= 4 && v <= 23));
+  });
+});
+
+describe('resume and outage', () => {
+  it('resumes a failed run: only the failed step and what follows it run again', async () => {
+    const gate = join(flags, 'gate');
+    await cluster.client.create(PIPELINES, namespace, pipeline('flaky-chain', namespace, {
+      steps: [
+        step('one', { command: sh('echo 1 > /ferry/outputs/o'), outputs: [{ name: 'o', type: 'file' }], cache: { policy: 'Disabled' } }),
+        step('two', { dependsOn: ['one'], command: sh(`test -f ${gate}`), cache: { policy: 'Disabled' } }),
+        step('three', { dependsOn: ['two'], command: sh('true'), cache: { policy: 'Disabled' } }),
+      ],
+    }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('chain-1', namespace, 'flaky-chain'));
+    assert.deepEqual(phases(await finished('chain-1')), { one: 'Succeeded', two: 'Failed', three: 'Skipped' });
+    await writeFile(gate, 'open');
+    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun('chain-1-resumed', namespace, 'unused'), spec: { resumeFrom: 'chain-1' } });
+    const resumed = await finished('chain-1-resumed');
+    assert.deepEqual(phases(resumed), { one: 'Cached', two: 'Succeeded', three: 'Succeeded' });
+    assert.deepEqual(await podsOf('chain-1-resumed'), ['three', 'two']);
+  });
+
+  it('keeps runs going while PostgreSQL is down and records everything once it is back', async () => {
+    await cluster.client.create(PIPELINES, namespace, pipeline('outage', namespace, {
+      steps: [step('a', { command: sh('sleep 1; echo a > /ferry/outputs/x'), outputs: [{ name: 'x', type: 'file' }] }), step('b', { dependsOn: ['a'], command: sh('true') })],
+    }));
+    await postgres.kill();
+    try {
+      await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('outage-1', namespace, 'outage'));
+      const run = await finished('outage-1');
+      assert.equal(run.status?.phase, 'Succeeded');
+      assert.ok(operator.logs.some((l) => l.msg === 'metadata not recorded; will retry'));
+    } finally {
+      await postgres.start();
+    }
+    const recorded = await eventually('outage-1 recorded after PostgreSQL came back', async () => {
+      const rows = await query<{ phase: string; executions: string }>(
+        'select r.phase, (select count(*) from step_executions e where e.run_uid = r.uid) executions from runs r where r.name = $1', ['outage-1']);
+      return rows[0]?.phase === 'Succeeded' ? rows[0] : undefined;
+    }, 60_000, 500);
+    assert.equal(recorded.executions, '2');
+  });
+});
