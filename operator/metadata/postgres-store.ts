@@ -23,6 +23,8 @@ export interface PostgresMetadataStoreOptions {
   idleTimeoutMs?: number;
   /** Shown in pg_stat_activity. */
   applicationName?: string;
+  /** While unhealthy, how often to try a round trip, so healthy() recovers with no traffic. Default 5 s. */
+  probeIntervalMs?: number;
   log?: Logger;
 }
 
@@ -86,9 +88,12 @@ export class PostgresMetadataStore implements MetadataStore {
   private schemaReady = false;
   private migrating: Promise<unknown> | undefined;
   private closed: Promise<void> | undefined;
+  private readonly probeIntervalMs: number;
+  private probeTimer: NodeJS.Timeout | undefined;
 
   constructor(connectionString: string, options: PostgresMetadataStoreOptions = {}) {
     this.log = options.log ?? silentLogger;
+    this.probeIntervalMs = options.probeIntervalMs ?? 5_000;
     const statementTimeoutMs = options.statementTimeoutMs ?? 15_000;
     this.pool = new pg.Pool({
       connectionString,
@@ -102,8 +107,8 @@ export class PostgresMetadataStore implements MetadataStore {
       keepAlive: true,
     });
     // NOTE: an idle client whose server went away emits 'error' on the pool, a checked-out one on
-    // itself; unhandled, either would crash the process. Both only mark the store unhealthy: the
-    // next operation reports the failure to its caller.
+    // itself; unhandled, either would crash the process. Both only mark the store unhealthy (and
+    // start probing): the next operation reports the failure to its caller.
     this.pool.on('error', (err) => this.markUnreachable(err));
     this.pool.on('connect', (client) => client.on('error', (err) => this.markUnreachable(err)));
   }
@@ -320,6 +325,8 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** Closes the pool (waits for checked-out connections to be released). Idempotent. */
   close(): Promise<void> {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
     return (this.closed ??= this.pool.end());
   }
 
@@ -386,6 +393,20 @@ export class PostgresMetadataStore implements MetadataStore {
     if (this.ok) this.log.warn('lost metadata database', { error: message });
     this.ok = false;
     this.lastFailure = message;
+    this.scheduleProbe();
+  }
+
+  /**
+   * While unhealthy, pings every probeIntervalMs until a round trip succeeds, so that readiness
+   * recovers (and reports a lost database) even when nothing is being recorded.
+   */
+  private scheduleProbe(): void {
+    if (this.probeTimer !== undefined || this.closed) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      void this.ping().then((ok) => { if (!ok) this.scheduleProbe(); });
+    }, this.probeIntervalMs);
+    this.probeTimer.unref(); // never what keeps the process alive
   }
 }
 
@@ -399,7 +420,8 @@ function dedupeExecutions(records: RunRecords): RunRecords['executions'] {
     if (e.runUid !== records.run.uid) throw new InvalidRecordError(`execution of step ${e.step} belongs to run uid ${e.runUid}, not ${records.run.uid}`);
     byStep.set(e.step, e);
   }
-  return [...byStep.values()];
+  // Sorted, so that concurrent transactions take row locks in the same order (no deadlock).
+  return [...byStep.values()].sort((a, b) => compare(a.step, b.step));
 }
 
 function dedupeArtifacts(records: RunRecords): RunRecords['artifacts'] {
@@ -410,8 +432,10 @@ function dedupeArtifacts(records: RunRecords): RunRecords['artifacts'] {
     if (seen && seen.digest !== a.digest) throw new InvalidRecordError(`artifact ${a.uri} appears twice with digests ${seen.digest} and ${a.digest}`);
     if (!seen || (seen.size === undefined && a.size !== undefined)) byKey.set(key, a);
   }
-  return [...byKey.values()];
+  return [...byKey.values()].sort((a, b) => compare(a.namespace, b.namespace) || compare(a.uri, b.uri));
 }
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Artifacts are content-addressed and immutable: the same URI with another digest is a bug upstream. */
 async function checkDigests(db: pg.PoolClient, wanted: Array<{ namespace: string; uri: string; digest: string }>, what: string): Promise<void> {

@@ -124,8 +124,6 @@ export interface MetadataStore {
   /** Writes a run and everything under it in one transaction; idempotent. */
   recordRun(records: RunRecords): Promise<void>;
   recordModelVersion(record: ModelVersionRecord): Promise<void>;
-  /** The next version number of a model in a namespace: increasing, never the same twice. */
-  nextModelVersion(namespace: string, model: string): Promise<number>;
   /** Idempotent by (namespace, model, version, to, at). */
   recordStageTransition(record: StageTransitionRecord): Promise<void>;
   /** Which run/configuration/datasets produced `model` version `version`; undefined if unknown. */

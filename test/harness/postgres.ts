@@ -100,14 +100,15 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
 
   const createDatabase = async (prefix: string): Promise<string> => {
     const name = `${prefix.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 40)}_${randomBytes(4).toString('hex')}`;
-    const client = new pg.Client({ connectionString: url('postgres') });
-    await client.connect();
+    const client = new pg.Client({ connectionString: url('postgres'), connectionTimeoutMillis: 5_000 });
+    client.on('error', () => {}); // a connection lost mid-call is reported by the call itself
     try {
+      await client.connect();
       await client.query(`CREATE DATABASE "${name}"`);
     } catch (err) {
       throw new Error(`creating database ${name} on 127.0.0.1:${port} failed: ${(err as Error).message}`, { cause: err });
     } finally {
-      await client.end();
+      await client.end().catch(() => undefined);
     }
     return name;
   };

@@ -256,7 +256,13 @@ describe('PostgresMetadataStore on a real PostgreSQL', () => {
   it('fails clearly and turns unhealthy while PostgreSQL is down, and works again once it is back', async () => {
     assert.ok(server);
     assert.equal(store.healthy(), true);
+    const probing = new PostgresMetadataStore(url, { probeIntervalMs: 100 });
+    stores.push(probing);
+    assert.equal(await probing.ping(), true); // leaves an idle pooled connection to lose
     await server.kill();
+    const lostBy = Date.now() + 5_000;
+    while (probing.healthy() && Date.now() < lostBy) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(probing.healthy(), false, 'an idle store notices the lost connection');
     await assert.rejects(store.modelProvenance(NS, 'iris', 1), (err: unknown) => {
       assert.ok(err instanceof MetadataStoreError);
       // Refused, or (when a pooled connection's backend saw the postmaster die first) terminated.
@@ -270,6 +276,12 @@ describe('PostgresMetadataStore on a real PostgreSQL', () => {
     assert.equal(store.healthy(), false);
 
     await server.start();
+    // With no traffic at all, the store's own probe notices that the database is back.
+    const idle = probing;
+    const deadline = Date.now() + 5_000;
+    while (!idle.healthy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(idle.healthy(), true, `the probing store recovered by itself (last error: ${idle.lastError()})`);
+
     const provenance = await store.modelProvenance(NS, 'iris', 1);
     assert.equal(provenance?.run.name, 'train-b1');
     assert.equal(store.healthy(), true);

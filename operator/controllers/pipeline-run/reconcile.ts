@@ -127,7 +127,7 @@ async function explainMisses(deps: PipelineRunDeps, run: PipelineRun, plan: RunP
     const step = plan.status.steps?.find((s) => s.name === stepName);
     if (step?.phase !== 'Running') continue;
     try {
-      const nearest = await deps.metadata.explainCacheMiss(run.metadata.namespace ?? '', pipeline, stepName, components);
+      const nearest = await deps.metadata.explainCacheMiss(run.metadata.namespace ?? '', pipeline, stepName, components, { excludeRunUid: run.metadata.uid ?? '' });
       step.message = nearest
         ? `cache miss: ${nearest.differing.join(', ') || 'nothing'} differ${nearest.differing.length === 1 ? 's' : ''} from run "${nearest.run}"`
         : 'cache miss: no earlier execution of this step';
