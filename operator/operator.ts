@@ -91,11 +91,11 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const controllers = [
     createPipelineController({ client, pipelines, events, clock, log, metrics }, config.workers),
     createPipelineRunController(
-      { client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata, stepCache: new StepCache(runs, store, clock) },
+      { client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata, stepCache: new StepCache(runs, store, clock), issuedVersions: new Map() },
       pipelines,
       config.workers,
     ),
-    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics }, config.workers),
+    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map() }, config.workers),
   ];
   const elector = config.leaderElection
     ? new LeaderElector(

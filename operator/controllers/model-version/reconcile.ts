@@ -26,6 +26,8 @@ export interface ModelVersionDeps {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
+  /** Stage last recorded in the metadata store per `namespace/name`; replayed after an outage or restart. */
+  recorded: Map<string, string>;
 }
 
 const MAX_HISTORY = 64;
@@ -51,12 +53,9 @@ async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Pr
   return { by: owner, reason: `stage set to ${version.spec.stage} by ${owner}` };
 }
 
-/** Versions already recorded in the metadata store, with the stage recorded (replayed after an outage or restart). */
-const recorded = new Map<string, string>();
-
 async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Promise<boolean> {
   const key = `${version.metadata.namespace}/${version.metadata.name}`;
-  if (recorded.get(key) === version.spec.stage) return true;
+  if (deps.recorded.get(key) === version.spec.stage) return true;
   try {
     await deps.metadata.recordModelVersion({
       namespace: version.metadata.namespace ?? '',
@@ -71,7 +70,7 @@ async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Pro
       metrics: version.spec.metrics ?? {},
       stage: version.spec.stage,
     });
-    recorded.set(key, version.spec.stage);
+    deps.recorded.set(key, version.spec.stage);
     return true;
   } catch (err) {
     deps.log.warn('model version not recorded in the metadata store; will retry', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err) });

@@ -43,6 +43,7 @@ export interface PipelineRunDeps {
   stepCache: StepCache;
   modelVersions: Cache<ModelVersion>;
   metadata: MetadataStore;
+  issuedVersions: Map<string, number>;
 }
 
 export function runKeyOfPod(pod: Pod): string | undefined {

@@ -24,10 +24,9 @@ export interface RegistrationDeps {
   runs: Cache<PipelineRun>;
   modelVersions: Cache<ModelVersion>;
   metadata: MetadataStore;
+  /** Version numbers this process handed out, by `namespace/model`, so concurrent runs never share one. */
+  issuedVersions: Map<string, number>;
 }
-
-/** Version numbers handed out by this process, so concurrent runs never get the same one. */
-const issued = new Map<string, number>();
 
 /** The highest version of a model anyone has: existing ModelVersions and reservations in run statuses. */
 function highestKnown(deps: RegistrationDeps, namespace: string, model: string): number {
@@ -36,20 +35,21 @@ function highestKnown(deps: RegistrationDeps, namespace: string, model: string):
     .flatMap((r) => (r.status?.steps ?? []).flatMap((s) => s.models ?? []))
     .filter((m) => m.name === model)
     .map((m) => m.version);
-  return Math.max(0, issued.get(`${namespace}/${model}`) ?? 0, ...existing, ...reserved);
+  return Math.max(0, deps.issuedVersions.get(`${namespace}/${model}`) ?? 0, ...existing, ...reserved);
 }
 
-async function allocateVersion(deps: RegistrationDeps, namespace: string, model: string): Promise<number> {
+/** `claim` identifies the registering output, so a retried reservation gets the same number back. */
+async function allocateVersion(deps: RegistrationDeps, namespace: string, model: string, claim: string): Promise<number> {
   let next = highestKnown(deps, namespace, model) + 1;
   if (deps.metadata.healthy()) {
-    // The database's counter survives deleted ModelVersions and runs; take whichever is higher.
+    // The database's counter survives deleted ModelVersions and runs, so numbers are never reused.
     try {
-      next = Math.max(next, await deps.metadata.nextModelVersion(namespace, model));
+      next = await deps.metadata.nextModelVersion(namespace, model, { claim, atLeast: next });
     } catch {
       // Without the database the Kubernetes view alone decides; it is recorded later.
     }
   }
-  issued.set(`${namespace}/${model}`, next);
+  deps.issuedVersions.set(`${namespace}/${model}`, Math.max(next, deps.issuedVersions.get(`${namespace}/${model}`) ?? 0));
   return next;
 }
 
@@ -69,7 +69,8 @@ export async function reserveModelVersions(
     if (registers.length === 0) continue;
     step.models = [];
     for (const output of registers) {
-      step.models.push({ name: output.register!.name, version: await allocateVersion(deps, namespace, output.register!.name) });
+      const claim = `${run.metadata.uid}/${step.name}/${output.name}`;
+      step.models.push({ name: output.register!.name, version: await allocateVersion(deps, namespace, output.register!.name, claim) });
     }
   }
 }

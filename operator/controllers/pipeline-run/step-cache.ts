@@ -54,6 +54,7 @@ export class StepCache {
     }
     const running = results.find(({ step }) => step.phase === 'Running');
     if (running) return { runningIn: running.run.metadata.name };
+    if (this.claims.size > 1000) this.prune();
     const claim = this.claims.get(`${namespace}/${key}`);
     if (claim && claim.run !== self && claim.until > now && this.stillRunning(namespace, claim)) return { runningIn: claim.run };
     this.claims.set(`${namespace}/${key}`, { run: self, step, until: now + CLAIM_MS });
@@ -67,7 +68,7 @@ export class StepCache {
     return run !== undefined && (phase === undefined || phase === 'Pending' || phase === 'Running');
   }
 
-  /** Forgets claims that expired (called now and then; claims are few). */
+  /** Forgets expired claims (when many have piled up). */
   prune(): void {
     const now = this.clock.now().getTime();
     for (const [key, claim] of this.claims) if (claim.until <= now) this.claims.delete(key);
