@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { KubeClient, loadKubeConfig } from '../../operator/kube/client.ts';
-import { NAMESPACES } from '../../operator/kube/resources.ts';
+import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
+import { NAMESPACES, PIPELINE_RUNS } from '../../operator/kube/resources.ts';
 import { run, type KubectlResult } from './api-server.ts';
 
 export interface TestCluster {
@@ -59,5 +60,27 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+const FINAL_PHASES = ['Succeeded', 'Failed', 'Cancelled'];
+
+/**
+ * Waits until a PipelineRun reaches a final phase and returns it; on timeout the error carries
+ * the run's last status and the operator's last warnings, which is what one needs to debug it.
+ */
+export async function waitForRun(
+  cluster: TestCluster, namespace: string, name: string,
+  options: { timeoutMs?: number; operatorLogs?: Array<{ level: string }> } = {},
+): Promise<PipelineRun> {
+  let last: PipelineRun | undefined;
+  try {
+    return await eventually(`run ${name} to finish`, async () => {
+      last = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
+      return FINAL_PHASES.includes(last.status?.phase ?? '') ? last : undefined;
+    }, options.timeoutMs ?? 60_000, 150);
+  } catch (err) {
+    const warnings = (options.operatorLogs ?? []).filter((l) => l.level === 'warn' || l.level === 'error').slice(-3);
+    throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.status)}; operator warnings: ${JSON.stringify(warnings)}`);
   }
 }

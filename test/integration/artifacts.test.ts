@@ -18,7 +18,7 @@ import type { PipelineConfiguration } from '../../operator/configuration/pipelin
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS, SECRETS } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../harness/builders.ts';
-import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { startFakeGcs, type FakeGcs } from '../harness/fake-gcs.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { ProcessKubelet } from '../harness/process-kubelet.ts';
@@ -60,18 +60,7 @@ after(async () => {
   await cluster?.cleanup();
 });
 
-async function finished(name: string, timeoutMs = 60_000): Promise<PipelineRun> {
-  let last: PipelineRun | undefined;
-  try {
-    return await eventually(`run ${name} to finish`, async () => {
-      last = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(last.status?.phase ?? '') ? last : undefined;
-    }, timeoutMs);
-  } catch (err) {
-    const warnings = operator.logs.filter((l) => l.level === 'warn' || l.level === 'error').slice(-3);
-    throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.status)}; operator warnings: ${JSON.stringify(warnings)}`);
-  }
-}
+const finished = (name: string) => waitForRun(cluster, namespace, name, { operatorLogs: operator.logs });
 
 async function configurationOf(run: PipelineRun): Promise<{ bytes: Buffer; document: PipelineConfiguration }> {
   const uri = run.status?.configuration?.uri;

@@ -7,7 +7,7 @@ import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../harness/builders.ts';
-import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { freePort } from '../harness/ports.ts';
@@ -42,12 +42,7 @@ after(async () => {
   await cluster?.cleanup();
 });
 
-async function finished(name: string): Promise<PipelineRun> {
-  return eventually(`run ${name} to finish`, async () => {
-    const run = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
-    return ['Succeeded', 'Failed', 'Cancelled'].includes(run.status?.phase ?? '') ? run : undefined;
-  }, 60_000);
-}
+const finished = (name: string) => waitForRun(cluster, namespace, name, { operatorLogs: operator.logs });
 
 const stepImage = async (podName: string) =>
   (await cluster.client.get<Pod>(PODS, namespace, podName)).spec?.initContainers?.find((c) => c.name === 'step')?.image;

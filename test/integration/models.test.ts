@@ -17,7 +17,7 @@ import type { Pod } from '../../operator/kube/pod.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { PostgresMetadataStore } from '../../operator/metadata/postgres-store.ts';
 import { pipeline, pipelineRun, step } from '../harness/builders.ts';
-import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { ProcessKubelet } from '../harness/process-kubelet.ts';
@@ -58,17 +58,7 @@ after(async () => {
   await rm(flags, { recursive: true, force: true });
 });
 
-async function finished(name: string, timeoutMs = 90_000): Promise<PipelineRun> {
-  let last: PipelineRun | undefined;
-  try {
-    return await eventually(`run ${name} to finish`, async () => {
-      last = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(last.status?.phase ?? '') ? last : undefined;
-    }, timeoutMs, 200);
-  } catch (err) {
-    throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.status)}`);
-  }
-}
+const finished = (name: string, timeoutMs = 90_000) => waitForRun(cluster, namespace, name, { timeoutMs, operatorLogs: operator.logs });
 
 const podsOf = async (run: string) => (await cluster.client.list<Pod>(PODS, namespace, `ferry.dev/run=${run}`)).items.map((p) => p.metadata.labels?.['ferry.dev/step']).sort();
 const phases = (run: PipelineRun) => Object.fromEntries((run.status?.steps ?? []).map((s) => [s.name, s.phase]));

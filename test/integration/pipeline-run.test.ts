@@ -7,7 +7,7 @@ import type { Pipeline } from '../../operator/api/v1alpha1/pipeline.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { diamondSteps, pipeline, pipelineRun, step } from '../harness/builders.ts';
-import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet, type Behavior } from '../harness/fake-kubelet.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 
@@ -37,12 +37,7 @@ after(async () => {
 
 const getRun = (name: string) => cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
 
-async function finished(name: string, timeoutMs = 30_000): Promise<PipelineRun> {
-  return eventually(`run ${name} to finish`, async () => {
-    const run = await getRun(name);
-    return ['Succeeded', 'Failed', 'Cancelled'].includes(run.status?.phase ?? '') ? run : undefined;
-  }, timeoutMs);
-}
+const finished = (name: string, timeoutMs = 30_000) => waitForRun(cluster, namespace, name, { timeoutMs, operatorLogs: operator.logs });
 
 const podsOf = async (run: string) =>
   (await cluster.client.list<Pod>(PODS, namespace, `ferry.dev/run=${run}`)).items.map((p) => p.metadata.name).sort();

@@ -197,8 +197,9 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
     assert.equal(await can(kubeconfig, ['create', 'pods', '-n', operatorNs]), false, 'no step Pods outside the watched namespaces');
     assert.equal(await can(kubeconfig, ['create', 'pods', '-n', teamNs]), true);
     assert.equal(await can(kubeconfig, ['update', 'pods', '-n', teamNs]), false, 'Pods are created and deleted, never changed');
-    assert.equal(await can(kubeconfig, ['create', 'pods/exec', '-n', teamNs]), false);
+    assert.equal(await can(kubeconfig, ['create', 'pods', '--subresource=exec', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '-n', teamNs]), false, 'the spec is the user\'s; only status is written');
+    assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '--subresource=status', '-n', teamNs]), true);
     assert.equal(await can(kubeconfig, ['delete', 'pipelines', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['update', 'leases/some-other-lease', '-n', operatorNs]), false, 'only the chart Lease');
     assert.equal(await can(kubeconfig, ['update', 'customresourcedefinitions']), false);
@@ -222,7 +223,7 @@ describe('cluster-wide install: what the token may and may not do', () => {
 
   it('watches Ferry objects and manages step Pods in every namespace', async () => {
     assert.equal(await can(kubeconfig, ['watch', 'pipelineruns', '--all-namespaces']), true);
-    assert.equal(await can(kubeconfig, ['update', 'pipelineruns/status', '-n', otherNs]), true);
+    assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '--subresource=status', '-n', otherNs]), true);
     assert.equal(await can(kubeconfig, ['create', 'modelversions', '-n', otherNs]), true);
     assert.equal(await can(kubeconfig, ['create', 'pods', '-n', otherNs]), true);
     assert.equal(await can(kubeconfig, ['create', 'events.events.k8s.io', '-n', otherNs]), true);
@@ -236,7 +237,7 @@ describe('cluster-wide install: what the token may and may not do', () => {
     assert.equal(await can(kubeconfig, ['update', 'customresourcedefinitions']), false);
     assert.equal(await can(kubeconfig, ['create', 'clusterrolebindings']), false);
     assert.equal(await can(kubeconfig, ['get', 'configmaps', '-n', otherNs]), false);
-    assert.equal(await can(kubeconfig, ['create', 'pods/exec', '-n', otherNs]), false);
+    assert.equal(await can(kubeconfig, ['create', 'pods', '--subresource=exec', '-n', otherNs]), false);
     // NOTE: `get` on Secrets by name is cluster-wide in this mode (rbac.readImagePullSecrets,
     // charts/ferry/README.md says why); namespace-scoped mode or the value turned off removes it.
     assert.equal(await can(kubeconfig, ['get', 'secrets', '-n', otherNs]), true);

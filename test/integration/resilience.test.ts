@@ -6,7 +6,7 @@ import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { LEASES, PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../harness/builders.ts';
-import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 
@@ -23,12 +23,7 @@ function operator(): OperatorProcess {
   return op;
 }
 
-async function finished(name: string): Promise<PipelineRun> {
-  return eventually(`run ${name} to finish`, async () => {
-    const run = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
-    return ['Succeeded', 'Failed', 'Cancelled'].includes(run.status?.phase ?? '') ? run : undefined;
-  }, 60_000);
-}
+const finished = (name: string) => waitForRun(cluster, namespace, name);
 
 const podNames = async (run: string) =>
   (await cluster.client.list<Pod>(PODS, namespace, `ferry.dev/run=${run}`)).items.map((p) => p.metadata.name).sort();
