@@ -7,9 +7,10 @@
 #               Debian library versions
 #   app/        the operator compiled to JavaScript (tsconfig.build.json) + production
 #               node_modules (npm ci --omit=dev, keyed by package-lock.json)
-# then tags ferry:<package.json version>, saves an OCI archive in the cache for clusters to
-# import, prints the size, and proves the image runs (--help, and the agent publishing an
-# output to a file:// store) unless --no-verify.
+# then tags ferry:<package.json version> (buildah stores it as localhost/ferry:<version>), saves
+# an OCI archive named docker.io/library/ferry:<version> in the cache for clusters to import,
+# prints the size, and proves the image runs unless --no-verify: --help, the operator's whole
+# module graph loads, and the agent publishes an output to a file:// store, all as UID 65532.
 # Usage: build-image.sh [--no-verify]   Prints the OCI archive path on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +59,7 @@ for lib in $libs; do
   [ -n "$pkg" ] && lib_package[$lib]=$pkg
 done
 packages=$(printf '%s\n' "${lib_package[@]}" ca-certificates | sort -u)
-recipe_version=1 # bump when the rootfs recipe below changes
+recipe_version=2 # bump when the rootfs recipe below changes
 base_key=$( {
   echo "recipe $recipe_version node $node_version $(sha256sum "$node_bin" | cut -c1-16)"
   for pkg in $packages; do dpkg-query -W -f '${Package} ${Version}\n' "$pkg"; done
@@ -70,7 +71,7 @@ if [ ! -f "$rootfs_tar" ]; then
   fs="$work/rootfs"
   mkdir -p "$fs"/{etc/ssl/certs,usr/local/bin,usr/lib,tmp,home/nonroot,usr/share/doc/nodejs}
   # Merged /usr, as on Debian: /lib and /lib64 point into /usr, so ldd's paths resolve.
-  for top in lib lib64 bin sbin; do
+  for top in lib lib64; do
     if [ -L "/$top" ]; then ln -s "$(readlink "/$top")" "$fs/$top"; fi
   done
   if command -v strip >/dev/null 2>&1; then
@@ -110,7 +111,8 @@ mkdir -p "$app"
 tsc -p tsconfig.build.json --outDir "$app"
 cp package.json package-lock.json "$app/"
 
-lock_key=$(cat package-lock.json package.json | sha256sum | cut -c1-12)
+# Keyed by the lockfile and the dependency lists only: a new npm script reuses the cache.
+lock_key=$( { cat package-lock.json; node -p 'const p = require("./package.json"); JSON.stringify([p.dependencies, p.optionalDependencies])'; } | sha256sum | cut -c1-12)
 deps="$cache/node-modules-$lock_key"
 if [ ! -d "$deps/node_modules" ]; then
   say "installing production dependencies (npm ci --omit=dev) ..."
@@ -161,6 +163,9 @@ if $verify; then
   trap 'buildah rm "$container" >/dev/null 2>&1 || true; rm -rf "$scratch"; cleanup' EXIT
   help=$(buildah run --isolation chroot --user 65532:65532 "$container" -- node /app/operator/main.js --help)
   grep -q 'ferry agent fetch-inputs|publish-outputs' <<<"$help" || { say "--help did not print the usage: $help"; exit 1; }
+  # --help loads little; this loads the operator's whole module graph (every production dependency).
+  buildah run --isolation chroot --user 65532:65532 "$container" -- \
+    node --input-type=module -e 'await import("/app/operator/operator.js"); console.error("image: the operator modules load")' >&2
   # A step wrote /ferry/outputs/model; publish-outputs uploads it to the file:// store.
   mkdir -p "$scratch/ferry/outputs/model" "$scratch/store"
   head -c 100000 /dev/urandom > "$scratch/ferry/outputs/model/weights.bin"

@@ -10,11 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { dump, load } from 'js-yaml';
 import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts';
-import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES, SECRETS } from '../../operator/kube/resources.ts';
 import { diamondSteps, pipeline, pipelineRun, step } from '../harness/builders.ts';
 import { run as runProcess } from '../harness/api-server.ts';
-import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
 import { Helm, ensureHelm, parseManifests, type KubeManifest } from '../harness/helm.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
@@ -78,18 +77,6 @@ async function can(kubeconfig: string, args: string[]): Promise<boolean> {
   return result.stdout.trim() === 'yes';
 }
 
-async function finished(namespace: string, name: string, timeoutMs = 60_000): Promise<PipelineRun> {
-  let last: PipelineRun | undefined;
-  try {
-    return await eventually(`run ${name} to finish`, async () => {
-      last = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, name);
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(last.status?.phase ?? '') ? last : undefined;
-    }, timeoutMs, 200);
-  } catch (err) {
-    throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.status)}`);
-  }
-}
-
 describe('namespace-scoped install: the operator works with exactly the chart permissions', () => {
   let operatorNs: string;
   let teamNs: string;
@@ -136,7 +123,7 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
   it('runs a DAG whose Pipeline names an imagePullSecret to Succeeded', async () => {
     await cluster.client.create(PIPELINES, teamNs, pipeline('diamond', teamNs, { steps: diamondSteps(), imagePullSecrets: [{ name: 'regcred' }] }));
     await cluster.client.create(PIPELINE_RUNS, teamNs, pipelineRun('diamond-1', teamNs, 'diamond'));
-    const run = await finished(teamNs, 'diamond-1');
+    const run = await waitForRun(cluster, teamNs, 'diamond-1', { operatorLogs: operator.logs });
     assert.equal(run.status?.phase, 'Succeeded', JSON.stringify(run.status?.conditions));
     assert.equal(run.status?.progress, '4/4');
   });
@@ -151,7 +138,7 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
       })],
     }));
     await cluster.client.create(PIPELINE_RUNS, modelsNs, pipelineRun('iris-train-1', modelsNs, 'iris-train'));
-    const run = await finished(modelsNs, 'iris-train-1', 90_000);
+    const run = await waitForRun(cluster, modelsNs, 'iris-train-1', { timeoutMs: 90_000, operatorLogs: operator.logs });
     assert.equal(run.status?.phase, 'Succeeded', JSON.stringify(run.status?.conditions));
     const version = await eventually('iris-v1 in Production', async () => {
       const v = await cluster.client.get<ModelVersion>(MODEL_VERSIONS, modelsNs, 'iris-v1');
