@@ -80,6 +80,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     modelVersionsOf: (namespace, model) => modelVersions.byIndex(`model:${namespace}/${model}`),
     runsOfPipeline: (namespace, pipeline) => runs.byIndex(`${namespace}/${pipeline}`),
     credentialsFrom: (namespace, names) => registryCredentials(client, namespace, names),
+    onImageResolution: (result) => metrics.imageResolutions.inc({ result }),
   };
   const agent = {
     image: config.agentImage,
@@ -114,6 +115,11 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     : undefined;
   const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions], controllers, ...(elector ? { elector } : {}), log });
   metrics.leaderProbe = () => manager.isLeader();
+  metrics.runPhases = () => {
+    const counts = new Map<string, number>();
+    for (const run of runs.list()) counts.set(run.status?.phase ?? 'Pending', (counts.get(run.status?.phase ?? 'Pending') ?? 0) + 1);
+    return counts;
+  };
 
   const server: Server & { port: number } = await startHttpServer({
     port: config.httpPort,

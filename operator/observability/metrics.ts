@@ -94,6 +94,42 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly stepDuration = new Histogram({
+    name: 'ferry_step_duration_seconds',
+    help: 'Duration of finished steps (first attempt start to last attempt end), by result.',
+    labelNames: ['result'] as const,
+    buckets: [1, 5, 15, 60, 300, 900, 3600, 14400],
+    registers: [this.registry],
+  });
+
+  readonly artifactBytes = new Counter({
+    name: 'ferry_artifact_bytes_total',
+    help: 'Bytes of artifacts published by steps (reported by the agent).',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+
+  readonly imageResolutions = new Counter({
+    name: 'ferry_image_resolutions_total',
+    help: 'Image tag → digest resolutions when runs are frozen, by result (resolved, failed, pinned).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  /** Counts runs by phase when scraped; set once the PipelineRun cache exists. */
+  runPhases: () => Map<string, number> = () => new Map();
+
+  readonly runsByPhase: Gauge = new Gauge({
+    name: 'ferry_pipelineruns',
+    help: 'PipelineRuns in the watched namespaces, by phase.',
+    labelNames: ['phase'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.runsByPhase.reset();
+      for (const [phase, count] of this.runPhases()) this.runsByPhase.set({ phase }, count);
+    },
+  });
+
   readonly stepRetries = new Counter({
     name: 'ferry_step_retries_total',
     help: 'Step attempts that failed and were scheduled again.',

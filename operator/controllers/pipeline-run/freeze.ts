@@ -33,6 +33,8 @@ export interface FreezeDeps {
   modelVersionsOf(namespace: string, model: string): ModelVersion[];
   /** Runs of a Pipeline in a namespace, from the cache. */
   runsOfPipeline(namespace: string, pipeline: string): PipelineRun[];
+  /** Counts image resolutions (metrics). */
+  onImageResolution?(result: 'resolved' | 'pinned' | 'failed'): void;
   /** Registry credentials from the named dockerconfigjson Secrets. */
   credentialsFrom(namespace: string, secrets: string[]): Promise<(registry: string) => RegistryCredentials | undefined>;
 }
@@ -123,8 +125,10 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
     }
     try {
       images.set(step.name, await deps.images.resolve(step.image, credentials));
+      deps.onImageResolution?.(step.image.includes('@sha256:') ? 'pinned' : 'resolved');
     } catch (err) {
       if (!(err instanceof ImageResolutionError)) throw err;
+      deps.onImageResolution?.('failed');
       const message = `step "${step.name}": ${err.message}`;
       if (err.transient) return { kind: 'waiting', reason: Reasons.ImageResolutionFailed, message, retryAfterMs: 10_000 };
       return { kind: 'failed', reason: Reasons.ImageResolutionFailed, message };

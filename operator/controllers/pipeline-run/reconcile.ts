@@ -192,6 +192,7 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
         deps.metrics.runsFinished.inc({ phase: plan.status.phase });
       }
     }
+    observeFinishedSteps(deps, run, plan);
     const reference = { ...run, apiVersion: API_VERSION, kind: 'PipelineRun' };
     for (const e of plan.events) {
       if (e.reason === 'StepRetrying') deps.metrics.stepRetries.inc();
@@ -206,6 +207,18 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   }
   await deletePods(deps.client, plan.delete);
   return requeueAfterMs !== undefined ? { requeueAfterMs } : {};
+}
+
+/** Step durations and published bytes, for steps that finished in this pass. */
+function observeFinishedSteps(deps: PipelineRunDeps, run: PipelineRun, plan: RunPlan): void {
+  const before = new Map((run.status?.steps ?? []).map((s) => [s.name, s.phase]));
+  for (const step of plan.status.steps ?? []) {
+    if (before.get(step.name) === step.phase || (step.phase !== 'Succeeded' && step.phase !== 'Failed')) continue;
+    const seconds = (Date.parse(step.finishedAt ?? '') - Date.parse(step.startedAt ?? '')) / 1000;
+    if (Number.isFinite(seconds)) deps.metrics.stepDuration.observe({ result: step.phase }, Math.max(0, seconds));
+    const bytes = (step.outputs ?? []).reduce((sum, o) => sum + (o.size ?? 0), 0);
+    if (bytes > 0) deps.metrics.artifactBytes.inc({ direction: 'published' }, bytes);
+  }
 }
 
 /** The inference Pipeline a training Pipeline names, with its spec hash, for the versions it registers. */

@@ -1,10 +1,11 @@
-// Pinned source of KWOK (Kubernetes WithOut Kubelet), which simulates nodes and Pod
-// lifecycles for the benchmark (bench/run.ts). Built and cached by build-kwok.sh.
+// Pinned source of KWOK (Kubernetes WithOut Kubelet), which simulates nodes and Pod lifecycles
+// for the benchmark (bench/run.ts); see build-kwok.sh. A module of its own, so KWOK's Kubernetes
+// libraries never meet the ones k8s.io/kubernetes pins in ../go.mod.
 module ferry.dev/test-tools/kwok
 
 go 1.26.0
 
-require sigs.k8s.io/kwok v0.8.0
+tool sigs.k8s.io/kwok/cmd/kwok
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -110,6 +111,7 @@ require (
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/kustomize/api v0.21.1 // indirect
 	sigs.k8s.io/kustomize/kyaml v0.21.1 // indirect
+	sigs.k8s.io/kwok v0.8.0 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
