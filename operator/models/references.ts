@@ -15,7 +15,7 @@ export function resolveModelReference(ref: ModelReference, versions: ModelVersio
   else if (ref.alias !== undefined) matches = ofModel.filter((v) => (v.spec.aliases ?? []).includes(ref.alias!));
   else matches = ofModel.filter((v) => v.spec.stage === ref.stage);
   if (matches.length === 0) {
-    const known = ofModel.length === 0 ? 'no versions are registered' : `registered: ${ofModel.map((v) => `v${v.spec.version} (${v.spec.stage})`).sort().join(', ')}`;
+    const known = ofModel.length === 0 ? 'no versions are registered' : `registered: ${[...ofModel].sort((a, b) => a.spec.version - b.spec.version).map((v) => `v${v.spec.version} (${v.spec.stage})`).join(', ')}`;
     return { error: `${describeReference(ref)} does not exist (${known})` };
   }
   // During a promotion two versions may briefly share a stage: the newest wins.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries the tests need (kube-apiserver, kubectl, etcd)
 # from the Go modules in this folder, once, into a cache keyed by version outside the repo.
+# The local cluster (test/cluster) also asks for the node binaries by name: kubelet,
+# kube-scheduler, kube-controller-manager, kube-proxy (tool lines in go.mod).
 # Usage: build-binaries.sh [name...]   Prints the cache directory on its last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,8 +32,9 @@ for name in "${names[@]}"; do
   if [ -x "$bin_dir/$name" ]; then continue; fi
   echo "building $name ($(package_of "$name")) into $bin_dir ..." >&2
   started=$(date +%s)
-  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin_dir/$name.tmp" "$(package_of "$name")")
-  mv "$bin_dir/$name.tmp" "$bin_dir/$name"
+  # A per-process temp name: two builders racing for the same binary must not share a file.
+  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin_dir/$name.tmp.$$" "$(package_of "$name")")
+  mv "$bin_dir/$name.tmp.$$" "$bin_dir/$name"
   echo "built $name in $(( $(date +%s) - started ))s" >&2
 done
 echo "$bin_dir"

@@ -418,12 +418,12 @@ function endRun(
   p.create.splice(0);
   p.sleep();
   p.deleteActive(p.facts.pods);
-  const succeededCount = ended.filter((s) => s.phase === 'Succeeded').length;
+  const doneCount = ended.filter((s) => isDone(s.phase)).length;
   Object.assign(status, {
     phase,
     finishedAt: now,
     steps: ended.length > 0 ? ended : status.steps,
-    progress: `${succeededCount}/${ended.length}`,
+    progress: `${doneCount}/${ended.length}`,
     conditions: succeeded(status.conditions, phase === 'Succeeded' ? 'True' : 'False', reason, truncate(message, 4096), p.facts.now),
   });
   p.event(phase === 'Succeeded' ? 'Normal' : 'Warning', `Run${phase}`, truncate(message, 1024));

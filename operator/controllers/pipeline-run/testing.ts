@@ -6,7 +6,7 @@ import { API_VERSION, type ObjectMeta } from '../../api/v1alpha1/common.ts';
 import { LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_RUN, LABEL_STEP, MANAGED_BY } from '../../api/v1alpha1/labels.ts';
 import type { PipelineRun, PipelineRunSpec, PipelineRunStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import type { Pipeline, PipelineSpec, StepSpec } from '../../api/v1alpha1/pipeline.ts';
-import { freezeConfiguration } from '../../configuration/pipeline-configuration.ts';
+import { freezeConfiguration, type ExternalInput } from '../../configuration/pipeline-configuration.ts';
 import { stepPodName } from '../../kube/names.ts';
 import { checkPipeline } from './freeze.ts';
 import type { RunStart } from './plan.ts';
@@ -139,4 +139,10 @@ export function startFor(p: Pipeline | undefined, run: PipelineRun): RunStart {
     operatorVersion: '0.0.0-test',
   });
   return { kind: 'frozen', configuration, uri: CONFIGURATION_URI, digest: CONFIGURATION_DIGEST };
+}
+
+/** A frozen start whose configuration also pins these external inputs (registered models, other pipelines' outputs). */
+export function withExternalInputs(start: RunStart, externalInputs: ExternalInput[]): RunStart {
+  if (start.kind !== 'frozen') return start;
+  return { ...start, configuration: { ...start.configuration, externalInputs } };
 }

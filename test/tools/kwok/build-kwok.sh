@@ -16,7 +16,7 @@ if [ ! -x "$bin_dir/$name" ]; then
   echo "building $name $version into $bin_dir ..." >&2
   started=$(date +%s)
   # As kwok's Makefile does, so `kwok --version` names the release.
-  ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$version"
+  ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${version#v}"
   # A per-process temp name, so two concurrent first builds never rename a half-written file.
   tmp="$bin_dir/$name.tmp.$$"
   trap 'rm -f "$tmp"' EXIT
