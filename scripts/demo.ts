@@ -20,7 +20,11 @@ const say = (text: string) => console.log(`[demo] ${text}`);
 say('starting a local control plane (etcd + kube-apiserver on 127.0.0.1) ...');
 const server = await startApiServer();
 let stopped = false;
-const operator = startOperator({ kubeconfigPath: server.kubeconfigPath, namespaces: ['default'], leaseName: 'ferry', leaseNamespace: 'default' });
+const operator = startOperator({
+  kubeconfigPath: server.kubeconfigPath, namespaces: ['default'], leaseName: 'ferry', leaseNamespace: 'default',
+  // A fresh control plane gets a fresh store (removed with it).
+  env: { FERRY_ARTIFACT_STORE: `file://${join(server.workDir, 'artifacts')}` },
+});
 const client = new KubeClient(loadKubeConfig(server.kubeconfigPath), { qps: 50, burst: 100, fieldManager: 'ferry-demo' });
 const kubelet = new FakeKubelet(client, 'default', () => ({ outcome: 'succeed', afterMs: 1500 }));
 async function shutdown(code: number): Promise<never> {
@@ -42,7 +46,12 @@ try {
   kubelet.start();
   say('step Pods are simulated: no kubelet in this demo yet');
 
-  const documents = loadAll(await readFile(join(root, 'manifests/examples/diamond.yaml'), 'utf8')) as Array<{ kind: string; metadata: { name: string } }>;
+  const documents = loadAll(await readFile(join(root, 'manifests/examples/diamond.yaml'), 'utf8')) as Array<{
+    kind: string; metadata: { name: string }; spec: { steps?: Array<{ image: string }> };
+  }>;
+  // No registry is reachable from this demo: pin images to placeholder digests (the Pods are simulated).
+  for (const step of documents.flatMap((d) => d.spec.steps ?? [])) step.image = `${step.image.split(':')[0]}@sha256:${'0'.repeat(64)}`;
+  say('step images pinned to placeholder digests (no registry in this demo)');
   for (const doc of documents) {
     const resource = doc.kind === 'Pipeline' ? PIPELINES : PIPELINE_RUNS;
     await client.create(resource, 'default', doc as never);
@@ -51,8 +60,11 @@ try {
 
   const seen = new Map<string, string>();
   let run: PipelineRun;
+  let lastMessage = '';
   for (;;) {
     run = await client.get<PipelineRun>(PIPELINE_RUNS, 'default', 'diamond-1');
+    const message = run.status?.conditions?.find((c) => c.type === 'Succeeded')?.message ?? '';
+    if (run.status?.phase === 'Pending' && message && message !== lastMessage) say(`  waiting: ${(lastMessage = message)}`);
     for (const step of run.status?.steps ?? []) {
       const state = `${step.phase}${step.attempts ? ` (attempt ${step.attempts})` : ''}`;
       if (seen.get(step.name) !== state) {
@@ -65,6 +77,7 @@ try {
   }
   const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
   say(`run diamond-1 ${run.status?.phase}: ${condition?.message}`);
+  say(`frozen configuration: ${run.status?.configuration?.uri} (${run.status?.configuration?.digest})`);
   console.log((await server.kubectl(['get', 'pipelines,pipelineruns', '-o', 'wide'])).stdout);
   console.log((await server.kubectl(['get', 'pods', '-L', 'ferry.dev/step,ferry.dev/attempt'])).stdout);
   if (keep) {
