@@ -180,6 +180,9 @@ export async function createNodes(client: KubeClient, count: number): Promise<st
       metadata: { name, labels: { [KWOK_NODE_LABEL]: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', type: 'kwok' }, annotations: { 'kwok.x-k8s.io/node': 'fake' } },
       spec: {},
     });
+    // The API server's TaintNodesByCondition admission taints every new Node not-ready; the node
+    // lifecycle controller (kube-controller-manager, not run here) would lift it once kwok says Ready.
+    await client.mergePatch(NODES, undefined, name, { spec: { taints: null } });
   }
   return names;
 }

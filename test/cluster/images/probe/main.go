@@ -4,6 +4,8 @@
 //	probe api                   GETs /version from the API server through the `kubernetes`
 //	                            Service with the Pod's service-account token, verifying TLS
 //	                            with the projected CA; retries for 60 s while kube-proxy syncs
+//	probe serve <port>          answers every HTTP request with "ok from <hostname>"
+//	probe get <url>             GETs url, prints the body; retries for 60 s
 package main
 
 import (
@@ -22,7 +24,7 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe write <path> <text> | probe api")
+		fail("usage: probe write <path> <text> | probe api | probe serve <port> | probe get <url>")
 	}
 	switch os.Args[1] {
 	case "write":
@@ -39,6 +41,18 @@ func main() {
 		fmt.Printf("wrote %s: %s\n", os.Args[2], back)
 	case "api":
 		api()
+	case "serve":
+		if len(os.Args) != 3 {
+			fail("usage: probe serve <port>")
+		}
+		host, _ := os.Hostname()
+		http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "ok from %s\n", host) })
+		fail("serve: %v", http.ListenAndServe(":"+os.Args[2], nil))
+	case "get":
+		if len(os.Args) != 3 {
+			fail("usage: probe get <url>")
+		}
+		getWithRetry(os.Args[2])
 	default:
 		fail("unknown command %q", os.Args[1])
 	}
@@ -86,12 +100,31 @@ func api() {
 	}
 }
 
+func getWithRetry(url string) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body, err := get(client, url, "")
+		if err == nil && status == http.StatusOK {
+			fmt.Printf("GET %s: %s", url, body)
+			return
+		}
+		if time.Now().After(deadline) {
+			fail("GET %s: status %d, error %v", url, status, err)
+		}
+		fmt.Fprintf(os.Stderr, "GET %s: status %d, error %v; retrying\n", url, status, err)
+		time.Sleep(time.Second)
+	}
+}
+
 func get(client *http.Client, url, token string) (int, []byte, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	res, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err

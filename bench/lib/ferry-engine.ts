@@ -1,0 +1,105 @@
+// Ferry as a benchmark engine: the real operator (operator/main.ts) as a child process with its
+// default settings, a Pipeline per shape and a PipelineRun per run. Steps declare no outputs
+// and have caching disabled, so every step of every run is a Pod, as in Argo.
+import { join } from 'node:path';
+import type { KubeObject } from '../../operator/api/v1alpha1/common.ts';
+import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
+import type { StepSpec } from '../../operator/api/v1alpha1/pipeline.ts';
+import { LABEL_RUN, LABEL_STEP } from '../../operator/api/v1alpha1/labels.ts';
+import type { Pod } from '../../operator/kube/pod.ts';
+import { PIPELINE_RUNS, PIPELINES } from '../../operator/kube/resources.ts';
+import { OPERATOR_VERSION } from '../../operator/version.ts';
+import { pipeline, pipelineRun, TEST_IMAGE } from '../../test/harness/builders.ts';
+import { startOperator } from '../../test/harness/operator-process.ts';
+import type { Controller, Engine, EngineContext, Shape } from './engine.ts';
+import { parseMetrics, sumBy } from './prom.ts';
+import { quiet } from './workloads.ts';
+
+/** The harness's operator-process.ts shortens the lease and logs at debug level for tests; put the defaults back. */
+const DEFAULTS_RESTORED = {
+  FERRY_LOG_LEVEL: 'info',
+  FERRY_LEASE_DURATION_SECONDS: '15',
+  FERRY_RENEW_DEADLINE_SECONDS: '10',
+  FERRY_RETRY_PERIOD_SECONDS: '2',
+};
+
+export function ferryEngine(ctx: EngineContext, extraEnv: Record<string, string> = {}): Engine {
+  const { client, namespace } = ctx;
+  return {
+    name: 'ferry',
+    version: OPERATOR_VERSION,
+    runResource: PIPELINE_RUNS,
+    settings: {
+      namespaces: `${namespace} (both controllers watch only the bench namespace)`,
+      artifactStore: 'a temporary file:// store (steps declare no outputs, so it is only written the frozen configurations)',
+      ...Object.fromEntries(Object.entries(extraEnv).map(([k, v]) => [k, `${v} (set by --ferry-env)`])),
+    },
+
+    async start(): Promise<Controller> {
+      const operator = startOperator({
+        kubeconfigPath: ctx.kubeconfigPath,
+        namespaces: [namespace],
+        leaseName: 'ferry-bench',
+        leaseNamespace: namespace,
+        env: { ...DEFAULTS_RESTORED, FERRY_ARTIFACT_STORE: `file://${join(ctx.workDir, 'ferry-artifacts')}`, ...extraEnv },
+      });
+      const starting = await operator.waitForLog((l) => l.msg === 'operator starting', 60_000);
+      const port = Number(starting.httpPort);
+      await operator.waitForLog((l) => l.msg === 'became leader', 60_000);
+      await operator.waitForLog((l) => l.msg === 'caches synced', 300_000);
+      // As for Argo: start measuring once the start-up pass over existing runs is done.
+      await quiet(operator.pid);
+      // Don't let the harness keep every log line of a long benchmark in memory.
+      const trim = setInterval(() => operator.logs.splice(0, Math.max(0, operator.logs.length - 1000)), 5_000);
+      return {
+        pid: operator.pid,
+        async metrics() {
+          const response = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+          return response?.ok ? parseMetrics(await response.text()) : undefined;
+        },
+        async stop() {
+          clearInterval(trim);
+          const code = await operator.stop();
+          if (code !== 0) {
+            const errors = operator.logs.filter((l) => l.level === 'error').slice(-3);
+            process.stderr.write(`ferry operator exited with ${code}: ${JSON.stringify(errors)}\n`);
+          }
+        },
+      };
+    },
+
+    async define(shape: Shape): Promise<void> {
+      const retries = ctx.retries > 0 ? { retries: { limit: ctx.retries, backoffSeconds: 1 } } : {};
+      const steps: StepSpec[] = shape.steps.map((s) => ({
+        name: s.name,
+        image: TEST_IMAGE,
+        command: ['run', s.name],
+        ...(s.dependsOn.length > 0 ? { dependsOn: s.dependsOn } : {}),
+        cache: { policy: 'Disabled' },
+        ...retries,
+      }));
+      await client.create(PIPELINES, namespace, pipeline(shape.name, namespace, { steps }));
+    },
+
+    async submit(shape: Shape, runName: string): Promise<void> {
+      await client.create(PIPELINE_RUNS, namespace, pipelineRun(runName, namespace, shape.name));
+    },
+
+    stepOf(pod: Pod) {
+      const run = pod.metadata.labels?.[LABEL_RUN];
+      const step = pod.metadata.labels?.[LABEL_STEP];
+      return run && step ? { run, step } : undefined;
+    },
+
+    outcomeOf(object: KubeObject) {
+      const phase = (object as PipelineRun).status?.phase;
+      if (phase === 'Succeeded') return 'Succeeded';
+      if (phase === 'Failed' || phase === 'Cancelled') return 'Failed';
+      return undefined;
+    },
+
+    clientRequests(samples) {
+      return sumBy(samples, (s) => (s.name === 'ferry_api_requests_total' && s.labels.verb !== 'WATCH' ? s.labels.verb : undefined));
+    },
+  };
+}

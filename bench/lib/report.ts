@@ -1,0 +1,107 @@
+// The side-by-side table of a benchmark report: one block per workload, one column per
+// controller, and Ferry ÷ Argo where both ran. docs/performance.md explains each row.
+import type { RetentionPoint, WorkloadResult } from './workloads.ts';
+
+interface ReportLike {
+  date: string;
+  machine: { cpus: number; cpuModel: string; loadAverageAtStart: number[] };
+  versions: Record<string, string>;
+  results: WorkloadResult[];
+  retention: RetentionPoint[];
+}
+
+interface Row {
+  figure: string;
+  /** ↑ when more is better, ↓ when less is. */
+  better: '↑' | '↓' | '';
+  values: Array<number | string | undefined>;
+  digits?: number;
+}
+
+function format(value: number | string | undefined, digits = 1): string {
+  if (value === undefined) return '–';
+  if (typeof value === 'string') return value;
+  if (!Number.isFinite(value)) return 'n/a';
+  return value.toFixed(digits);
+}
+
+export function renderTable(report: ReportLike): string {
+  const engines = [...new Set([...report.results.map((r) => r.engine), ...report.retention.map((r) => r.engine)])];
+  const both = engines.includes('ferry') && engines.includes('argo');
+  const header = ['figure', ...engines, ...(both ? ['ferry÷argo'] : [])];
+  const blocks: Array<{ title: string; rows: Row[] }> = [];
+
+  const workloads = [...new Set(report.results.map((r) => r.workload))];
+  for (const workload of workloads) {
+    const of = (engine: string) => report.results.find((r) => r.workload === workload && r.engine === engine);
+    const first = report.results.find((r) => r.workload === workload)!;
+    const verbs = [...new Set(report.results.filter((r) => r.workload === workload).flatMap((r) => Object.keys(r.api.perStep)))].sort();
+    const pick = (f: (r: WorkloadResult) => number | string | undefined) => engines.map((e) => { const r = of(e); return r ? f(r) : undefined; });
+    blocks.push({
+      title: first.label,
+      rows: [
+        { figure: 'runs succeeded / failed', better: '', values: pick((r) => `${r.succeeded} / ${r.failed}`) },
+        { figure: 'steps ended', better: '', values: pick((r) => r.steps), digits: 0 },
+        { figure: 'steps/s at saturation', better: '↑', values: pick((r) => r.stepsPerSecond) },
+        { figure: 'wall time, s', better: '↓', values: pick((r) => r.wallSeconds) },
+        { figure: 'handoff p50, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p50), digits: 0 },
+        { figure: 'handoff p99, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p99), digits: 0 },
+        { figure: 'run duration p50, s', better: '↓', values: pick((r) => r.runDurationMs.p50 / 1000) },
+        { figure: 'API requests/step', better: '↓', values: pick((r) => r.api.totalPerStep), digits: 2 },
+        { figure: 'API writes/step', better: '↓', values: pick((r) => r.api.writesPerStep), digits: 2 },
+        ...verbs.map((verb): Row => ({ figure: `  ${verb}/step`, better: '↓', values: pick((r) => r.api.perStep[verb] ?? 0), digits: 2 })),
+        { figure: 'CPU s / 1000 steps', better: '↓', values: pick((r) => r.cpuSecondsPer1000Steps), digits: 2 },
+        { figure: 'peak RSS, MiB', better: '↓', values: pick((r) => r.peakRssMiB), digits: 0 },
+      ],
+    });
+  }
+
+  if (report.retention.length > 0) {
+    const points = engines.map((e) => report.retention.filter((p) => p.engine === e));
+    const rows: Row[] = [];
+    for (let n = 0; n < Math.max(...points.map((p) => p.length)); n++) {
+      const pick = (f: (p: RetentionPoint) => number | string) => points.map((p) => { const point = p[n]; return point ? f(point) : undefined; });
+      rows.push(
+        { figure: 'runs / pods kept', better: '', values: pick((p) => `${p.runsKept} / ${p.podsKept}`) },
+        { figure: '  RSS after filling, MiB', better: '↓', values: pick((p) => p.rssMiBFilled), digits: 0 },
+        { figure: '  peak RSS while filling, MiB', better: '↓', values: pick((p) => p.peakRssMiBWhileFilling), digits: 0 },
+        { figure: '  RSS after a restart, MiB', better: '↓', values: pick((p) => p.rssMiBAfterRestart), digits: 0 },
+        { figure: '  peak RSS in restart, MiB', better: '↓', values: pick((p) => p.peakRssMiBRestart), digits: 0 },
+        { figure: '  restart until quiet, s', better: '↓', values: pick((p) => p.restartSeconds) },
+      );
+    }
+    blocks.push({ title: 'memory with finished runs kept in the cluster', rows });
+  }
+
+  const lines: string[][] = [header];
+  const separators = new Set<number>();
+  for (const block of blocks) {
+    separators.add(lines.length);
+    lines.push([block.title]);
+    for (const row of block.rows) {
+      const cells = row.values.map((v) => format(v, row.digits));
+      const ratio = both ? ratioOf(row.values[engines.indexOf('ferry')], row.values[engines.indexOf('argo')]) : undefined;
+      lines.push([`${row.figure}${row.better ? ` ${row.better}` : ''}`, ...cells, ...(both ? [ratio ?? ''] : [])]);
+    }
+  }
+  const widths = header.map((_, i) => Math.max(...lines.filter((l) => l.length > 1).map((l) => (l[i] ?? '').length)));
+  const render = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const rule = '-'.repeat(widths.reduce((a, b) => a + b + 2, -2));
+  const out = [
+    `Ferry benchmark ${report.date} · ${report.machine.cpus} × ${report.machine.cpuModel} · load at start ${report.machine.loadAverageAtStart.map((l) => l.toFixed(1)).join(' ')}`,
+    `versions: ${Object.entries(report.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    rule,
+  ];
+  for (const [i, line] of lines.entries()) {
+    if (separators.has(i)) out.push(rule, line[0]!);
+    else out.push(render(line));
+  }
+  out.push(rule, '↑ more is better, ↓ less is better; handoff = dependency Pod Succeeded → dependent Pod created (bench watch clock)');
+  return out.join('\n');
+}
+
+function ratioOf(a: number | string | undefined, b: number | string | undefined): string | undefined {
+  if (typeof a !== 'number' || typeof b !== 'number' || !Number.isFinite(a) || !Number.isFinite(b)) return undefined;
+  if (b === 0) return a === 0 ? '=' : '∞';
+  return `${(a / b).toFixed(2)}×`;
+}

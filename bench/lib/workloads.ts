@@ -1,0 +1,223 @@
+// Runs one workload against one controller and measures it: submit the runs (all at once, or
+// at a steady rate), wait until every run has ended, and take the figures from the bench's own
+// watch, the API server's request counters, the controller's client metrics and /proc.
+import type { BenchCluster } from './cluster.ts';
+import type { Controller, Engine, Shape } from './engine.ts';
+import {
+  controllerRequests, handoffs, perStep, runDurations, saturatedRate, WRITE_VERBS,
+  type Distribution, type Handoffs,
+} from './figures.ts';
+import type { Observer } from './observer.ts';
+import { diffMetrics } from './prom.ts';
+import { resetPeak, sampleProcess } from './proc.ts';
+
+export interface WorkloadSpec {
+  /** linear, fanout, steady */
+  kind: string;
+  /** What the table calls it, e.g. "linear 60 runs × 5 steps". */
+  label: string;
+  shape: Shape;
+  runs: number;
+  /** Runs submitted per second; all at once when undefined. */
+  ratePerSecond?: number;
+  timeoutMs: number;
+}
+
+export interface WorkloadResult {
+  engine: string;
+  workload: string;
+  label: string;
+  runs: number;
+  succeeded: number;
+  failed: number;
+  /** Step Pods that ended (Succeeded or Failed), retries included. */
+  steps: number;
+  wallSeconds: number;
+  stepsPerSecond: number;
+  overallStepsPerSecond: number;
+  handoff: Handoffs;
+  runDurationMs: Distribution;
+  api: {
+    total: number;
+    writes: number;
+    perStep: Record<string, number>;
+    totalPerStep: number;
+    writesPerStep: number;
+    byResource: Record<string, number>;
+  };
+  /** The same, counted by the controller's own client (undefined if it exposes none). */
+  clientRequestsPerStep?: Record<string, number>;
+  cpuSeconds: number;
+  cpuSecondsPer1000Steps: number;
+  peakRssMiB: number;
+  rssMiBAfter: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `task` over `items` with at most `limit` in flight. */
+export async function pool<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await task(items[next++]!);
+  }));
+}
+
+export async function runWorkload(
+  cluster: BenchCluster, engine: Engine, controller: Controller, observer: Observer, spec: WorkloadSpec, prefix: string,
+  log: (line: string) => void,
+): Promise<WorkloadResult> {
+  const names = Array.from({ length: spec.runs }, (_, i) => `${prefix}-${i}`);
+  const nameSet = new Set(names);
+  await resetPeak(controller.pid);
+  const apiBefore = await cluster.apiRequests();
+  const clientBefore = await controller.metrics();
+  const procBefore = await sampleProcess(controller.pid);
+  const started = Date.now();
+
+  const submit = (name: string) => engine.submit(spec.shape, name);
+  if (spec.ratePerSecond === undefined) {
+    await pool(names, 16, submit);
+  } else {
+    const interval = 1000 / spec.ratePerSecond;
+    const pending: Array<Promise<void>> = [];
+    for (const [i, name] of names.entries()) {
+      const wait = started + i * interval - Date.now();
+      if (wait > 0) await sleep(wait);
+      pending.push(submit(name));
+    }
+    await Promise.all(pending);
+  }
+  const progress = setInterval(() => log(`  ${engine.name} ${spec.kind}: ${observer.finished(names)}/${names.length} runs ended`), 15_000);
+  try {
+    await observer.until(`${spec.label} under ${engine.name}`, () => observer.finished(names) === names.length, spec.timeoutMs);
+  } finally {
+    clearInterval(progress);
+  }
+  const ended = Date.now();
+  await sleep(1_000); // the last events and writes after the final status
+  const procAfter = await sampleProcess(controller.pid);
+  const apiAfter = await cluster.apiRequests();
+  const clientAfter = await controller.metrics();
+
+  const pods = [...observer.pods.values()].filter((p) => nameSet.has(p.run));
+  const endedPods = pods.filter((p) => p.endedMs !== undefined);
+  const runs = names.map((n) => observer.runs.get(n)!).filter(Boolean);
+  const steps = endedPods.length;
+  const requests = controllerRequests(diffMetrics(apiBefore, apiAfter));
+  const total = Object.values(requests.byVerb).reduce((a, b) => a + b, 0);
+  const writes = WRITE_VERBS.reduce((sum, v) => sum + (requests.byVerb[v] ?? 0), 0);
+  const client = clientBefore && clientAfter ? engine.clientRequests(diffMetrics(clientBefore, clientAfter)) : undefined;
+  const cpuSeconds = procAfter.cpuSeconds - procBefore.cpuSeconds;
+  return {
+    engine: engine.name,
+    workload: spec.kind,
+    label: spec.label,
+    runs: names.length,
+    succeeded: runs.filter((r) => r.outcome === 'Succeeded').length,
+    failed: runs.filter((r) => r.outcome === 'Failed').length,
+    steps,
+    wallSeconds: (ended - started) / 1000,
+    stepsPerSecond: saturatedRate(endedPods.map((p) => p.endedMs!), started),
+    overallStepsPerSecond: steps / Math.max(0.001, (ended - started) / 1000),
+    handoff: handoffs((run) => (nameSet.has(run) ? spec.shape : undefined), pods),
+    runDurationMs: runDurations(runs),
+    api: {
+      total,
+      writes,
+      perStep: perStep(requests.byVerb, steps),
+      totalPerStep: steps > 0 ? total / steps : NaN,
+      writesPerStep: steps > 0 ? writes / steps : NaN,
+      byResource: requests.byResource,
+    },
+    ...(client ? { clientRequestsPerStep: perStep(client, steps) } : {}),
+    cpuSeconds,
+    cpuSecondsPer1000Steps: steps > 0 ? (cpuSeconds / steps) * 1000 : NaN,
+    peakRssMiB: procAfter.peakRssMiB,
+    rssMiBAfter: procAfter.rssMiB,
+  };
+}
+
+export interface RetentionPoint {
+  engine: string;
+  /** Runs that exist in the controller's namespace (all finished), earlier workloads' included. */
+  runsKept: number;
+  podsKept: number;
+  /** Peak RSS while the runs were being added (since the previous point). */
+  peakRssMiBWhileFilling: number;
+  rssMiBFilled: number;
+  /** A fresh controller after it listed everything and went quiet: what keeping N runs costs. */
+  rssMiBAfterRestart: number;
+  peakRssMiBRestart: number;
+  restartSeconds: number;
+  fillSeconds: number;
+}
+
+/**
+ * Adds finished runs until the namespace holds `target`, at most `inflight` unfinished at a time,
+ * then measures the controller's memory, restarts it and measures again once it is quiet.
+ */
+export async function fillAndMeasure(
+  engine: Engine, current: { controller: Controller }, observer: Observer, shape: Shape, target: number,
+  prefix: string, inflight: number, timeoutMs: number, log: (line: string) => void,
+): Promise<RetentionPoint> {
+  const started = Date.now();
+  const mine: string[] = [];
+  let index = 0;
+  const unfinished = () => mine.length - observer.finished(mine);
+  const deadline = started + timeoutMs;
+  let lastLog = started;
+  while (observer.runs.size < target) {
+    if (Date.now() > deadline) throw new Error(`filling ${engine.name} to ${target} runs timed out at ${observer.runs.size}`);
+    const room = Math.min(inflight - unfinished(), target - observer.runs.size);
+    if (room <= 0) {
+      await sleep(100);
+      continue;
+    }
+    const batch = Array.from({ length: room }, () => `${prefix}-${index++}`);
+    mine.push(...batch);
+    await pool(batch, 16, (name) => engine.submit(shape, name));
+    // The watch must have seen them before observer.runs.size counts them.
+    await observer.until('submitted runs to be seen', () => batch.every((n) => observer.runs.has(n)), 60_000);
+    if (Date.now() - lastLog > 15_000) {
+      lastLog = Date.now();
+      log(`  ${engine.name} retention: ${observer.runs.size}/${target} runs`);
+    }
+  }
+  await observer.until(`${engine.name} retention runs to end`, () => unfinished() === 0, timeoutMs);
+  const fillSeconds = (Date.now() - started) / 1000;
+  await sleep(2_000);
+  const filled = await sampleProcess(current.controller.pid);
+
+  const restartStarted = Date.now();
+  await current.controller.stop();
+  current.controller = await engine.start();
+  await quiet(current.controller.pid);
+  const restartSeconds = (Date.now() - restartStarted) / 1000;
+  const restarted = await sampleProcess(current.controller.pid);
+  await resetPeak(current.controller.pid);
+  return {
+    engine: engine.name,
+    runsKept: observer.runs.size,
+    podsKept: observer.pods.size,
+    peakRssMiBWhileFilling: filled.peakRssMiB,
+    rssMiBFilled: filled.rssMiB,
+    rssMiBAfterRestart: restarted.rssMiB,
+    peakRssMiBRestart: restarted.peakRssMiB,
+    restartSeconds,
+    fillSeconds,
+  };
+}
+
+/** Waits until a process has used under 2 % of a core for 3 s (its start-up work is done). */
+export async function quiet(pid: number, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await sampleProcess(pid);
+  for (;;) {
+    await sleep(3_000);
+    const now = await sampleProcess(pid);
+    if (now.cpuSeconds - last.cpuSeconds < 0.06 || Date.now() > deadline) return;
+    last = now;
+  }
+}
+
