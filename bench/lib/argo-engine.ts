@@ -164,6 +164,7 @@ export async function argoEngine(ctx: EngineContext, server: ApiServer, log: (li
     },
 
     clientRequests: () => ({}),
+    ownFigures: () => ({}),
   };
 }
 

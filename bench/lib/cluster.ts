@@ -1,11 +1,14 @@
 // The benchmark's cluster: the harness's etcd + kube-apiserver, Ferry's CRDs, the real
 // kube-scheduler (step Pods name no Node) and KWOK playing the kubelet of a few fake Nodes.
 // Nothing here is a controller under test; everything here is shared by the controllers.
+import { readdir, readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { ApiServer } from '../../test/harness/api-server.ts';
 import { httpsGet, startApiServer } from '../../test/harness/api-server.ts';
 import { installCrds } from '../../test/harness/crds.ts';
-import { KubeClient, loadKubeConfig } from '../../operator/kube/client.ts';
+import type { KubeClient } from '../../operator/kube/client.ts';
 import { NAMESPACES } from '../../operator/kube/resources.ts';
+import { BenchKubeClient } from './bench-client.ts';
 import { createNodes, NODES, startKwok, type Kwok, type PodLifecycle } from './kwok.ts';
 import { parseMetrics, type Sample } from './prom.ts';
 import { startScheduler } from './scheduler.ts';
@@ -17,6 +20,8 @@ export interface BenchCluster {
   client: KubeClient;
   kwokPid: number;
   schedulerPid: number;
+  /** kube-apiserver and etcd: their CPU per step is the load a controller puts on the control plane. */
+  controlPlanePids: number[];
   /** The API server's request counters. */
   apiRequests(): Promise<Sample[]>;
   createNamespace(name: string): Promise<void>;
@@ -39,7 +44,7 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
   };
   try {
     await installCrds(server);
-    const client = new KubeClient(loadKubeConfig(server.kubeconfigPath), { qps: 5000, burst: 10000, fieldManager: 'ferry-bench' });
+    const client = new BenchKubeClient(server.kubeconfigPath);
     const kwok: Kwok = await startKwok({ bin: kwokBin, kubeconfigPath: server.kubeconfigPath, workDir: server.workDir, lifecycle: options.lifecycle });
     stops.push(() => kwok.stop());
     const nodeNames = await createNodes(client, options.nodes);
@@ -56,6 +61,7 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
       client,
       kwokPid: kwok.pid,
       schedulerPid: scheduler.pid,
+      controlPlanePids: await pidsWithArgument(server.workDir, ['kube-apiserver', 'etcd']),
       async apiRequests() {
         const { status, body } = await httpsGet(server.url, '/metrics', server.token);
         if (status !== 200) throw new Error(`GET /metrics of the API server: ${status}`);
@@ -70,6 +76,18 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
     await stop();
     throw err;
   }
+}
+
+/** Processes named `names` whose command line mentions `argument` (the harness's work dir). */
+async function pidsWithArgument(argument: string, names: string[]): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const [bin = '', ...args] = cmdline.split('\0');
+    if (names.includes(basename(bin)) && args.some((a) => a.includes(argument))) pids.push(Number(entry));
+  }
+  return pids;
 }
 
 export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {

@@ -52,6 +52,8 @@ export interface Engine extends ObserverAdapter {
   submit(shape: Shape, runName: string): Promise<void>;
   /** API requests by verb from the controller's own client metrics (a cross-check of the API server's count). */
   clientRequests(samples: Sample[]): Record<string, number>;
+  /** Figures only this controller's own metrics can give (deltas over a workload), e.g. reconciles per run. */
+  ownFigures(samples: Sample[]): Record<string, number>;
   /** Settings that differ from the controller's defaults, and why; printed with the results. */
   settings: Record<string, string>;
 }

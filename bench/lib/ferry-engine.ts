@@ -98,6 +98,20 @@ export function ferryEngine(ctx: EngineContext, extraEnv: Record<string, string>
       return undefined;
     },
 
+    ownFigures(samples) {
+      const sum = (name: string, labels: Record<string, string> = {}) => samples
+        .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+        .reduce((total, s) => total + s.value, 0);
+      const runController = { controller: 'pipelinerun' };
+      const reconciles = sum('ferry_reconcile_duration_seconds_count', runController);
+      return {
+        pipelineRunReconciles: reconciles,
+        reconcileSecondsMean: reconciles > 0 ? sum('ferry_reconcile_duration_seconds_sum', runController) / reconciles : NaN,
+        reconcileErrors: sum('ferry_reconcile_total', { ...runController, result: 'error' }),
+        requestsRejected409: sum('ferry_api_requests_total', { code: '409' }),
+      };
+    },
+
     clientRequests(samples) {
       return sumBy(samples, (s) => (s.name === 'ferry_api_requests_total' && s.labels.verb !== 'WATCH' ? s.labels.verb : undefined));
     },

@@ -50,7 +50,9 @@ export function renderTable(report: ReportLike): string {
         { figure: 'API requests/step', better: '↓', values: pick((r) => r.api.totalPerStep), digits: 2 },
         { figure: 'API writes/step', better: '↓', values: pick((r) => r.api.writesPerStep), digits: 2 },
         ...verbs.map((verb): Row => ({ figure: `  ${verb}/step`, better: '↓', values: pick((r) => r.api.perStep[verb] ?? 0), digits: 2 })),
+        { figure: 'reconciles/step (own metric)', better: '↓', values: pick((r) => (r.controller?.pipelineRunReconciles !== undefined ? r.controller.pipelineRunReconciles / r.steps : undefined)), digits: 2 },
         { figure: 'CPU s / 1000 steps', better: '↓', values: pick((r) => r.cpuSecondsPer1000Steps), digits: 2 },
+        { figure: 'API server+etcd CPU s / 1000 steps', better: '↓', values: pick((r) => r.controlPlaneCpuSecondsPer1000Steps), digits: 2 },
         { figure: 'peak RSS, MiB', better: '↓', values: pick((r) => r.peakRssMiB), digits: 0 },
       ],
     });

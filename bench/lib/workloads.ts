@@ -47,8 +47,12 @@ export interface WorkloadResult {
   };
   /** The same, counted by the controller's own client (undefined if it exposes none). */
   clientRequestsPerStep?: Record<string, number>;
+  /** The controller's own figures over the workload (Ferry: reconciles, their mean time, errors, 409s). */
+  controller?: Record<string, number>;
   cpuSeconds: number;
   cpuSecondsPer1000Steps: number;
+  /** kube-apiserver + etcd CPU over the workload: the load the controller put on the control plane (KWOK's and the scheduler's share included, alike for both). */
+  controlPlaneCpuSecondsPer1000Steps: number;
   peakRssMiB: number;
   rssMiBAfter: number;
 }
@@ -73,6 +77,7 @@ export async function runWorkload(
   const apiBefore = await cluster.apiRequests();
   const clientBefore = await controller.metrics();
   const procBefore = await sampleProcess(controller.pid);
+  const planeBefore = await controlPlaneCpu(cluster);
   const started = Date.now();
 
   const submit = (name: string) => engine.submit(spec.shape, name);
@@ -97,6 +102,7 @@ export async function runWorkload(
   const ended = Date.now();
   await sleep(1_000); // the last events and writes after the final status
   const procAfter = await sampleProcess(controller.pid);
+  const planeAfter = await controlPlaneCpu(cluster);
   const apiAfter = await cluster.apiRequests();
   const clientAfter = await controller.metrics();
 
@@ -107,7 +113,9 @@ export async function runWorkload(
   const requests = controllerRequests(diffMetrics(apiBefore, apiAfter));
   const total = Object.values(requests.byVerb).reduce((a, b) => a + b, 0);
   const writes = WRITE_VERBS.reduce((sum, v) => sum + (requests.byVerb[v] ?? 0), 0);
-  const client = clientBefore && clientAfter ? engine.clientRequests(diffMetrics(clientBefore, clientAfter)) : undefined;
+  const clientDelta = clientBefore && clientAfter ? diffMetrics(clientBefore, clientAfter) : undefined;
+  const client = clientDelta ? engine.clientRequests(clientDelta) : undefined;
+  const own = clientDelta ? engine.ownFigures(clientDelta) : undefined;
   const cpuSeconds = procAfter.cpuSeconds - procBefore.cpuSeconds;
   return {
     engine: engine.name,
@@ -131,11 +139,18 @@ export async function runWorkload(
       byResource: requests.byResource,
     },
     ...(client ? { clientRequestsPerStep: perStep(client, steps) } : {}),
+    ...(own && Object.keys(own).length > 0 ? { controller: own } : {}),
     cpuSeconds,
     cpuSecondsPer1000Steps: steps > 0 ? (cpuSeconds / steps) * 1000 : NaN,
+    controlPlaneCpuSecondsPer1000Steps: steps > 0 ? ((planeAfter - planeBefore) / steps) * 1000 : NaN,
     peakRssMiB: procAfter.peakRssMiB,
     rssMiBAfter: procAfter.rssMiB,
   };
+}
+
+async function controlPlaneCpu(cluster: BenchCluster): Promise<number> {
+  const samples = await Promise.all(cluster.controlPlanePids.map((pid) => sampleProcess(pid).catch(() => ({ cpuSeconds: 0 }))));
+  return samples.reduce((sum, s) => sum + s.cpuSeconds, 0);
 }
 
 export interface RetentionPoint {
