@@ -14,12 +14,15 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_STEPS } from '../operator/api/v1alpha1/pipeline.ts';
+import { EVENTS, PODS, type Resource } from '../operator/kube/resources.ts';
 import { startBenchCluster } from './lib/cluster.ts';
 import { fanOut, linear, type Engine, type EngineContext, type Shape } from './lib/engine.ts';
 import { ferryEngine } from './lib/ferry-engine.ts';
 import { Observer } from './lib/observer.ts';
 import { renderTable } from './lib/report.ts';
 import { fillAndMeasure, runWorkload, type RetentionPoint, type WorkloadResult, type WorkloadSpec } from './lib/workloads.ts';
+
+const CORE_EVENTS: Resource = { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 
 export interface BenchOptions {
   engines: string[];
@@ -193,17 +196,28 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
 
     const retention: RetentionPoint[] = [];
     const retainShape: Shape = options.retainShape === 'single' ? shapes.single : shapes.linear;
-    for (const target of options.retain) {
-      for (const { engine, observer } of engines) {
+    // Engine by engine (not alternating): thousands of runs of both would not fit etcd's quota,
+    // so each engine's objects are deleted before the next one fills.
+    for (const [i, { engine, observer }] of (options.retain.length > 0 ? engines : []).entries()) {
+      const compact = async () => {
+        const { beforeMiB, afterMiB } = await cluster.compactEtcd();
+        log(`  etcd compacted and defragmented: ${beforeMiB.toFixed(0)} → ${afterMiB.toFixed(0)} MiB`);
+      };
+      await compact();
+      for (const target of options.retain) {
         log(`retention: ${engine.name} up to ${target} runs kept ...`);
         const current = { controller: await engine.start() };
         try {
-          const point = await fillAndMeasure(engine, current, observer, retainShape, target, `keep${target}`, options.retainInflight, options.timeoutMs * 4, log);
+          const point = await fillAndMeasure(engine, current, observer, retainShape, target, `keep${target}`, options.retainInflight, options.timeoutMs * 4, log, compact);
           log(`  ${engine.name}: ${point.runsKept} runs, ${point.podsKept} pods kept: RSS ${point.rssMiBFilled.toFixed(0)} MiB, ${point.rssMiBAfterRestart.toFixed(0)} MiB after a restart`);
           retention.push(point);
         } finally {
           await current.controller.stop();
         }
+      }
+      if (i < engines.length - 1) {
+        log(`retention: deleting ${engine.name}'s runs, Pods and Events ...`);
+        await cluster.emptyNamespace(observer.namespace, [engine.runResource, PODS, EVENTS, CORE_EVENTS]);
       }
     }
 

@@ -7,7 +7,7 @@ import type { ApiServer } from '../../test/harness/api-server.ts';
 import { httpsGet, startApiServer } from '../../test/harness/api-server.ts';
 import { installCrds } from '../../test/harness/crds.ts';
 import type { KubeClient } from '../../operator/kube/client.ts';
-import { NAMESPACES } from '../../operator/kube/resources.ts';
+import { NAMESPACES, resourcePath, type Resource } from '../../operator/kube/resources.ts';
 import { BenchKubeClient } from './bench-client.ts';
 import { createNodes, NODES, startKwok, type Kwok, type PodLifecycle } from './kwok.ts';
 import { parseMetrics, type Sample } from './prom.ts';
@@ -25,6 +25,13 @@ export interface BenchCluster {
   /** The API server's request counters. */
   apiRequests(): Promise<Sample[]>;
   createNamespace(name: string): Promise<void>;
+  /** Deletes every object of these kinds in a namespace (there is no namespace controller here) and waits until they are gone. */
+  emptyNamespace(namespace: string, resources: Resource[]): Promise<void>;
+  /**
+   * Compacts etcd to its current revision and defragments it. The harness's etcd has a 256 MiB
+   * quota, which thousands of runs (their status history, Pods and Events) fill.
+   */
+  compactEtcd(): Promise<{ beforeMiB: number; afterMiB: number }>;
   stop(): Promise<void>;
 }
 
@@ -55,13 +62,15 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
     });
     const scheduler = await startScheduler({ bin: schedulerBin, kubeconfigPath: server.kubeconfigPath, workDir: server.workDir });
     stops.push(() => scheduler.stop());
+    const controlPlanePids = await pidsWithArgument(server.workDir, ['kube-apiserver', 'etcd']);
+    const etcdUrl = await etcdUrlOf(controlPlanePids);
     log(`cluster up: ${options.nodes} KWOK nodes, kube-scheduler, logs in ${server.workDir}`);
     return {
       server,
       client,
       kwokPid: kwok.pid,
       schedulerPid: scheduler.pid,
-      controlPlanePids: await pidsWithArgument(server.workDir, ['kube-apiserver', 'etcd']),
+      controlPlanePids,
       async apiRequests() {
         const { status, body } = await httpsGet(server.url, '/metrics', server.token);
         if (status !== 200) throw new Error(`GET /metrics of the API server: ${status}`);
@@ -70,12 +79,48 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
       async createNamespace(name: string) {
         await client.create(NAMESPACES, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
       },
+      async emptyNamespace(namespace: string, resources: Resource[]) {
+        for (const r of resources) await client.request('DELETE', resourcePath(r, namespace), { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' });
+        await waitFor(`namespace ${namespace} to be emptied`, 600_000, async () => {
+          for (const r of resources) if ((await client.list(r, namespace)).items.length > 0) return false;
+          return true;
+        });
+      },
+      compactEtcd: () => compactEtcd(etcdUrl),
       stop,
     };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** etcd's client URL, from the API server's --etcd-servers. */
+async function etcdUrlOf(pids: number[]): Promise<string> {
+  for (const pid of pids) {
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const flag = args.find((a) => a.startsWith('--etcd-servers='));
+    if (flag) return flag.slice('--etcd-servers='.length).split(',')[0]!;
+  }
+  throw new Error('cannot find the API server\'s --etcd-servers');
+}
+
+/** Through etcd's JSON gateway: status → compact (physical) → defragment → clear a NOSPACE alarm. */
+async function compactEtcd(url: string): Promise<{ beforeMiB: number; afterMiB: number }> {
+  const call = async (path: string, body: object) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(120_000) });
+    if (!response.ok) throw new Error(`etcd ${path}: ${response.status} ${await response.text()}`);
+    return response.json() as Promise<{ header?: { revision?: string }; dbSize?: string; alarms?: unknown[] }>;
+  };
+  const before = await call('/v3/maintenance/status', {});
+  await call('/v3/kv/compaction', { revision: before.header?.revision, physical: true }).catch((err: unknown) => {
+    if (!String(err).includes('compacted')) throw err; // the API server compacted it already
+  });
+  await call('/v3/maintenance/defragment', {});
+  const alarms = await call('/v3/maintenance/alarm', { action: 'GET' });
+  if ((alarms.alarms ?? []).length > 0) await call('/v3/maintenance/alarm', { action: 'DEACTIVATE', memberID: '0', alarm: 'NOSPACE' });
+  const after = await call('/v3/maintenance/status', {});
+  return { beforeMiB: Number(before.dbSize ?? NaN) / 1048576, afterMiB: Number(after.dbSize ?? NaN) / 1048576 };
 }
 
 /** Processes named `names` whose command line mentions `argument` (the harness's work dir). */

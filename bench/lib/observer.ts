@@ -41,8 +41,8 @@ export interface ObserverAdapter {
 export class Observer {
   readonly pods = new Map<string, PodRecord>();
   readonly runs = new Map<string, RunRecord>();
+  readonly namespace: string;
   private readonly client: KubeClient;
-  private readonly namespace: string;
   private readonly adapter: ObserverAdapter;
   private readonly aborts: AbortController[] = [];
   private stopped = false;

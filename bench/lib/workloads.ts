@@ -175,10 +175,13 @@ export interface RetentionPoint {
 export async function fillAndMeasure(
   engine: Engine, current: { controller: Controller }, observer: Observer, shape: Shape, target: number,
   prefix: string, inflight: number, timeoutMs: number, log: (line: string) => void,
+  /** Called after every 1000 runs submitted (etcd upkeep). */
+  maintenance: () => Promise<void> = async () => {},
 ): Promise<RetentionPoint> {
   const started = Date.now();
   const mine: string[] = [];
   let index = 0;
+  let nextMaintenance = 1000;
   const unfinished = () => mine.length - observer.finished(mine);
   const deadline = started + timeoutMs;
   let lastLog = started;
@@ -188,6 +191,10 @@ export async function fillAndMeasure(
     if (room <= 0) {
       await sleep(100);
       continue;
+    }
+    if (index >= nextMaintenance) {
+      nextMaintenance += 1000;
+      await maintenance();
     }
     const batch = Array.from({ length: room }, () => `${prefix}-${index++}`);
     mine.push(...batch);
