@@ -25,7 +25,7 @@ type Log = (line: string) => void;
 /** The order daemons stop in: controllers first, so nothing is recreated while the node drains. */
 const controlLoops = ['kube-controller-manager', 'kube-scheduler'];
 const nodeDaemons = ['kubelet', 'kube-proxy'];
-const serverDaemons = ['kube-apiserver', 'etcd', 'registry'];
+const serverDaemons = ['postgres', 'kube-apiserver', 'etcd', 'registry'];
 
 export async function teardown(layout: Layout, log: Log = () => {}): Promise<TeardownReport> {
   const report: TeardownReport = { removed: [], failed: [] };

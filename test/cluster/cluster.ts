@@ -5,7 +5,7 @@
 // left behind (cleanup.ts), so it also works after a crash; stop() sweeps again.
 // Needs root on Linux. Design and trade-offs: docs/adr/0006-local-cluster.md.
 import { readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { httpsGet } from '../harness/api-server.ts';
@@ -230,6 +230,34 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<L
     if (report.failed.length > 0) log(`cleanup after the failed start left: ${report.failed.join('; ')}`);
     throw err;
   }
+}
+
+/** The daemons a running cluster has; all of them must be alive to attach to it. */
+const clusterDaemons = ['etcd', 'registry', 'kube-apiserver', 'containerd', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'kubelet'];
+
+/**
+ * The cluster that already runs from this work dir (a detached `up`, or an earlier demo), or
+ * undefined when it does not run or a daemon of it has died. Its stop() tears it down.
+ */
+export async function attachCluster(options: { workDir?: string; log?: (line: string) => void } = {}): Promise<LocalCluster | undefined> {
+  const layout = layoutOf(options.workDir ?? defaultWorkDir());
+  const alive = new Set((await recordedDaemons(layout)).map((d) => d.name));
+  if (clusterDaemons.some((name) => !alive.has(name))) return undefined;
+  const state = JSON.parse(await readFile(layout.stateFile, 'utf8').catch(() => 'null')) as Omit<LocalCluster, 'kubectl' | 'stop'> | null;
+  if (state === null) return undefined;
+  const kubectl = (args: string[], input?: string): Promise<KubectlResult> =>
+    run(join(state.binDir, 'kubectl'), ['--kubeconfig', layout.kubeconfig, '--cache-dir', join(layout.dir, 'kubectl-cache'), ...args], input);
+  const node = await kubectl(['get', 'node', state.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+  if (node.code !== 0 || node.stdout.trim() !== 'True') return undefined;
+  let stopping: Promise<TeardownReport> | undefined;
+  return { ...state, kubectl, stop: () => (stopping ??= teardown(layout, options.log ?? (() => {}))) };
+}
+
+/** attachCluster(), else a fresh detached start: the cluster outlives this process until `down`. */
+export async function ensureCluster(options: { workDir?: string; log?: (line: string) => void } = {}): Promise<{ cluster: LocalCluster; reused: boolean }> {
+  const running = await attachCluster(options);
+  if (running) return { cluster: running, reused: true };
+  return { cluster: await startCluster({ ...options, detach: true }), reused: false };
 }
 
 /** Throws unless this process can run a node: Linux, as root. */

@@ -2,7 +2,7 @@
 // config, data, logs and pid file, plus the network constants the configs share.
 // Pure: no I/O. Read by cluster.ts (start), cleanup.ts (stop and crash recovery) and cli.ts.
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 /**
  * The node's network. NOTE: everything the cluster serves to Pods (the API server, the
@@ -61,6 +61,7 @@ export function layoutOf(workDir: string) {
   const dir = resolve(workDir);
   const containerd = join(dir, 'containerd');
   const kubelet = join(dir, 'kubelet');
+  const postgresDir = join(dirname(ownerFile), 'postgres');
   return {
     dir,
     pidDir: join(dir, 'pids'),
@@ -97,8 +98,20 @@ export function layoutOf(workDir: string) {
       config: join(dir, 'registry', 'config.yml'),
       portFile: join(dir, 'registry', 'port'),
     },
+    /**
+     * PostgreSQL for the metadata store (postgres.ts), started on demand, disposable like etcd.
+     * Outside the work dir: the server runs as the postgres user, who cannot enter /root.
+     */
+    postgres: {
+      dir: postgresDir,
+      data: join(postgresDir, 'data'),
+      socketDir: join(postgresDir, 'socket'),
+      urlFile: join(postgresDir, 'url'),
+    },
+    /** The file:// artifact store the demo's PersistentVolume points at (hostPath). */
+    artifacts: join(dir, 'artifacts'),
     /** Everything start() recreates; the registry's data survives restarts on purpose. */
     ephemeral: ['pids', 'pki', 'etcd', 'containerd', 'cni', 'kubelet', 'kubelet-pki', 'pod-logs',
-      'kubelet-config.yaml', 'kube-proxy-config.yaml', 'kubeconfig', 'state.json', 'kubectl-cache'].map((p) => join(dir, p)),
+      'kubelet-config.yaml', 'kube-proxy-config.yaml', 'kubeconfig', 'state.json', 'kubectl-cache', 'artifacts'].map((p) => join(dir, p)).concat(postgresDir),
   };
 }

@@ -21,14 +21,16 @@ export interface Daemon {
 
 interface PidFile { pid: number; bin: string }
 
-export async function startDaemon(layout: Layout, name: string, bin: string, args: string[], env?: NodeJS.ProcessEnv): Promise<Daemon> {
+export async function startDaemon(
+  layout: Layout, name: string, bin: string, args: string[], env?: NodeJS.ProcessEnv, user?: { uid: number; gid: number },
+): Promise<Daemon> {
   await mkdir(layout.logDir, { recursive: true });
   await mkdir(layout.pidDir, { recursive: true });
   const logPath = join(layout.logDir, `${name}.log`);
   const fd = openSync(logPath, 'a');
   // detached: a session of its own, so a Ctrl-C in the terminal reaches only the CLI, which
   // then stops the daemons in order; and `up --detach` can exit while they keep running.
-  const proc = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true, env: env ?? process.env });
+  const proc = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true, env: env ?? process.env, ...user });
   closeSync(fd);
   proc.unref();
   const daemon: Daemon = { name, pid: proc.pid ?? -1, logPath, exitCode: undefined, exited: Promise.resolve() };

@@ -275,7 +275,7 @@ function serverEnv(): NodeJS.ProcessEnv {
 }
 
 /** The Debian server binaries' directory, installing `postgresql` with apt-get if none is there. */
-function ensureServerBinaries(): string {
+export function ensureServerBinaries(): string {
   const found = findBinDir();
   if (found) return found;
   if (process.getuid?.() !== 0) {
@@ -309,7 +309,7 @@ function findBinDir(): string | undefined {
  * PostgreSQL refuses to run as root: as root we run it as the `postgres` system user (which the
  * Debian package creates; created here if missing). A non-root caller runs it as itself.
  */
-function serverUser(): { uid: number; gid: number } | undefined {
+export function serverUser(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   let entry = passwdEntry('postgres');
   if (!entry) {
