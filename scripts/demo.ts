@@ -1,92 +1,226 @@
-// `npm run demo`: a local control plane (real etcd + kube-apiserver), the Ferry operator, and
-// the example pipeline in manifests/examples/diamond.yaml, with live progress. No kubelet runs
-// yet (the real single-node cluster is issue 7), so step Pods are moved along by a simulated
-// kubelet and say so. `--keep` leaves everything running and prints the KUBECONFIG to use.
-import { readFile } from 'node:fs/promises';
+// `npm run demo`: Ferry end to end in real Pods. Starts (or reuses) the local single-node
+// cluster (test/cluster), builds and pushes the Ferry and example images to its registry,
+// starts PostgreSQL, `helm install`s Ferry, then runs the iris example: two training runs
+// with different parameters (the better model is promoted to Production), then batch
+// inference on the Production model, with live progress, and a summary of what was made.
+// Running it again reuses everything; identical training steps come from the step cache.
+//
+//   npm run demo                                  the local cluster (Linux, root)
+//   npm run demo -- --context NAME --registry HOST[:PORT] [--insecure-registry] [--database-url DSN]
+//                                                 a cluster of yours (kind, minikube, cloud)
+//   npm run demo -- --down [--context NAME]       remove it all
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadAll } from 'js-yaml';
+import { parseArgs } from 'node:util';
+import type { ModelVersion } from '../operator/api/v1alpha1/model-version.ts';
 import type { PipelineRun } from '../operator/api/v1alpha1/pipeline-run.ts';
+import { extractArtifact } from '../operator/agent/tar.ts';
 import { KubeClient, loadKubeConfig } from '../operator/kube/client.ts';
-import { PIPELINE_RUNS, PIPELINES } from '../operator/kube/resources.ts';
-import { startApiServer } from '../test/harness/api-server.ts';
-import { installCrds } from '../test/harness/crds.ts';
-import { FakeKubelet } from '../test/harness/fake-kubelet.ts';
-import { startOperator } from '../test/harness/operator-process.ts';
+import { MODEL_VERSIONS } from '../operator/kube/resources.ts';
+import { run as runProcess } from '../test/harness/api-server.ts';
+import { ensureBinaries } from '../test/harness/binaries.ts';
+import { attachCluster } from '../test/cluster/cluster.ts';
+import { ensureExampleImage } from '../test/cluster/example-image.ts';
+import { defaultWorkDir, layoutOf } from '../test/cluster/layout.ts';
+import { applyPipelines, loadExample, startRun } from './demo/examples.ts';
+import { setUpLocal } from './demo/local.ts';
+import { buildAndPushFerryImage } from './demo/ferry-image.ts';
+import { installFerry, kubectlOk, uninstallFerry, type Target } from './demo/install.ts';
+import { RunProgress } from './demo/progress.ts';
 
-const root = join(import.meta.dirname, '..');
-const keep = process.argv.includes('--keep');
-const say = (text: string) => console.log(`[demo] ${text}`);
-
-say('starting a local control plane (etcd + kube-apiserver on 127.0.0.1) ...');
-const server = await startApiServer();
-let stopped = false;
-const operator = startOperator({
-  kubeconfigPath: server.kubeconfigPath, namespaces: ['default'], leaseName: 'ferry', leaseNamespace: 'default',
-  // A fresh control plane gets a fresh store (removed with it).
-  env: { FERRY_ARTIFACT_STORE: `file://${join(server.workDir, 'artifacts')}` },
+const { values } = parseArgs({
+  options: {
+    down: { type: 'boolean', default: false },
+    context: { type: 'string' },
+    kubeconfig: { type: 'string' },
+    registry: { type: 'string' },
+    'insecure-registry': { type: 'boolean', default: false },
+    'database-url': { type: 'string' },
+    namespace: { type: 'string', default: 'ferry' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
 });
-const client = new KubeClient(loadKubeConfig(server.kubeconfigPath), { qps: 50, burst: 100, fieldManager: 'ferry-demo' });
-const kubelet = new FakeKubelet(client, 'default', () => ({ outcome: 'succeed', afterMs: 1500 }));
-async function shutdown(code: number): Promise<never> {
-  if (!stopped) {
-    stopped = true;
-    await kubelet.stop();
-    await operator.stop();
-    await server.stop();
-  }
-  process.exit(code);
-}
-process.on('SIGINT', () => void shutdown(130));
+const namespace = values.namespace;
+const release = 'ferry';
+const started = Date.now();
+const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(0)} s`;
+const say = (line: string): void => console.log(`[demo] ${line}`);
+const runTimeoutMs = 15 * 60_000;
 
 try {
-  await installCrds(server);
-  say('CRDs installed: pipelines, pipelineruns, modelversions (ferry.dev/v1alpha1)');
-  await operator.waitForLog((l) => l.msg === 'controller started');
-  say(`operator running (pid ${operator.pid}), leader of Lease default/ferry`);
-  kubelet.start();
-  say('step Pods are simulated: no kubelet in this demo yet');
-
-  const documents = loadAll(await readFile(join(root, 'manifests/examples/diamond.yaml'), 'utf8')) as Array<{
-    kind: string; metadata: { name: string }; spec: { steps?: Array<{ image: string }> };
-  }>;
-  // No registry is reachable from this demo: pin images to placeholder digests (the Pods are simulated).
-  for (const step of documents.flatMap((d) => d.spec.steps ?? [])) step.image = `${step.image.split(':')[0]}@sha256:${'0'.repeat(64)}`;
-  say('step images pinned to placeholder digests (no registry in this demo)');
-  for (const doc of documents) {
-    const resource = doc.kind === 'Pipeline' ? PIPELINES : PIPELINE_RUNS;
-    await client.create(resource, 'default', doc as never);
-    say(`applied ${doc.kind} ${doc.metadata.name}`);
+  if (values.help) {
+    console.log((await readFile(import.meta.filename, 'utf8')).split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+  } else if (values.down) {
+    await down();
+  } else {
+    await up();
   }
-
-  const seen = new Map<string, string>();
-  let run: PipelineRun;
-  let lastMessage = '';
-  for (;;) {
-    run = await client.get<PipelineRun>(PIPELINE_RUNS, 'default', 'diamond-1');
-    const message = run.status?.conditions?.find((c) => c.type === 'Succeeded')?.message ?? '';
-    if (run.status?.phase === 'Pending' && message && message !== lastMessage) say(`  waiting: ${(lastMessage = message)}`);
-    for (const step of run.status?.steps ?? []) {
-      const state = `${step.phase}${step.attempts ? ` (attempt ${step.attempts})` : ''}`;
-      if (seen.get(step.name) !== state) {
-        seen.set(step.name, state);
-        say(`  ${run.status?.progress ?? '0/?'}  step ${step.name.padEnd(8)} ${state}`);
-      }
-    }
-    if (['Succeeded', 'Failed', 'Cancelled'].includes(run.status?.phase ?? '')) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
-  say(`run diamond-1 ${run.status?.phase}: ${condition?.message}`);
-  say(`frozen configuration: ${run.status?.configuration?.uri} (${run.status?.configuration?.digest})`);
-  console.log((await server.kubectl(['get', 'pipelines,pipelineruns', '-o', 'wide'])).stdout);
-  console.log((await server.kubectl(['get', 'pods', '-L', 'ferry.dev/step,ferry.dev/attempt'])).stdout);
-  if (keep) {
-    say(`still running; in another shell: export KUBECONFIG=${server.kubeconfigPath}`);
-    say('press Ctrl-C to stop everything');
-    await new Promise(() => {});
-  }
-  await shutdown(run.status?.phase === 'Succeeded' ? 0 : 1);
 } catch (err) {
-  console.error(`[demo] failed: ${err instanceof Error ? err.message : String(err)}`);
-  await shutdown(1);
+  console.error(`[demo] failed after ${elapsed()}: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+}
+
+async function up(): Promise<void> {
+  const external = values.context !== undefined;
+  if (external && values.registry === undefined) throw new Error('--context needs --registry HOST[:PORT]: a registry this machine can push to and the cluster can pull from');
+
+  let target: Target;
+  let registry: string;
+  let hostStore: string | undefined;
+  const detail = (line: string): void => say(`    ${line}`);
+  if (!external) {
+    const local = await setUpLocal({
+      namespace, release, log: detail,
+      phase: (what, text) => {
+        if (text) detail(`${text} (${elapsed()})`);
+        if (what === 'cluster') say('1/5 local cluster (etcd, kube-apiserver, controller-manager, scheduler, kubelet, containerd, registry) ...');
+        if (what === 'images') say('2/5 images (Ferry, scikit-learn example) and PostgreSQL ...');
+        if (what === 'install') say('3/5 helm upgrade --install ferry charts/ferry ...');
+      },
+    });
+    target = local.cluster;
+    registry = local.cluster.registry;
+    hostStore = local.layout.artifacts;
+  } else {
+    say(`1/5 cluster: context ${values.context}`);
+    target = await externalTarget();
+    registry = values.registry!;
+    say('2/5 images (Ferry, scikit-learn example) ...');
+    const [ferryImage, exampleImage] = await Promise.all([buildAndPushFerryImage(registry, detail), ensureExampleImage(registry, detail)]);
+    detail(`example image ${exampleImage}`);
+    say('3/5 helm upgrade --install ferry charts/ferry ...');
+    await installFerry({
+      target, namespace, release, image: ferryImage, insecureRegistries: values['insecure-registry'] ? [registry] : [],
+      ...(values['database-url'] !== undefined ? { databaseUrl: values['database-url'] } : {}), log: detail,
+    });
+  }
+
+  const client = new KubeClient(kubeConfigOf(target), { qps: 20, burst: 40, fieldManager: 'ferry-demo' });
+  const example = await loadExample(registry);
+  await applyPipelines(target, namespace, example.pipelines);
+  const progress = new RunProgress(client, namespace, (line) => say(`    ${line}`));
+  await progress.start();
+  try {
+    say(`4/5 training: ${example.trainingRuns.length} runs of ${[...new Set(example.trainingRuns.map((r) => r.spec.pipelineRef?.name))].join(', ')} with different parameters`);
+    const trainingNames: string[] = [];
+    for (const template of example.trainingRuns) {
+      const name = await startRun(client, namespace, template);
+      trainingNames.push(name);
+      say(`    ${name}: ${(template.spec.parameters ?? []).map((p) => `${p.name}=${String(p.value)}`).join(' ')}`);
+      progress.follow(name);
+    }
+    const training = await progress.finished(trainingNames, runTimeoutMs);
+    assertSucceeded(training);
+    const versions = await registeredVersions(client, training);
+
+    say('5/5 batch inference on the Production model ...');
+    const inferenceNames: string[] = [];
+    for (const template of example.inferenceRuns) {
+      const name = await startRun(client, namespace, template);
+      inferenceNames.push(name);
+      progress.follow(name);
+    }
+    const inference = await progress.finished(inferenceNames, runTimeoutMs);
+    assertSucceeded(inference);
+    await summary(target, client, [...training, ...inference], versions, hostStore);
+  } finally {
+    await progress.stop();
+  }
+  say(`done in ${elapsed()}. Look around: export KUBECONFIG=${target.kubeconfigPath}; kubectl get pipelines,pipelineruns,modelversions -n ${namespace}`);
+  say(`remove it all: npm run demo -- --down${external ? ` --context ${values.context}` : ''}`);
+}
+
+async function down(): Promise<void> {
+  if (values.context !== undefined) {
+    await uninstallFerry(await externalTarget(), namespace, release);
+    say(`uninstalled ${release} and deleted namespace ${namespace} (${elapsed()})`);
+    return;
+  }
+  const cluster = await attachCluster({ log: (line) => say(`    ${line}`) });
+  const report = await (cluster?.stop() ?? import('../test/cluster/cleanup.ts').then(({ teardown }) => teardown(layoutOf(defaultWorkDir()))));
+  say(`local cluster stopped and cleaned up: ${report.removed.length} things removed${report.failed.length > 0 ? `, ${report.failed.length} failed:\n${report.failed.join('\n')}` : ''} (${elapsed()})`);
+  if (report.failed.length > 0) process.exitCode = 1;
+}
+
+async function externalTarget(): Promise<Target> {
+  const kubectl = join(await ensureBinaries(['kubectl']), 'kubectl');
+  const kubeconfigPath = values.kubeconfig ?? process.env.KUBECONFIG ?? join(process.env.HOME ?? '/root', '.kube', 'config');
+  const context = values.context!;
+  return { kubeconfigPath, context, kubectl: (args, input) => runProcess(kubectl, ['--kubeconfig', kubeconfigPath, '--context', context, ...args], input) };
+}
+
+function kubeConfigOf(target: Target) {
+  const config = loadKubeConfig(target.kubeconfigPath);
+  if (target.context) config.setCurrentContext(target.context);
+  return config;
+}
+
+function assertSucceeded(runs: PipelineRun[]): void {
+  const failed = runs.filter((r) => r.status?.phase !== 'Succeeded');
+  if (failed.length > 0) {
+    throw new Error(failed.map((r) => `run ${r.metadata.name} ${r.status?.phase}: ${r.status?.conditions?.find((c) => c.type === 'Succeeded')?.message ?? ''}`).join('; '));
+  }
+}
+
+/** The ModelVersions the runs registered, once the operator has created them and decided their stage. */
+async function registeredVersions(client: KubeClient, runs: PipelineRun[]): Promise<ModelVersion[]> {
+  const names = runs.flatMap((r) => r.status?.steps?.flatMap((s) => s.models ?? []) ?? []).map((m) => `${m.name}-v${m.version}`);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const all = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items;
+    const mine = all.filter((v) => names.includes(v.metadata.name));
+    if (mine.length === names.length && mine.every((v) => v.status?.stage !== undefined)) return mine;
+    if (Date.now() > deadline) throw new Error(`ModelVersions ${names.join(', ')} not all registered after 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+async function summary(target: Target, client: KubeClient, runs: PipelineRun[], registered: ModelVersion[], hostStore: string | undefined): Promise<void> {
+  const line = '─'.repeat(100);
+  console.log(`\n${line}\nFerry demo summary (${elapsed()})\n${line}`);
+  console.log('Runs:');
+  for (const run of runs) {
+    const steps = run.status?.steps ?? [];
+    const cached = steps.filter((s) => s.phase === 'Cached').length;
+    console.log(`  ${run.metadata.name.padEnd(24)} ${run.status?.phase} ${run.status?.progress ?? ''}${cached > 0 ? ` (${cached} from cache)` : ''}  ${(run.status?.parameters ?? []).map((p) => `${p.name}=${String(p.value)}`).join(' ')}`);
+    console.log(`    frozen configuration ${run.status?.configuration?.uri ?? '-'}`);
+    console.log(`                         ${run.status?.configuration?.digest ?? '-'}`);
+  }
+  console.log('ModelVersions (this demo run registered: ' + (registered.map((v) => v.metadata.name).join(', ') || 'none') + '):');
+  const versions = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.sort((a, b) => a.spec.version - b.spec.version);
+  for (const v of versions) {
+    const metrics = Object.entries(v.spec.metrics ?? {}).map(([k, n]) => `${k}=${Number(n.toFixed(4))}`).join(' ');
+    console.log(`  ${v.metadata.name.padEnd(10)} ${(v.status?.stage ?? v.spec.stage ?? 'None').padEnd(10)} ${metrics.padEnd(36)} run ${v.spec.source?.run ?? '-'}  ${v.spec.artifact.digest.slice(0, 19)}…`);
+    const reason = v.status?.history?.at(-1)?.reason;
+    if (reason) console.log(`  ${''.padEnd(10)} ${reason}`);
+  }
+  const inference = runs.filter((r) => r.status?.steps?.some((s) => s.outputs?.some((o) => o.name === 'report')));
+  for (const run of inference) {
+    const report = run.status!.steps!.flatMap((s) => s.outputs ?? []).find((o) => o.name === 'report')!;
+    console.log(`Batch report of ${run.metadata.name}: ${report.uri} (${report.digest})`);
+    if (hostStore !== undefined) {
+      const hostPath = join(hostStore, report.uri.replace(/^file:\/\/\/var\/lib\/ferry\/artifacts\//, ''));
+      console.log(`  on this machine: ${hostPath} (a tar holding one file; tar -xOf ${hostPath})`);
+      console.log(indent(await readArtifact(hostPath)));
+    }
+  }
+  console.log('Pods (step Pods run images by digest):');
+  console.log(indent(await kubectlOk(target, ['get', 'pods', '-A', '-o', 'custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,STATUS:.status.phase,IMAGE:.spec.containers[0].image,STEP IMAGE:.spec.initContainers[1].image'])));
+}
+
+async function readArtifact(hostPath: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-demo-report-'));
+  try {
+    const file = join(dir, 'report'); // a one-file artifact's root is the file itself
+    await extractArtifact(createReadStream(hostPath), file);
+    return (await readFile(file, 'utf8')).trimEnd();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function indent(text: string): string {
+  return text.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');
 }

@@ -25,6 +25,8 @@ export const ConditionsSchema = Type.Array(ConditionSchema, {
 /** Metadata every Ferry object carries, as this code reads it. */
 export interface ObjectMeta {
   name: string;
+  /** With an empty name, the API server names the object this prefix plus a random suffix. */
+  generateName?: string;
   namespace?: string;
   uid?: string;
   generation?: number;
