@@ -67,7 +67,7 @@ export class RunProgress {
 
   private report(run: PipelineRun): void {
     const seen = this.seen.get(run.metadata.name)!;
-    const name = run.metadata.name;
+    const name = run.metadata.name.padEnd(24);
     const progress = (run.status?.progress ?? '').padStart(5);
     for (const step of run.status?.steps ?? []) {
       const state = describeStep(step);
@@ -81,7 +81,7 @@ export class RunProgress {
       ? `${phase}: ${condition?.message ?? ''}` : undefined;
     if (runState !== undefined && seen.get('run') !== runState) {
       seen.set('run', runState);
-      this.say(`${name}  ${progress}  ${phase === 'Pending' ? 'waiting' : 'run'.padEnd(10)} ${runState}`);
+      this.say(`${name}  ${progress}  ${(phase === 'Pending' ? 'waiting' : 'run').padEnd(10)} ${runState}`);
     }
   }
 }

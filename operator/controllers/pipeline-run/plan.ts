@@ -224,7 +224,7 @@ export function planRun(facts: RunFacts): RunPlan {
   status.progress = `${doneCount}/${steps.length}`;
   if (doneCount === steps.length) {
     const cached = steps.filter((s) => s.phase === 'Cached').length;
-    return end('Succeeded', Reasons.Succeeded, `all ${steps.length} steps succeeded${cached ? ` (${cached} from cache)` : ''}`, steps);
+    return end('Succeeded', Reasons.Succeeded, `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded${cached ? ` (${cached} from cache)` : ''}`, steps);
   }
 
   const running = steps.filter((s) => s.phase === 'Running').map((s) => s.name);
