@@ -1,0 +1,48 @@
+"""evaluate: the trained model judged on the held-out test split.
+
+Inputs `model` (from train) and `test` (from prepare). Outputs `evaluation` (JSON: accuracy,
+macro F1, per-species precision/recall/F1, confusion matrix) and `model` again, unchanged:
+Ferry gives a registered ModelVersion the metrics of the step that writes the registered
+output, so the step that measured the model is the one that registers it. The artifact
+store is content-addressed, so the copy has the trained model's digest and costs nothing.
+"""
+import pickle
+import shutil
+
+from ferry_step import input_path, log, output_path, read_dataset, write_json, write_metrics, fail
+
+
+def main():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    with open(input_path("model"), "rb") as f:
+        model = pickle.load(f)
+    X, y = read_dataset(input_path("test"))
+    if y is None:
+        fail("the test input has no species column")
+    classes = model["classes"]
+    predicted = model["estimator"].predict(X)
+
+    accuracy = float(accuracy_score(y, predicted))
+    f1_macro = float(f1_score(y, predicted, average="macro", labels=classes, zero_division=0))
+    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=classes, zero_division=0)
+    matrix = confusion_matrix(y, predicted, labels=classes)
+    write_json("evaluation", {
+        "accuracy": round(accuracy, 6),
+        "f1_macro": round(f1_macro, 6),
+        "test_rows": int(len(y)),
+        "params": model["params"],
+        "per_class": {
+            k: {"precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(s), 6), "support": int(n)}
+            for k, p, r, s, n in zip(classes, precision, recall, f1, support)
+        },
+        # rows: true species, columns: predicted species, both in the order of "classes"
+        "confusion_matrix": {"classes": classes, "rows": matrix.tolist()},
+    })
+    shutil.copyfile(input_path("model"), output_path("model"))
+    log(f"accuracy {accuracy:.4f}, macro F1 {f1_macro:.4f} on {len(y)} held-out flowers (c={model['params']['c']})")
+    write_metrics({"accuracy": accuracy, "f1_macro": f1_macro, "test_rows": len(y)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The Ferry step contract, as the iris example scripts use it.
+
+A step reads its inputs from /ferry/inputs/<name>, writes its outputs to
+/ferry/outputs/<name> and optional numbers to /ferry/outputs/metrics.json; declared
+parameters arrive as FERRY_PARAM_<NAME> (upper case, "-" as "_"). The directories can be
+moved with FERRY_INPUTS_DIR / FERRY_OUTPUTS_DIR, which is how the scripts run outside a Pod.
+"""
+import csv
+import json
+import math
+import os
+import sys
+
+FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+LABEL = "species"
+
+
+def inputs_dir():
+    return os.environ.get("FERRY_INPUTS_DIR", "/ferry/inputs")
+
+
+def outputs_dir():
+    return os.environ.get("FERRY_OUTPUTS_DIR", "/ferry/outputs")
+
+
+def input_path(name):
+    path = os.path.join(inputs_dir(), name)
+    if not os.path.exists(path):
+        fail(f"input {name!r} is missing: {path} does not exist")
+    return path
+
+
+def output_path(name):
+    os.makedirs(outputs_dir(), exist_ok=True)
+    return os.path.join(outputs_dir(), name)
+
+
+def parameter(name, kind, default=None):
+    """The value of pipeline parameter `name` (as FERRY_PARAM_<NAME>), converted by `kind`."""
+    env = "FERRY_PARAM_" + name.upper().replace("-", "_")
+    raw = os.environ.get(env)
+    if raw is None or raw == "":
+        if default is None:
+            fail(f"parameter {name!r} is not set ({env}); list it in the step's parameters")
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        fail(f"parameter {name!r}: {raw!r} is not a valid {kind.__name__}")
+
+
+def write_json(name, document):
+    """Writes an output as sorted, indented JSON (the same content gives the same bytes)."""
+    with open(output_path(name), "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def write_metrics(metrics):
+    """metrics.json: a flat object of finite numbers, which Ferry records with the step."""
+    clean = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        clean[key] = int(value) if isinstance(value, int) else round(float(value), 6)
+    write_json("metrics.json", clean)
+    log("metrics " + " ".join(f"{k}={v}" for k, v in sorted(clean.items())))
+
+
+def write_dataset(name, X, y):
+    """A CSV with the four measurements and the species name: readable, and byte-stable."""
+    with open(output_path(name), "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(FEATURES + [LABEL])
+        for row, label in zip(X, y):
+            writer.writerow([repr(round(float(v), 4)) for v in row] + [str(label)])
+
+
+def read_dataset(path):
+    """(X, y) from a CSV written by write_dataset; y is None when it has no species column."""
+    import numpy as np
+
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        fail(f"{path} holds no rows")
+    missing = [c for c in FEATURES if c not in rows[0]]
+    if missing:
+        fail(f"{path} lacks the columns {missing}")
+    X = np.array([[float(r[c]) for c in FEATURES] for r in rows])
+    y = np.array([r[LABEL] for r in rows]) if LABEL in rows[0] else None
+    return X, y
+
+
+def log(message):
+    print(f"[{os.path.basename(sys.argv[0])}] {message}", flush=True)
+
+
+def fail(message):
+    # Printed last, so the step's termination message (FallbackToLogsOnError) shows it.
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
