@@ -1,8 +1,10 @@
-// The one door to the Kubernetes API: typed JSON requests over client-node's connection and
-// auth (kubeconfig, in-cluster token, exec plugins), behind a client-side token bucket, with
-// errors that name the request. Watches use client-node's Watch on the same config.
+// The one door to the Kubernetes API: typed JSON requests over client-node's auth (kubeconfig,
+// in-cluster token, exec plugins) and one pooled connection, behind a client-side token bucket,
+// with errors that name the request. Watches use client-node's Watch on the same config.
+import { createHash } from 'node:crypto';
+import type { RequestOptions } from 'node:https';
 import { HttpMethod, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import { Agent, fetch, type Dispatcher } from 'undici';
 import type { KubeObject } from '../api/v1alpha1/common.ts';
 import { TokenBucket } from '../runtime/token-bucket.ts';
 import { ApiError, isNotFound } from './errors.ts';
@@ -29,10 +31,15 @@ export interface KubeClientOptions {
   observer?: RequestObserver;
 }
 
+/** TLS settings of a connection, from the kubeconfig (read again on every request: files rotate). */
+type TlsOptions = Pick<RequestOptions, 'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'rejectUnauthorized' | 'servername'>;
+
 export class KubeClient {
   readonly config: KubeConfig;
   private readonly limiter: TokenBucket;
   private readonly options: KubeClientOptions;
+  /** The pooled connection and the TLS settings it was made with. */
+  private pool: { fingerprint: string; agent: Agent } | undefined;
 
   constructor(config: KubeConfig, options: KubeClientOptions) {
     this.config = config;
@@ -148,16 +155,15 @@ export class KubeClient {
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     await this.limiter.take();
     const started = performance.now();
-    const context = new RequestContext(cluster.server + path, method as HttpMethod);
-    await this.config.applySecurityAuthentication(context);
-    const headers: Record<string, string> = { ...context.getHeaders(), Accept: 'application/json' };
+    const { headers: auth, dispatcher } = await this.connection(cluster.server + path, method);
+    const headers: Record<string, string> = { ...auth, Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = contentType;
     let status = 0;
     try {
-      const response = await fetch(context.getUrl(), {
+      const response = await fetch(cluster.server + path, {
         method,
         headers,
-        dispatcher: context.getDispatcher(),
+        dispatcher,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(60_000),
       });
@@ -173,6 +179,50 @@ export class KubeClient {
       this.options.observer?.request(method, status, (performance.now() - started) / 1000);
     }
   }
+
+  /**
+   * The auth headers of a request and the connection to send it on. client-node builds a new
+   * undici Agent for every request, so each one paid a TLS handshake (and parsed the CA again):
+   * that was most of the operator's CPU. Here one Agent (one HTTP/2 connection, as client-go
+   * keeps) serves every request while the TLS settings stay the same; rotated certificates get
+   * a new one. Proxied clusters keep client-node's own dispatcher.
+   */
+  private async connection(url: string, method: string): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }> {
+    if (this.config.getCurrentCluster()?.proxyUrl) {
+      const context = new RequestContext(url, method as HttpMethod);
+      await this.config.applySecurityAuthentication(context);
+      return { headers: context.getHeaders(), dispatcher: context.getDispatcher() };
+    }
+    const options: RequestOptions = {};
+    await this.config.applyToHTTPSOptions(options);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(options.headers ?? {})) if (v !== undefined) headers[k] = String(v);
+    if (options.auth) headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
+    const tls: TlsOptions = {};
+    for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'] as const) {
+      if (options[k] !== undefined && options[k] !== null) (tls as Record<string, unknown>)[k] = options[k];
+    }
+    if (Object.keys(tls).length === 0) return { headers, dispatcher: undefined };
+    const fingerprint = fingerprintOf(tls);
+    if (this.pool?.fingerprint !== fingerprint) {
+      const previous = this.pool?.agent;
+      // client-node's keep-alive settings (30 s, as client-go).
+      this.pool = { fingerprint, agent: new Agent({ connect: { ...tls, keepAlive: true, keepAliveInitialDelay: 30_000 } as Agent.Options['connect'] }) };
+      // Requests in flight on the old connection finish; then it closes.
+      if (previous) void previous.close().catch(() => undefined);
+    }
+    return { headers, dispatcher: this.pool.agent };
+  }
+}
+
+function fingerprintOf(tls: TlsOptions): string {
+  const hash = createHash('sha256');
+  for (const [k, v] of Object.entries(tls).sort(([a], [b]) => a.localeCompare(b))) {
+    hash.update(`${k}=`);
+    hash.update(Buffer.isBuffer(v) ? v : JSON.stringify(v) ?? '');
+    hash.update('\0');
+  }
+  return hash.digest('hex');
 }
 
 function parseJson(text: string): unknown {
