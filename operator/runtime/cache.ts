@@ -58,6 +58,10 @@ export class Cache<T extends KubeObject> {
     this.informerFor(object.metadata.namespace ?? '')?.recordWrite(object);
   }
 
+  recordCreate(object: T): void {
+    this.informerFor(object.metadata.namespace ?? '')?.recordCreate(object);
+  }
+
   private informerFor(namespace: string): Informer<T> | undefined {
     return this.informers.get(namespace) ?? this.informers.get('');
   }

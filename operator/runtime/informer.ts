@@ -102,6 +102,20 @@ export class Informer<T extends KubeObject> {
     if (current && isNewer(object, current)) this.put(key, strip(object));
   }
 
+  /**
+   * Takes in an object this process just created, so that a reconcile running before the watch
+   * delivers it does not create it again (a POST answered AlreadyExists, then a GET). Only while
+   * the watch is behind the create: once the watch has passed its resourceVersion, the cache
+   * already holds the object, or saw it deleted. The watch's ADDED event for it is then a no-op.
+   */
+  recordCreate(object: T): void {
+    const key = objectKey(object);
+    const created = Number(object.metadata.resourceVersion);
+    const watched = Number(this.resourceVersion);
+    if (this.store.has(key) || !Number.isFinite(created) || !Number.isFinite(watched) || created <= watched) return;
+    this.put(key, strip(object));
+  }
+
   private async run(): Promise<void> {
     let failures = 0;
     while (!this.stopped) {

@@ -11,7 +11,7 @@ import type { RunPlan } from './plan.ts';
 
 /** Creates the planned Pods; returns the ones that cannot be created, with why. */
 export async function createStepPods(
-  client: KubeClient, run: PipelineRun, plan: RunPlan, agent: AgentSettings,
+  client: KubeClient, run: PipelineRun, plan: RunPlan, agent: AgentSettings, onCreated: (pod: Pod) => void = () => {},
 ): Promise<{ created: number; rejected: Map<string, string> }> {
   const rejected = new Map<string, string>();
   let created = 0;
@@ -26,7 +26,7 @@ export async function createStepPods(
         configuration: { uri: configuration.uri, digest: configuration.digest },
       });
       try {
-        await client.create<Pod>(PODS, run.metadata.namespace, pod);
+        onCreated(await client.create<Pod>(PODS, run.metadata.namespace, pod));
         created++;
       } catch (err) {
         if (isAlreadyExists(err)) {

@@ -158,7 +158,8 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   const facts: RunFacts = { run, start, pods, now, ...(manifests ? { manifests } : {}), ...(reuse ? { reuse } : {}) };
 
   let plan = finished ? planRun(facts) : await planWithCache(deps, facts);
-  const { created, rejected } = await createStepPods(deps.client, run, plan, deps.agent);
+  // The new Pods go into the cache at once: the next pass must not create them again.
+  const { created, rejected } = await createStepPods(deps.client, run, plan, deps.agent, (pod) => deps.pods.recordCreate(pod));
   deps.metrics.stepPodsCreated.inc(created);
   if (rejected.size > 0) plan = planRun({ ...facts, rejected });
 
