@@ -46,12 +46,19 @@ export interface Operator {
 
 export async function createOperator(config: Config, log: Logger, clock: Clock): Promise<Operator> {
   const metrics = new Metrics();
-  const client = new KubeClient(loadKubeConfig(config.kubeconfig), {
+  const kubeConfig = loadKubeConfig(config.kubeconfig);
+  const newClient = () => new KubeClient(kubeConfig, {
     qps: config.apiQps,
     burst: config.apiBurst,
     fieldManager: 'ferry-operator',
     observer: metrics.requestObserver(),
   });
+  const client = newClient();
+  // NOTE: Events and the Lease each have a client of their own, with its own rate limit, as in
+  // controller-runtime: a burst of Events must not hold back Pods and status writes behind the
+  // client-side limiter, and nothing may hold back a Lease renewal.
+  const eventClient = newClient();
+  const leaseClient = newClient();
   const idleTimeoutMs = config.watchIdleTimeoutMs;
   const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
   const runs = new Cache<PipelineRun>(
@@ -68,7 +75,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, index: (p) => [runKeyOfPod(p) ?? ''].filter(Boolean) },
     log,
   );
-  const events = new EventRecorder(client, config.identity, clock, log);
+  const events = new EventRecorder(eventClient, config.identity, clock, log);
   const store = openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {});
   const freeze: FreezeDeps = {
     store,
@@ -100,7 +107,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   ];
   const elector = config.leaderElection
     ? new LeaderElector(
-        client,
+        leaseClient,
         {
           namespace: config.leaseNamespace,
           name: config.leaseName,

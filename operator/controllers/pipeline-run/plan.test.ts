@@ -4,7 +4,7 @@ import { CONDITION_SUCCEEDED, Reasons, findCondition } from '../../api/v1alpha1/
 import type { PipelineRun, PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import { MAX_STEPS, type Pipeline, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { planRun, retryDelaySeconds, type RunFacts, type RunPlan } from './plan.ts';
+import { collapseEvents, planRun, retryDelaySeconds, type RunEvent, type RunFacts, type RunPlan } from './plan.ts';
 import {
   NOW, RUN_NAME, at, diamond, failedPod, pipeline, pipelineRun, stamp, startFor, step, stepPod, succeededPod, withStatus,
 } from './testing.ts';
@@ -535,5 +535,34 @@ describe('planRun: size', () => {
     assert.ok(next.status.steps?.every((s) => s.phase === 'Retrying'));
     const size = JSON.stringify(next.status).length;
     assert.ok(size < 256 * 1024, `status is ${size} bytes`);
+  });
+});
+
+describe('collapseEvents', () => {
+  const started = (step: string): RunEvent => ({ type: 'Normal', reason: 'StepStarted', message: `step "${step}" started (attempt 1)` });
+  const cases: Array<[string, RunEvent[], RunEvent[]]> = [
+    ['nothing stays nothing', [], []],
+    ['a single event is kept as it is', [started('a')], [started('a')]],
+    [
+      'events of one reason become one, counted and naming each step, in order',
+      [started('a'), started('b')],
+      [{ type: 'Normal', reason: 'StepStarted', message: '2 steps: step "a" started (attempt 1); step "b" started (attempt 1)' }],
+    ],
+    [
+      'reasons stay apart, in the order they first came',
+      [{ type: 'Normal', reason: 'StepSucceeded', message: 'step "a" succeeded' }, started('b'), started('c')],
+      [
+        { type: 'Normal', reason: 'StepSucceeded', message: 'step "a" succeeded' },
+        { type: 'Normal', reason: 'StepStarted', message: '2 steps: step "b" started (attempt 1); step "c" started (attempt 1)' },
+      ],
+    ],
+  ];
+  for (const [name, events, expected] of cases) it(name, () => assert.deepEqual(collapseEvents(events), expected));
+
+  it('a 199-step fan-out starts with one Event whose note fits the API limit', () => {
+    const out = collapseEvents(Array.from({ length: 199 }, (_, i) => started(`f${String(i).padStart(3, '0')}`)));
+    assert.equal(out.length, 1);
+    assert.ok(out[0]!.message.startsWith('199 steps: step "f000" started'));
+    assert.ok(out[0]!.message.length <= 1024);
   });
 });

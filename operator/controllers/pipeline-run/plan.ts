@@ -78,6 +78,24 @@ export interface RunEvent {
   message: string;
 }
 
+/**
+ * One Event per type and reason for a pass: a pass that starts 199 steps says so once, naming
+ * them, instead of writing 199 Events. Each Event is a write to the API server, as costly as a
+ * Pod's, and the run's status already holds every step's story.
+ */
+export function collapseEvents(events: RunEvent[]): RunEvent[] {
+  const groups = new Map<string, RunEvent[]>();
+  for (const e of events) {
+    const key = `${e.type}/${e.reason}`;
+    groups.set(key, [...(groups.get(key) ?? []), e]);
+  }
+  return [...groups.values()].map((group) => {
+    const first = group[0]!;
+    if (group.length === 1) return first;
+    return { type: first.type, reason: first.reason, message: truncate(`${group.length} steps: ${group.map((e) => e.message).join('; ')}`, 1024) };
+  });
+}
+
 export interface RunPlan {
   status: PipelineRunStatus;
   create: StepLaunch[];

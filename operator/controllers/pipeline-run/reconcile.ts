@@ -23,7 +23,7 @@ import { createStepPods, deletePods, statusChanged, writeRunStatus } from './app
 import { maxAgeMs } from './cache-key.ts';
 import { freezeRun, type FreezeDeps } from './freeze.ts';
 import { recordsOf, recordsDigest } from './records.ts';
-import { planRun, type Reused, type RunFacts, type RunPlan } from './plan.ts';
+import { collapseEvents, planRun, type Reused, type RunFacts, type RunPlan } from './plan.ts';
 import { ensureModelVersions, reserveModelVersions } from './registration.ts';
 import type { StepCache } from './step-cache.ts';
 import type { AgentSettings } from './pod-spec.ts';
@@ -195,10 +195,8 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
     }
     observeFinishedSteps(deps, run, plan);
     const reference = { ...run, apiVersion: API_VERSION, kind: 'PipelineRun' };
-    for (const e of plan.events) {
-      if (e.reason === 'StepRetrying') deps.metrics.stepRetries.inc();
-      deps.events.record(reference, e.type, e.reason, e.message);
-    }
+    for (const e of plan.events) if (e.reason === 'StepRetrying') deps.metrics.stepRetries.inc();
+    for (const e of collapseEvents(plan.events)) deps.events.record(reference, e.type, e.reason, e.message);
   }
   if (configuration && plan.status.steps?.some((s) => s.models?.length)) {
     const bound = await boundInference(deps, run, configuration);
