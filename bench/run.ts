@@ -7,7 +7,7 @@
 //     [--fanout=199] [--rate=2] [--duration=30] [--step-delay-ms=1000] [--start-delay-ms=200]
 //     [--failure=0] [--retries=0] [--retain=1000] [--retain-shape=single|linear] [--nodes=4]
 //     [--timeout-s=900] [--out=bench/results/<date>.json] 
-//     [--ferry-env=FERRY_API_QPS=100,...] [--argo-args=--qps=50,--burst=100]
+//     [--ferry-env=FERRY_API_QPS=100,...] [--ferry-build=js|ts] [--argo-args=--qps=50,--burst=100]
 //     [--argo-env=DEFAULT_REQUEUE_TIME=1s]
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
@@ -44,6 +44,8 @@ export interface BenchOptions {
   quiet: boolean;
   /** Extra environment for Ferry's operator (experiments; the default is none: its default settings). */
   ferryEnv: Record<string, string>;
+  /** js: the compiled JavaScript the image ships (default); ts: operator/main.ts by type stripping. */
+  ferryBuild: 'js' | 'ts';
   /** Extra flags for Argo's workflow-controller (experiments, e.g. --qps=50,--burst=100). */
   argoArgs: string[];
   /** Extra environment for Argo's workflow-controller (experiments, e.g. DEFAULT_REQUEUE_TIME=1s). */
@@ -68,6 +70,7 @@ const FLAGS = {
   'timeout-s': { type: 'string', default: '900' },
   out: { type: 'string' },
   'ferry-env': { type: 'string', default: '' },
+  'ferry-build': { type: 'string', default: 'js' },
   'argo-args': { type: 'string', default: '' },
   'argo-env': { type: 'string', default: '' },
   quiet: { type: 'boolean', default: false },
@@ -93,6 +96,8 @@ export function parseOptions(argv: string[]): BenchOptions {
   };
   const retainShape = values['retain-shape'];
   if (retainShape !== 'single' && retainShape !== 'linear') throw new Error('--retain-shape must be single or linear');
+  const ferryBuild = values['ferry-build'];
+  if (ferryBuild !== 'js' && ferryBuild !== 'ts') throw new Error('--ferry-build must be js or ts');
   return {
     engines: list(values.engines, ['ferry', 'argo'], 'engines'),
     workloads: list(values.workloads, ['linear', 'fanout', 'steady'], 'workloads'),
@@ -113,6 +118,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     out: values.out,
     quiet: values.quiet,
     ferryEnv: envList(values['ferry-env'], 'ferry-env'),
+    ferryBuild,
     argoArgs: values['argo-args'].split(',').filter(Boolean),
     argoEnv: envList(values['argo-env'], 'argo-env'),
   };
@@ -142,6 +148,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   const lifecycle = { startDelayMs: options.startDelayMs, stepDelayMs: options.stepDelayMs, failureFraction: options.failure };
   const cluster = await startBenchCluster({ lifecycle, nodes: options.nodes, log });
   const observers: Observer[] = [];
+  const disposables: Engine[] = [];
   try {
     const shapes = {
       linear: linear('linear5', 5),
@@ -156,7 +163,8 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
         client: cluster.client, kubeconfigPath: cluster.server.kubeconfigPath, namespace, workDir: cluster.server.workDir, retries: options.retries,
       };
       // Argo's engine builds Argo's controller (minutes, once) and installs its CRDs: only when asked for.
-      const engine = name === 'ferry' ? ferryEngine(ctx, options.ferryEnv) : await (await import('./lib/argo-engine.ts')).argoEngine(ctx, cluster.server, log, options.argoArgs, options.argoEnv);
+      const engine = name === 'ferry' ? await ferryEngine(ctx, options.ferryEnv, options.ferryBuild) : await (await import('./lib/argo-engine.ts')).argoEngine(ctx, cluster.server, log, options.argoArgs, options.argoEnv);
+      disposables.push(engine);
       for (const shape of Object.values(shapes)) await engine.define(shape);
       const observer = new Observer(cluster.client, namespace, engine);
       await observer.start();
@@ -233,6 +241,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     };
   } finally {
     for (const o of observers) o.stop();
+    for (const engine of disposables) await engine.dispose?.();
     await cluster.stop();
   }
 }

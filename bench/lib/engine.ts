@@ -56,4 +56,6 @@ export interface Engine extends ObserverAdapter {
   ownFigures(samples: Sample[]): Record<string, number>;
   /** Settings that differ from the controller's defaults, and why; printed with the results. */
   settings: Record<string, string>;
+  /** Removes what the engine made for itself (a compiled operator). */
+  dispose?(): Promise<void>;
 }

@@ -1,6 +1,9 @@
-// Ferry as a benchmark engine: the real operator (operator/main.ts) as a child process with its
-// default settings, a Pipeline per shape and a PipelineRun per run. Steps declare no outputs
-// and have caching disabled, so every step of every run is a Pod, as in Argo.
+// Ferry as a benchmark engine: the real operator as a child process with its default settings,
+// run as the image runs it (the JavaScript tsconfig.build.json compiles, with the Containerfile's
+// environment), a Pipeline per shape and a PipelineRun per run. Steps declare no outputs and
+// have caching disabled, so every step of every run is a Pod, as in Argo.
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubeObject } from '../../operator/api/v1alpha1/common.ts';
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
@@ -23,8 +26,43 @@ const DEFAULTS_RESTORED = {
   FERRY_RETRY_PERIOD_SECONDS: '2',
 };
 
-export function ferryEngine(ctx: EngineContext, extraEnv: Record<string, string> = {}): Engine {
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** How the operator is run: `js` as the image ships it (the default), `ts` by type stripping as `npm start` does. */
+export type FerryBuild = 'js' | 'ts';
+
+/** The environment the image sets (ENV in the Containerfile) that changes how Node runs the operator. */
+export async function shippedEnvironment(containerfile = join(ROOT, 'Containerfile')): Promise<Record<string, string>> {
+  const text = (await readFile(containerfile, 'utf8')).replace(/\\\n/g, ' ');
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^ENV\s+(.*)$/.exec(line.trim());
+    if (!match) continue;
+    for (const [, key = '', quoted, bare] of match[1]!.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=(?:"((?:[^"\\]|\\.)*)"|(\S*))/g)) {
+      env[key] = quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : bare ?? '';
+    }
+  }
+  return Object.fromEntries(Object.entries(env).filter(([k]) => k === 'NODE_ENV' || k === 'NODE_OPTIONS'));
+}
+
+/** Compiles the operator as scripts/build-image.sh does, under dist/ so that node_modules resolve; returns main.js. */
+async function compileOperator(): Promise<{ entry: string; dir: string }> {
+  await mkdir(join(ROOT, 'dist'), { recursive: true });
+  const dir = await mkdtemp(join(ROOT, 'dist', 'bench-'));
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const child = spawn(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+  if (code !== 0) throw new Error(`compiling the operator (tsc -p tsconfig.build.json) failed: ${output.slice(-2000)}`);
+  return { entry: join(dir, 'operator', 'main.js'), dir };
+}
+
+export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, string> = {}, build: FerryBuild = 'js'): Promise<Engine & { dispose(): Promise<void> }> {
   const { client, namespace } = ctx;
+  const compiled = build === 'js' ? await compileOperator() : undefined;
+  const shipped = build === 'js' ? await shippedEnvironment() : {};
   return {
     name: 'ferry',
     version: OPERATOR_VERSION,
@@ -32,7 +70,14 @@ export function ferryEngine(ctx: EngineContext, extraEnv: Record<string, string>
     settings: {
       namespaces: `${namespace} (both controllers watch only the bench namespace)`,
       artifactStore: 'a temporary file:// store (steps declare no outputs, so it is only written the frozen configurations)',
+      program: build === 'js'
+        ? `the JavaScript the image ships (tsconfig.build.json), with the Containerfile's ${Object.entries(shipped).map(([k, v]) => `${k}=${v}`).join(' ')}`
+        : 'operator/main.ts by type stripping (--ferry-build=ts)',
       ...Object.fromEntries(Object.entries(extraEnv).map(([k, v]) => [k, `${v} (set by --ferry-env)`])),
+    },
+
+    async dispose() {
+      if (compiled) await rm(compiled.dir, { recursive: true, force: true });
     },
 
     async start(): Promise<Controller> {
@@ -41,7 +86,8 @@ export function ferryEngine(ctx: EngineContext, extraEnv: Record<string, string>
         namespaces: [namespace],
         leaseName: 'ferry-bench',
         leaseNamespace: namespace,
-        env: { ...DEFAULTS_RESTORED, FERRY_ARTIFACT_STORE: `file://${join(ctx.workDir, 'ferry-artifacts')}`, ...extraEnv },
+        env: { ...DEFAULTS_RESTORED, ...shipped, FERRY_ARTIFACT_STORE: `file://${join(ctx.workDir, 'ferry-artifacts')}`, ...extraEnv },
+        ...(compiled ? { entry: compiled.entry } : {}),
       });
       const starting = await operator.waitForLog((l) => l.msg === 'operator starting', 60_000);
       const port = Number(starting.httpPort);

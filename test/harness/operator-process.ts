@@ -28,10 +28,12 @@ export interface OperatorOptions {
   leaseName: string;
   leaseNamespace: string;
   env?: Record<string, string>;
+  /** The program to run: operator/main.ts by default; the bench runs the compiled JavaScript the image ships. */
+  entry?: string;
 }
 
 export function startOperator(options: OperatorOptions): OperatorProcess {
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'operator', 'main.ts'), 'operator'], {
+  const child: ChildProcess = spawn(process.execPath, [options.entry ?? join(ROOT, 'operator', 'main.ts'), 'operator'], {
     env: {
       ...process.env,
       KUBECONFIG: options.kubeconfigPath,
