@@ -285,6 +285,9 @@ describe('planRun caching: waiting for an identical step', () => {
     assert.equal(a.attempts, 0);
     assert.equal(a.cacheKey, undefined);
     assert.equal(first.requeueAfterMs, 2000);
+    // The run says what it waits for, not just that it waits.
+    assert.equal(first.status.conditions?.find((c) => c.type === 'Succeeded')?.message,
+      'running: b; step "a": an identical step is running in run "r9"; waiting for its result');
   });
 
   it('prefers a result to reuse over waiting', () => {

@@ -247,14 +247,16 @@ export function planRun(facts: RunFacts): RunPlan {
 
   const running = steps.filter((s) => s.phase === 'Running').map((s) => s.name);
   const retrying = steps.filter((s) => s.phase === 'Retrying').map((s) => s.name);
+  const twin = steps.find((s) => s.phase === 'Pending' && s.reason === 'WaitingForCache');
+  const waiting = twin ? `step "${twin.name}": ${twin.message ?? 'waiting for an identical step'}` : undefined;
   if (status.startedAt) {
     status.phase = 'Running';
-    const parts = [running.length ? `running: ${running.join(', ')}` : '', retrying.length ? `retrying: ${retrying.join(', ')}` : ''];
+    const parts = [running.length ? `running: ${running.join(', ')}` : '', retrying.length ? `retrying: ${retrying.join(', ')}` : '', waiting ?? ''];
     const message = truncate(parts.filter(Boolean).join('; ') || 'waiting for steps', 1024);
     status.conditions = succeeded(status.conditions, 'Unknown', Reasons.Running, message, facts.now);
   } else {
     status.phase = 'Pending';
-    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.Pending, 'waiting for a free slot', facts.now);
+    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.Pending, truncate(waiting ?? 'waiting for a free slot', 1024), facts.now);
   }
   return p.finish(status, parameters);
 }
