@@ -20,6 +20,7 @@ import { createModelVersionController } from './controllers/model-version/contro
 import { modelIndexOfVersion } from './controllers/model-version/reconcile.ts';
 import { modelIndexOfRun } from './controllers/pipeline-run/registration.ts';
 import { StepCache, cacheIndexOf } from './controllers/pipeline-run/step-cache.ts';
+import { podForCache } from './controllers/pipeline-run/pod-status.ts';
 import { openMetadataStore } from './metadata/open.ts';
 import { MODEL_VERSIONS } from './kube/resources.ts';
 import { errorMessage } from './kube/errors.ts';
@@ -72,7 +73,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const pods = new Cache<Pod>(
     client,
     config.namespaces,
-    { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, index: (p) => [runKeyOfPod(p) ?? ''].filter(Boolean) },
+    { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, index: (p) => [runKeyOfPod(p) ?? ''].filter(Boolean), transform: podForCache },
     log,
   );
   const events = new EventRecorder(eventClient, config.identity, clock, log);

@@ -1,7 +1,8 @@
 // A list+watch cache of one kind in one namespace (or all): lists, then watches from the
 // list's resourceVersion with bookmarks; relists on 410 Gone; restarts a watch that went
-// silent (watchdog); strips managedFields; keeps optional secondary indexes; tells
-// handlers about adds, updates and deletes. Reads come from here, writes go to the API.
+// silent (watchdog); strips managedFields and what else the owner says it never reads; keeps
+// optional secondary indexes; tells handlers about adds, updates and deletes. Reads come from
+// here, writes go to the API.
 import type { KubeObject } from '../api/v1alpha1/common.ts';
 import type { KubeClient, WatchEvent } from '../kube/client.ts';
 import { errorMessage } from '../kube/errors.ts';
@@ -23,6 +24,11 @@ export interface InformerOptions<T> {
   index?: (object: T) => string[];
   /** A watch stream that delivers nothing (not even a bookmark) for this long is restarted. */
   idleTimeoutMs?: number;
+  /**
+   * Slims an object before it is cached (controller-runtime's TransformFunc): drop what no
+   * reader uses, since the cache holds every object for as long as it exists.
+   */
+  transform?: (object: T) => T;
 }
 
 export const objectKey = (o: KubeObject): string =>
@@ -99,7 +105,7 @@ export class Informer<T extends KubeObject> {
   recordWrite(object: T): void {
     const key = objectKey(object);
     const current = this.store.get(key);
-    if (current && isNewer(object, current)) this.put(key, strip(object));
+    if (current && isNewer(object, current)) this.put(key, this.slim(object));
   }
 
   /**
@@ -113,7 +119,7 @@ export class Informer<T extends KubeObject> {
     const created = Number(object.metadata.resourceVersion);
     const watched = Number(this.resourceVersion);
     if (this.store.has(key) || !Number.isFinite(created) || !Number.isFinite(watched) || created <= watched) return;
-    this.put(key, strip(object));
+    this.put(key, this.slim(object));
   }
 
   private async run(): Promise<void> {
@@ -139,7 +145,7 @@ export class Informer<T extends KubeObject> {
     for (const item of items) {
       const key = objectKey(item);
       seen.add(key);
-      this.apply(key, strip(item));
+      this.apply(key, this.slim(item));
     }
     for (const [key, object] of this.store) {
       if (!seen.has(key)) this.remove(key, object);
@@ -172,7 +178,7 @@ export class Informer<T extends KubeObject> {
           const current = this.store.get(key);
           if (current) this.remove(key, current);
         } else {
-          this.apply(key, strip(object));
+          this.apply(key, this.slim(object));
         }
       };
       const onDone = (err: unknown) => {
@@ -212,6 +218,11 @@ export class Informer<T extends KubeObject> {
       if (previous) h.onUpdate?.(previous, object);
       else h.onAdd?.(object);
     }
+  }
+
+  private slim(object: T): T {
+    const stripped = strip(object);
+    return this.options.transform ? this.options.transform(stripped) : stripped;
   }
 
   private put(key: string, object: T): void {

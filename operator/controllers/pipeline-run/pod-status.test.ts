@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { attemptOutcome, isActive, truncate, type AttemptOutcome } from './pod-status.ts';
+import { attemptOutcome, isActive, podForCache, truncate, type AttemptOutcome } from './pod-status.ts';
 import { stamp, stepPod, terminated } from './testing.ts';
 
 describe('attemptOutcome', () => {
@@ -79,4 +79,21 @@ describe('truncate', () => {
     ['eleven chars', 10, 'eleven ch…'],
   ];
   for (const [text, max, expected] of cases) it(`${JSON.stringify(text)} at ${max}`, () => assert.equal(truncate(text, max), expected));
+});
+
+describe('podForCache', () => {
+  const pod: Pod = {
+    ...stepPod('a', 1, 'Failed', { status: { startTime: stamp(-30), containerStatuses: [terminated(3, { message: 'loss is NaN', finishedAt: stamp(-1) })] } }),
+    spec: { containers: [{ name: 'publish-outputs', image: 'ferry:0.1.0' }] },
+  };
+  it('drops the spec and keeps metadata and status', () => {
+    const slim = podForCache(pod);
+    assert.equal(slim.spec, undefined);
+    assert.deepEqual(slim.metadata, pod.metadata);
+    assert.deepEqual(slim.status, pod.status);
+  });
+  it('means the same to the planner as the whole Pod', () => {
+    assert.deepEqual(attemptOutcome(podForCache(pod)), attemptOutcome(pod));
+    assert.equal(isActive(podForCache(pod)), isActive(pod));
+  });
 });

@@ -42,6 +42,16 @@ export function attemptOutcome(pod: Pod): AttemptOutcome {
   }
 }
 
+/**
+ * What the Pod cache keeps of a step Pod: its metadata and status. The operator never reads a
+ * cached Pod's spec (it builds specs, and what a Pod means is in its status), and the spec is
+ * most of a step Pod's size: three containers, their environment and volumes.
+ */
+export function podForCache(pod: Pod): Pod {
+  const { spec: _spec, ...rest } = pod;
+  return rest;
+}
+
 export const isActive = (pod: Pod): boolean => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
 
 export function truncate(text: string, max = MAX_MESSAGE): string {
