@@ -28,7 +28,7 @@ function format(value: number | string | undefined, digits = 1): string {
 export function renderTable(report: ReportLike): string {
   const engines = [...new Set([...report.results.map((r) => r.engine), ...report.retention.map((r) => r.engine)])];
   const both = engines.includes('ferry') && engines.includes('argo');
-  const header = ['figure', ...engines, ...(both ? ['ferry÷argo'] : [])];
+  const header = ['figure', ...engines, ...(both ? ['ferry÷argo', 'ferry is'] : [])];
   const blocks: Array<{ title: string; rows: Row[] }> = [];
 
   const workloads = [...new Set(report.results.map((r) => r.workload))];
@@ -48,8 +48,8 @@ export function renderTable(report: ReportLike): string {
         { figure: 'handoff p99, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p99), digits: 0 },
         { figure: 'run duration p50, s', better: '↓', values: pick((r) => r.runDurationMs.p50 / 1000) },
         { figure: 'API requests/step', better: '↓', values: pick((r) => r.api.totalPerStep), digits: 2 },
-        { figure: 'API writes/step', better: '↓', values: pick((r) => r.api.writesPerStep), digits: 2 },
         ...verbs.map((verb): Row => ({ figure: `  ${verb}/step`, better: '↓', values: pick((r) => r.api.perStep[verb] ?? 0), digits: 2 })),
+        { figure: '▶ API writes/step (POST+PUT+PATCH+DELETE)', better: '↓', values: pick((r) => r.api.writesPerStep), digits: 2 },
         { figure: 'reconciles/step (own metric)', better: '↓', values: pick((r) => (r.controller?.pipelineRunReconciles !== undefined ? r.controller.pipelineRunReconciles / r.steps : undefined)), digits: 2 },
         { figure: 'CPU s / 1000 steps', better: '↓', values: pick((r) => r.cpuSecondsPer1000Steps), digits: 2 },
         { figure: 'API server+etcd CPU s / 1000 steps', better: '↓', values: pick((r) => r.controlPlaneCpuSecondsPer1000Steps), digits: 2 },
@@ -82,8 +82,10 @@ export function renderTable(report: ReportLike): string {
     lines.push([block.title]);
     for (const row of block.rows) {
       const cells = row.values.map((v) => format(v, row.digits));
-      const ratio = both ? ratioOf(row.values[engines.indexOf('ferry')], row.values[engines.indexOf('argo')]) : undefined;
-      lines.push([`${row.figure}${row.better ? ` ${row.better}` : ''}`, ...cells, ...(both ? [ratio ?? ''] : [])]);
+      const ferry = row.values[engines.indexOf('ferry')];
+      const argo = row.values[engines.indexOf('argo')];
+      const ratio = both ? ratioOf(ferry, argo) : undefined;
+      lines.push([`${row.figure}${row.better ? ` ${row.better}` : ''}`, ...cells, ...(both ? [ratio ?? '', standing(row.better, ferry, argo, row.digits)] : [])]);
     }
   }
   const widths = header.map((_, i) => Math.max(...lines.filter((l) => l.length > 1).map((l) => (l[i] ?? '').length)));
@@ -99,7 +101,35 @@ export function renderTable(report: ReportLike): string {
     else out.push(render(line));
   }
   out.push(rule, '↑ more is better, ↓ less is better; handoff = dependency Pod Succeeded → dependent Pod created (bench watch clock)');
+  if (both) out.push(...acceptance(report.results));
   return out.join('\n');
+}
+
+/** ahead / behind / even, as shown (a difference the printed digits hide is even). */
+function standing(better: Row['better'], ferry: unknown, argo: unknown, digits = 1): string {
+  if (!better || typeof ferry !== 'number' || typeof argo !== 'number' || !Number.isFinite(ferry) || !Number.isFinite(argo)) return '';
+  if (ferry.toFixed(digits) === argo.toFixed(digits)) return 'even';
+  return (better === '↑') === ferry > argo ? 'ahead' : 'BEHIND';
+}
+
+/** The issue's two bars, workload by workload: steps/s at least 2× Argo's, API writes/step at most Argo's. */
+function acceptance(results: WorkloadResult[]): string[] {
+  const lines: string[] = [];
+  for (const workload of [...new Set(results.map((r) => r.workload))]) {
+    const ferry = results.find((r) => r.workload === workload && r.engine === 'ferry');
+    const argo = results.find((r) => r.workload === workload && r.engine === 'argo');
+    if (!ferry || !argo) continue;
+    const speed = ferry.stepsPerSecond / argo.stepsPerSecond;
+    const writes = ferry.api.writesPerStep / argo.api.writesPerStep;
+    const mark = (ok: boolean) => (ok ? 'met' : 'NOT MET');
+    // Steady arrival offers a fixed load: a controller that keeps up completes exactly that.
+    const speedBar = workload === 'steady' ? 'no bar: the offered load caps it' : `bar ≥ 2×: ${mark(speed >= 2)}`;
+    lines.push(
+      `${workload}: steps/s ${speed.toFixed(2)}× Argo's (${speedBar}); ` +
+        `API writes/step ${ferry.api.writesPerStep.toFixed(2)} vs ${argo.api.writesPerStep.toFixed(2)} (bar ≤ Argo's: ${mark(writes <= 1)})`,
+    );
+  }
+  return lines;
 }
 
 function ratioOf(a: number | string | undefined, b: number | string | undefined): string | undefined {
