@@ -140,6 +140,8 @@ export interface BenchReport {
   settings: Record<string, Record<string, string>>;
   results: WorkloadResult[];
   retention: RetentionPoint[];
+  /** Why the retention curve stopped early, if it did (the workloads' results are kept). */
+  retentionError?: string;
 }
 
 /** Runs the benchmark; used by the CLI below and by the smoke test. */
@@ -206,27 +208,34 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     const retainShape: Shape = options.retainShape === 'single' ? shapes.single : shapes.linear;
     // Engine by engine (not alternating): thousands of runs of both would not fit etcd's quota,
     // so each engine's objects are deleted before the next one fills.
-    for (const [i, { engine, observer }] of (options.retain.length > 0 ? engines : []).entries()) {
-      const compact = async () => {
-        const { beforeMiB, afterMiB } = await cluster.compactEtcd();
-        log(`  etcd compacted and defragmented: ${beforeMiB.toFixed(0)} → ${afterMiB.toFixed(0)} MiB`);
-      };
-      await compact();
-      for (const target of options.retain) {
-        log(`retention: ${engine.name} up to ${target} runs kept ...`);
-        const current = { controller: await engine.start() };
-        try {
-          const point = await fillAndMeasure(engine, current, observer, retainShape, target, `keep${target}`, options.retainInflight, options.timeoutMs * 4, log, compact);
-          log(`  ${engine.name}: ${point.runsKept} runs, ${point.podsKept} pods kept: RSS ${point.rssMiBFilled.toFixed(0)} MiB, ${point.rssMiBAfterRestart.toFixed(0)} MiB after a restart`);
-          retention.push(point);
-        } finally {
-          await current.controller.stop();
+    let retentionError: string | undefined;
+    // A failure late in the curve (it takes the longest) must not lose the workloads' results.
+    try {
+      for (const [i, { engine, observer }] of (options.retain.length > 0 ? engines : []).entries()) {
+        const compact = async () => {
+          const { beforeMiB, afterMiB } = await cluster.compactEtcd();
+          log(`  etcd compacted and defragmented: ${beforeMiB.toFixed(0)} → ${afterMiB.toFixed(0)} MiB`);
+        };
+        await compact();
+        for (const target of options.retain) {
+          log(`retention: ${engine.name} up to ${target} runs kept ...`);
+          const current = { controller: await engine.start() };
+          try {
+            const point = await fillAndMeasure(engine, current, observer, retainShape, target, `keep${target}`, options.retainInflight, options.timeoutMs * 4, log, compact);
+            log(`  ${engine.name}: ${point.runsKept} runs, ${point.podsKept} pods kept: RSS ${point.rssMiBFilled.toFixed(0)} MiB, ${point.rssMiBAfterRestart.toFixed(0)} MiB after a restart`);
+            retention.push(point);
+          } finally {
+            await current.controller.stop();
+          }
+        }
+        if (i < engines.length - 1) {
+          log(`retention: deleting ${engine.name}'s runs, Pods and Events ...`);
+          await cluster.emptyNamespace(observer.namespace, [engine.runResource, PODS, EVENTS, CORE_EVENTS]);
         }
       }
-      if (i < engines.length - 1) {
-        log(`retention: deleting ${engine.name}'s runs, Pods and Events ...`);
-        await cluster.emptyNamespace(observer.namespace, [engine.runResource, PODS, EVENTS, CORE_EVENTS]);
-      }
+    } catch (err) {
+      retentionError = err instanceof Error ? err.message : String(err);
+      log(`retention stopped early: ${retentionError}`);
     }
 
     const cpuInfo = cpus();
@@ -238,6 +247,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       settings: Object.fromEntries(engines.map(({ engine }) => [engine.name, engine.settings])),
       results,
       retention,
+      ...(retentionError ? { retentionError } : {}),
     };
   } finally {
     for (const o of observers) o.stop();

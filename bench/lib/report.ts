@@ -8,6 +8,7 @@ interface ReportLike {
   versions: Record<string, string>;
   results: WorkloadResult[];
   retention: RetentionPoint[];
+  retentionError?: string;
 }
 
 interface Row {
@@ -102,6 +103,7 @@ export function renderTable(report: ReportLike): string {
   }
   out.push(rule, '↑ more is better, ↓ less is better; handoff = dependency Pod Succeeded → dependent Pod created (bench watch clock)');
   if (both) out.push(...acceptance(report.results));
+  if (report.retentionError) out.push(`retention curve stopped early: ${report.retentionError}`);
   return out.join('\n');
 }
 
