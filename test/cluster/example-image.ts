@@ -7,11 +7,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureDebianPackage } from '../harness/registry.ts';
+import { mountsUnder } from './cleanup.ts';
 
 /** The example's own version: the first part of the tag. Bump it when the scripts' behaviour changes. */
 export const EXAMPLE_IMAGE_VERSION = '0.1.0';
@@ -186,12 +187,28 @@ export async function ensureRootfs(log: (line: string) => void = () => {}): Prom
   }
 }
 
-/** Removes build directories whose process is gone (a crash mid-build leaves one behind). */
+/**
+ * Removes build directories whose process is gone (a crash mid-build leaves one behind), unless
+ * an orphan of that build (debootstrap, or dpkg chrooted into it) still runs there.
+ */
 async function removeAbandonedBuilds(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
     const pid = Number(/^build-(\d+)-/.exec(name)?.[1]);
-    if (Number.isInteger(pid) && pid > 0 && !alive(pid)) await removeBuildDir(join(dir, name));
+    if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue;
+    const path = join(dir, name);
+    if (!(await processesUnder(path))) await removeBuildDir(path);
   }
+}
+
+/** Whether a live process has its root or working directory under `dir`, or names it in its command line. */
+async function processesUnder(dir: string): Promise<boolean> {
+  for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
+    const root = await readlink(`/proc/${pid}/root`).catch(() => '');
+    const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => '');
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if ([root, cwd].some((p) => p === dir || p.startsWith(`${dir}/`)) || cmdline.includes(`${dir}/`)) return true;
+  }
+  return false;
 }
 
 /**
@@ -200,12 +217,7 @@ async function removeAbandonedBuilds(dir: string): Promise<void> {
  * walk into them.
  */
 async function removeBuildDir(dir: string): Promise<void> {
-  const mountInfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const mounts = mountInfo.split('\n')
-    .map((line) => line.split(' ')[4]?.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
-    .filter((point): point is string => point !== undefined && point.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const point of mounts) await exec('umount', ['--lazy', point]);
+  for (const point of mountsUnder(dir).sort((x, y) => y.length - x.length)) await exec('umount', ['--lazy', point]);
   await rm(dir, { recursive: true, force: true });
 }
 
