@@ -60,8 +60,11 @@ export class KubeClient {
     }
   }
 
-  /** Lists every page of a collection. */
-  async list<T>(r: Resource, namespace?: string, labelSelector?: string): Promise<ListResult<T>> {
+  /**
+   * Lists every page of a collection. `slim` is applied page by page, so a list of 10k Pods never
+   * holds 10k whole Pods at once when only part of each is kept.
+   */
+  async list<T>(r: Resource, namespace?: string, labelSelector?: string, slim?: (item: T) => T): Promise<ListResult<T>> {
     const items: T[] = [];
     let continueToken: string | undefined;
     let resourceVersion = '';
@@ -73,7 +76,7 @@ export class KubeClient {
         'GET',
         `${resourcePath(r, namespace)}?${query}`,
       );
-      items.push(...page.items);
+      for (const item of page.items) items.push(slim ? slim(item) : item);
       resourceVersion = page.metadata.resourceVersion;
       continueToken = page.metadata.continue || undefined;
     } while (continueToken);

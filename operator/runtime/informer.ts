@@ -140,12 +140,12 @@ export class Informer<T extends KubeObject> {
 
   private async relist(): Promise<void> {
     const { resource, namespace, labelSelector } = this.options;
-    const { items, resourceVersion } = await this.client.list<T>(resource, namespace, labelSelector);
+    const { items, resourceVersion } = await this.client.list<T>(resource, namespace, labelSelector, (item) => this.slim(item));
     const seen = new Set<string>();
     for (const item of items) {
       const key = objectKey(item);
       seen.add(key);
-      this.apply(key, this.slim(item));
+      this.apply(key, item);
     }
     for (const [key, object] of this.store) {
       if (!seen.has(key)) this.remove(key, object);
