@@ -83,15 +83,17 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
         // Deleting is writing: a graceful Pod deletion is an update, then a delete, each a new
         // revision, and 10k of them fill etcd's quota. So Pods go at once (grace period 0; no
         // kubelet runs them), etcd is compacted after each kind, and a full etcd is compacted
-        // and the deletion taken up again.
+        // and the deletion taken up again. Deleting 10k objects takes the API server longer than
+        // the client waits: a timed-out request has deleted some, and the next takes up the rest.
         const options = { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', gracePeriodSeconds: 0 };
+        const retriable = (err: unknown) => /database space exceeded|timeout|aborted/i.test(String(err));
         for (const r of resources) {
           for (let attempt = 1; ; attempt++) {
             try {
               await client.request('DELETE', resourcePath(r, namespace), options);
               break;
             } catch (err) {
-              if (attempt >= 10 || !String(err).includes('database space exceeded')) throw err;
+              if (attempt >= 40 || !retriable(err)) throw err;
               await compactEtcd(etcdUrl);
             }
           }
