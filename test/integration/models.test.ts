@@ -271,6 +271,49 @@ describe('model registry', () => {
     }
   });
 
+  it('shows a refused registration on the run as ModelsRegistered=False, and registers once the refusal is gone', async () => {
+    // A real refusal by the API server: an admission policy that denies ModelVersions of "penguins".
+    const policy = `deny-penguins-${namespace}`;
+    const manifests = [
+      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name: policy }, spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: { resourceRules: [{ apiGroups: ['ferry.dev'], apiVersions: ['*'], operations: ['CREATE'], resources: ['modelversions'] }] },
+        validations: [{ expression: "object.spec.modelName != 'penguins'", message: 'penguins are not registered in this namespace' }],
+      } },
+      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: policy }, spec: {
+        policyName: policy, validationActions: ['Deny'],
+        matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } },
+      } },
+    ];
+    await cluster.kubectlOk(['apply', '-f', '-'], manifests.map((m) => JSON.stringify(m)).join('\n'));
+    const probe = { apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion', metadata: { name: 'penguins-v99', namespace },
+      spec: { modelName: 'penguins', version: 99, artifact: { uri: 'file:///x', digest: `sha256:${'0'.repeat(64)}` } } };
+    await eventually('the policy in force', async () =>
+      (await cluster.kubectl(['create', '--dry-run=server', '-f', '-'], JSON.stringify(probe))).stderr.includes('penguins are not registered') ? true : undefined);
+
+    await cluster.client.create(PIPELINES, namespace, pipeline('penguins-train', namespace, {
+      steps: [step('train', { command: sh('echo weights > /ferry/outputs/model'), outputs: [{ name: 'model', type: 'model', register: { name: 'penguins' } }] })],
+    }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('penguins-train-1', namespace, 'penguins-train'));
+    const run = () => cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'penguins-train-1');
+    const registered = async () => (await run()).status?.conditions?.find((c) => c.type === 'ModelsRegistered');
+    const refused = await eventually('ModelsRegistered=False', async () => ((await registered())?.status === 'False' ? registered() : undefined), 60_000);
+    assert.equal(refused?.reason, 'RegistrationFailed');
+    assert.match(refused?.message ?? '', /cannot register the run's models: .*penguins are not registered in this namespace/);
+    assert.equal((await run()).status?.phase, 'Succeeded', 'the step itself succeeded');
+    await eventually('a Warning Event saying why', async () => {
+      const names = await cluster.kubectlOk(['-n', namespace, 'get', 'events', '--field-selector', 'involvedObject.name=penguins-train-1,reason=RegistrationFailed,type=Warning', '-o', 'name']);
+      return names.trim() !== '' ? true : undefined;
+    });
+
+    await cluster.kubectlOk(['delete', 'validatingadmissionpolicybinding', policy]);
+    const ok = await eventually('ModelsRegistered=True', async () => ((await registered())?.status === 'True' ? registered() : undefined), 90_000);
+    assert.equal(ok?.reason, 'Registered');
+    assert.equal(ok?.message, 'registered penguins-v1');
+    assert.equal((await version('penguins-v1')).spec.source?.run, 'penguins-train-1');
+    await cluster.kubectlOk(['delete', 'validatingadmissionpolicy', policy]);
+  });
+
   it('gives twenty concurrent registering runs twenty distinct versions', async () => {
     const names = Array.from({ length: 20 }, (_, i) => `iris-many-${i}`);
     await Promise.all(names.map((n) => cluster.client.create(PIPELINE_RUNS, namespace, train(n, 0.5))));

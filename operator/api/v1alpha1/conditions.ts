@@ -4,6 +4,8 @@ import type { Condition } from './common.ts';
 
 export const CONDITION_READY = 'Ready';
 export const CONDITION_SUCCEEDED = 'Succeeded';
+/** On a run that registers models: False while a reserved ModelVersion cannot be created. */
+export const CONDITION_MODELS_REGISTERED = 'ModelsRegistered';
 
 export const Reasons = {
   // Pipeline Ready
@@ -34,6 +36,9 @@ export const Reasons = {
   ModelNotFound: 'ModelNotFound',
   ModelNotBound: 'ModelNotBound',
   ArtifactNotFound: 'ArtifactNotFound',
+  // PipelineRun ModelsRegistered
+  Registered: 'Registered',
+  RegistrationFailed: 'RegistrationFailed',
   // Step reasons
   PodRejected: 'PodRejected',
   PodDeleted: 'PodDeleted',

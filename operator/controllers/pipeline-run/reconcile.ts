@@ -3,6 +3,7 @@
 // events). Safe to stop at any line and run again: the configuration is written once, Pod
 // names are deterministic and status writes carry the resourceVersion.
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
+import { CONDITION_MODELS_REGISTERED, Reasons, findCondition, setCondition } from '../../api/v1alpha1/conditions.ts';
 import { FINAL_RUN_PHASES } from '../../api/v1alpha1/labels.ts';
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
 import type { StepReport } from '../../agent/protocol.ts';
@@ -24,10 +25,10 @@ import { maxAgeMs } from './cache-key.ts';
 import { freezeRun, type FreezeDeps } from './freeze.ts';
 import { recordsOf, recordsDigest } from './records.ts';
 import { collapseEvents, planRun, type Reused, type RunFacts, type RunPlan } from './plan.ts';
-import { ensureModelVersions, reserveModelVersions } from './registration.ts';
+import { ensureModelVersions, reservedVersions, reserveModelVersions } from './registration.ts';
 import type { StepCache } from './step-cache.ts';
 import type { AgentSettings } from './pod-spec.ts';
-import { attemptOutcome, terminationMessageOf } from './pod-status.ts';
+import { attemptOutcome, terminationMessageOf, truncate } from './pod-status.ts';
 
 export interface PipelineRunDeps {
   client: KubeClient;
@@ -148,7 +149,10 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   const finished = FINAL_RUN_PHASES.has(run.status?.phase ?? '');
   // A finished run needs its configuration only to record itself, if the store missed its end.
   const unrecorded = finished && run.status?.configuration && !(run.status.metadataRecorded ?? '').startsWith(`${run.status.phase}:`);
-  const start = finished && !unrecorded ? undefined : await freezeRun(deps.freeze, run);
+  // ... or to register its models, if it ended before they all were (ModelsRegistered not True).
+  const unregistered = finished && findCondition(run.status?.conditions, CONDITION_MODELS_REGISTERED)?.status !== 'True'
+    && reservedVersions(deps.modelVersions, run).length > 0;
+  const start = finished && !unrecorded && !unregistered ? undefined : await freezeRun(deps.freeze, run);
   if (start?.kind === 'frozen' && start.written) {
     deps.log.info('configuration frozen', { namespace: run.metadata.namespace, name: run.metadata.name, uri: start.uri, digest: start.digest });
   }
@@ -183,9 +187,11 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
     }
   }
 
+  let latest = run;
   if (statusChanged(run, plan.status)) {
     const written = await writeRunStatus(deps.client, run, plan.status);
     deps.runs.recordWrite(written);
+    latest = written;
     const log = deps.log.child({ namespace: run.metadata.namespace, name: run.metadata.name });
     if (plan.status.phase !== run.status?.phase) {
       log.info('run phase changed', { from: run.status?.phase ?? 'New', to: plan.status.phase, progress: plan.status.progress });
@@ -198,14 +204,42 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
     for (const e of plan.events) if (e.reason === 'StepRetrying') deps.metrics.stepRetries.inc();
     for (const e of collapseEvents(plan.events)) deps.events.record(reference, e.type, e.reason, e.message);
   }
-  if (configuration && plan.status.steps?.some((s) => s.models?.length)) {
-    const bound = await boundInference(deps, run, configuration);
-    for (const version of await ensureModelVersions(deps, run, plan.status, configuration, bound)) {
-      deps.log.info('model registered', { namespace: run.metadata.namespace, name: version.metadata.name, stage: version.spec.stage });
-    }
-  }
+  if (configuration && plan.status.steps?.some((s) => s.models?.length)) await registerModels(deps, latest, configuration);
   await deletePods(deps.client, plan.delete);
   return requeueAfterMs !== undefined ? { requeueAfterMs } : {};
+}
+
+/**
+ * Creates the ModelVersions the run's status reserved, and says so on the run: ModelsRegistered
+ * True once every one exists (a finished run without it is registered again after a crash; a
+ * version the user deletes later is not brought back). A refusal (an admission policy, a name
+ * taken by another run, the API down) is ModelsRegistered=False with the reason and a Warning
+ * Event, and the error goes back to the queue to be retried with backoff.
+ */
+async function registerModels(deps: PipelineRunDeps, run: PipelineRun, configuration: NonNullable<RunPlan['configuration']>['spec']): Promise<void> {
+  const status = run.status ?? {};
+  const showRegistration = async (value: 'True' | 'False', reason: string, message: string): Promise<void> => {
+    const conditions = setCondition(status.conditions, { type: CONDITION_MODELS_REGISTERED, status: value, reason, message }, deps.clock.now());
+    const next = { ...status, conditions };
+    if (statusChanged(run, next)) deps.runs.recordWrite(await writeRunStatus(deps.client, run, next));
+  };
+  let created: ModelVersion[];
+  try {
+    const bound = await boundInference(deps, run, configuration);
+    created = await ensureModelVersions(deps, run, status, configuration, bound);
+    for (const version of created) {
+      deps.log.info('model registered', { namespace: run.metadata.namespace, name: version.metadata.name, stage: version.spec.stage });
+    }
+  } catch (err) {
+    const message = truncate(`cannot register the run's models: ${errorMessage(err)}`, 1024);
+    deps.events.record({ ...run, apiVersion: API_VERSION, kind: 'PipelineRun' }, 'Warning', Reasons.RegistrationFailed, message);
+    await showRegistration('False', Reasons.RegistrationFailed, message).catch(() => {}); // the error below is the one to retry on
+    throw new Error(`PipelineRun ${run.metadata.namespace}/${run.metadata.name}: ${message}`, { cause: err });
+  }
+  const versions = reservedVersions(deps.modelVersions, run, created);
+  if (versions.length > 0 && versions.every((v) => v.exists)) {
+    await showRegistration('True', Reasons.Registered, `registered ${versions.map((v) => v.name).join(', ')}`);
+  }
 }
 
 /** Step durations and published bytes, for steps that finished in this pass. */

@@ -75,6 +75,23 @@ export async function reserveModelVersions(
   }
 }
 
+/**
+ * The ModelVersions a run reserved for models its steps produced, and whether each exists
+ * (in the cache, or among `created` that the cache may not hold yet). A reservation of a step
+ * that produced nothing (it failed) is not one.
+ */
+export function reservedVersions(
+  modelVersions: Cache<ModelVersion>, run: PipelineRun, created: readonly ModelVersion[] = [],
+): { name: string; exists: boolean }[] {
+  const namespace = run.metadata.namespace ?? '';
+  const createdNames = new Set(created.map((v) => v.metadata.name));
+  return (run.status?.steps ?? [])
+    .filter((step) => (step.outputs?.length ?? 0) > 0)
+    .flatMap((step) => step.models ?? [])
+    .map((m) => modelVersionName(m.name, m.version))
+    .map((name) => ({ name, exists: createdNames.has(name) || modelVersions.get(`${namespace}/${name}`) !== undefined }));
+}
+
 /** Creates the ModelVersions a run's status reserved and that do not exist yet. */
 export async function ensureModelVersions(
   deps: RegistrationDeps, run: PipelineRun, status: PipelineRunStatus, configuration: PipelineConfiguration,
