@@ -199,6 +199,11 @@ describe('model registry', () => {
     assert.equal(v1.spec.source?.run, 'iris-train-1');
     assert.equal(v1.spec.inference?.pipeline, 'iris-predict');
     assert.match(v1.status?.history?.at(-1)?.reason ?? '', /promoted to Production: accuracy 0.93 >= 0.9/);
+    const registered = await eventually('ModelsRegistered=True on iris-train-1', async () => {
+      const condition = (await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'iris-train-1')).status?.conditions?.find((c) => c.type === 'ModelsRegistered');
+      return condition?.status === 'True' ? condition : undefined;
+    });
+    assert.deepEqual([registered.reason, registered.message], ['Registered', 'registered iris-v1']);
 
     await cluster.client.create(PIPELINE_RUNS, namespace, train('iris-train-2', 0.97));
     await finished('iris-train-2');
@@ -310,6 +315,8 @@ describe('model registry', () => {
     const ok = await eventually('ModelsRegistered=True', async () => ((await registered())?.status === 'True' ? registered() : undefined), 90_000);
     assert.equal(ok?.reason, 'Registered');
     assert.equal(ok?.message, 'registered penguins-v1');
+    const refusals = await cluster.kubectlOk(['-n', namespace, 'get', 'events', '--field-selector', 'involvedObject.name=penguins-train-1,reason=RegistrationFailed', '-o', 'name']);
+    assert.equal(refusals.trim().split('\n').length, 1, `one Event for the refusal, not one per retry: ${refusals}`);
     assert.equal((await version('penguins-v1')).spec.source?.run, 'penguins-train-1');
     await cluster.kubectlOk(['delete', 'validatingadmissionpolicy', policy]);
   });

@@ -4,7 +4,7 @@ import type { Condition } from './common.ts';
 
 export const CONDITION_READY = 'Ready';
 export const CONDITION_SUCCEEDED = 'Succeeded';
-/** On a run that registers models: False while a reserved ModelVersion cannot be created. */
+/** On a run that registers models: Unknown once versions are reserved, True once they exist, False while one is refused. */
 export const CONDITION_MODELS_REGISTERED = 'ModelsRegistered';
 
 export const Reasons = {
@@ -37,6 +37,7 @@ export const Reasons = {
   ModelNotBound: 'ModelNotBound',
   ArtifactNotFound: 'ArtifactNotFound',
   // PipelineRun ModelsRegistered
+  Registering: 'Registering',
   Registered: 'Registered',
   RegistrationFailed: 'RegistrationFailed',
   // Step reasons

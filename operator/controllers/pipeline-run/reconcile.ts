@@ -149,9 +149,9 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   const finished = FINAL_RUN_PHASES.has(run.status?.phase ?? '');
   // A finished run needs its configuration only to record itself, if the store missed its end.
   const unrecorded = finished && run.status?.configuration && !(run.status.metadataRecorded ?? '').startsWith(`${run.status.phase}:`);
-  // ... or to register its models, if it ended before they all were (ModelsRegistered not True).
-  const unregistered = finished && findCondition(run.status?.conditions, CONDITION_MODELS_REGISTERED)?.status !== 'True'
-    && reservedVersions(deps.modelVersions, run).length > 0;
+  // ... or to register its models, if it ended before they all were (ModelsRegistered Unknown or False).
+  const registration = findCondition(run.status?.conditions, CONDITION_MODELS_REGISTERED)?.status;
+  const unregistered = finished && (registration === 'Unknown' || registration === 'False');
   const start = finished && !unrecorded && !unregistered ? undefined : await freezeRun(deps.freeze, run);
   if (start?.kind === 'frozen' && start.written) {
     deps.log.info('configuration frozen', { namespace: run.metadata.namespace, name: run.metadata.name, uri: start.uri, digest: start.digest });
@@ -168,7 +168,16 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   if (rejected.size > 0) plan = planRun({ ...facts, rejected });
 
   const configuration = plan.configuration?.spec ?? frozen?.configuration;
-  if (configuration && !finished) await reserveModelVersions(deps, run, plan.status, configuration);
+  if (configuration && !finished) {
+    await reserveModelVersions(deps, run, plan.status, configuration);
+    // Written with the reservations: a crash before the versions exist leaves a mark to finish from.
+    const reserved = reservedVersions(deps.modelVersions, run.metadata.namespace ?? '', plan.status);
+    if (reserved.length > 0 && !findCondition(plan.status.conditions, CONDITION_MODELS_REGISTERED)) {
+      plan.status.conditions = setCondition(plan.status.conditions, {
+        type: CONDITION_MODELS_REGISTERED, status: 'Unknown', reason: Reasons.Registering, message: `registering ${reserved.map((v) => v.name).join(', ')}`,
+      }, now);
+    }
+  }
 
   let requeueAfterMs = plan.requeueAfterMs;
   // Metadata: derived from the status about to be written, recorded before it (the status
@@ -204,15 +213,17 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
     for (const e of plan.events) if (e.reason === 'StepRetrying') deps.metrics.stepRetries.inc();
     for (const e of collapseEvents(plan.events)) deps.events.record(reference, e.type, e.reason, e.message);
   }
-  if (configuration && plan.status.steps?.some((s) => s.models?.length)) await registerModels(deps, latest, configuration);
+  // Pods first: a refused registration must not keep a cancelled or failed run's Pods running.
   await deletePods(deps.client, plan.delete);
+  if (configuration && plan.status.steps?.some((s) => s.models?.length)) await registerModels(deps, latest, configuration);
   return requeueAfterMs !== undefined ? { requeueAfterMs } : {};
 }
 
 /**
  * Creates the ModelVersions the run's status reserved, and says so on the run: ModelsRegistered
- * True once every one exists (a finished run without it is registered again after a crash; a
- * version the user deletes later is not brought back). A refusal (an admission policy, a name
+ * goes from Unknown (reserved) to True once every one exists. A finished run still Unknown or
+ * False (a crash, a refusal) is registered again; once True, a version the user deletes later
+ * is not brought back. A refusal (an admission policy, a name
  * taken by another run, the API down) is ModelsRegistered=False with the reason and a Warning
  * Event, and the error goes back to the queue to be retried with backoff.
  */
@@ -232,11 +243,14 @@ async function registerModels(deps: PipelineRunDeps, run: PipelineRun, configura
     }
   } catch (err) {
     const message = truncate(`cannot register the run's models: ${errorMessage(err)}`, 1024);
-    deps.events.record({ ...run, apiVersion: API_VERSION, kind: 'PipelineRun' }, 'Warning', Reasons.RegistrationFailed, message);
+    const shown = findCondition(status.conditions, CONDITION_MODELS_REGISTERED);
+    if (shown?.status !== 'False' || shown.message !== message) { // one Event per new refusal, not per retry
+      deps.events.record({ ...run, apiVersion: API_VERSION, kind: 'PipelineRun' }, 'Warning', Reasons.RegistrationFailed, message);
+    }
     await showRegistration('False', Reasons.RegistrationFailed, message).catch(() => {}); // the error below is the one to retry on
     throw new Error(`PipelineRun ${run.metadata.namespace}/${run.metadata.name}: ${message}`, { cause: err });
   }
-  const versions = reservedVersions(deps.modelVersions, run, created);
+  const versions = reservedVersions(deps.modelVersions, run.metadata.namespace ?? '', status, created);
   if (versions.length > 0 && versions.every((v) => v.exists)) {
     await showRegistration('True', Reasons.Registered, `registered ${versions.map((v) => v.name).join(', ')}`);
   }

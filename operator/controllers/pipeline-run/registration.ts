@@ -81,11 +81,10 @@ export async function reserveModelVersions(
  * that produced nothing (it failed) is not one.
  */
 export function reservedVersions(
-  modelVersions: Cache<ModelVersion>, run: PipelineRun, created: readonly ModelVersion[] = [],
+  modelVersions: Cache<ModelVersion>, namespace: string, status: PipelineRunStatus | undefined, created: readonly ModelVersion[] = [],
 ): { name: string; exists: boolean }[] {
-  const namespace = run.metadata.namespace ?? '';
   const createdNames = new Set(created.map((v) => v.metadata.name));
-  return (run.status?.steps ?? [])
+  return (status?.steps ?? [])
     .filter((step) => (step.outputs?.length ?? 0) > 0)
     .flatMap((step) => step.models ?? [])
     .map((m) => modelVersionName(m.name, m.version))
@@ -146,6 +145,7 @@ export async function ensureModelVersions(
         if (existing.metadata.labels?.[LABEL_RUN_UID] !== run.metadata.uid) {
           throw new Error(`ModelVersion ${namespace}/${name} exists and was not registered by run ${run.metadata.name}`);
         }
+        created.push(existing); // ours (a create whose reply was lost): the cache may not hold it yet
       }
     }
   }
