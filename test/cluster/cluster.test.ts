@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { claimMachineFor, startCluster, type LocalCluster } from './cluster.ts';
+import { claimMachine, startCluster, type LocalCluster } from './cluster.ts';
 import { mountsUnder } from './cleanup.ts';
 import { layoutOf, network, sysctls } from './layout.ts';
 import { listProcesses, recordedDaemons, run, signal } from './processes.ts';
@@ -30,7 +30,7 @@ before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'ferry-cluster-test-'));
   // The baseline is the machine once an earlier cluster (a demo left stopped, a crashed run) is
   // cleaned up: that cleanup puts its sysctls back, and stop() must leave them as they are then.
-  await claimMachineFor(workDir, log);
+  await claimMachine(layoutOf(workDir), log);
   sysctlsBefore = await readSysctls();
   vethsBefore = await veths();
   cluster = await startCluster({ workDir, log });

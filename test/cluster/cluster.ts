@@ -279,18 +279,10 @@ async function createBridge(): Promise<void> {
 /**
  * One cluster per machine. Another work dir's cluster that still runs is an error; one that
  * crashed is cleaned up. In our own work dir, a cluster held by another live process (an
- * attached `up`) is an error too; a detached or crashed one is replaced.
+ * attached `up`) is an error too; a detached or crashed one is replaced. Tests call it before
+ * they record the machine's state as a baseline, since the cleanup restores sysctls.
  */
-/**
- * Makes the machine ours before a start in `workDir`: tears down what a stopped or crashed
- * cluster in another work dir left (its mounts, interfaces, sysctl changes), and refuses while
- * another cluster runs. Tests call it before they record the machine's state as a baseline.
- */
-export async function claimMachineFor(workDir: string, log: (line: string) => void = () => {}): Promise<void> {
-  await claimMachine(layoutOf(workDir), log);
-}
-
-async function claimMachine(layout: Layout, log: (line: string) => void): Promise<void> {
+export async function claimMachine(layout: Layout, log: (line: string) => void): Promise<void> {
   const owner = await readOwner();
   if (owner === undefined || owner.pid === process.pid) return;
   const other = layoutOf(owner.workDir);

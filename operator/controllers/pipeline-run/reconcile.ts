@@ -3,7 +3,7 @@
 // events). Safe to stop at any line and run again: the configuration is written once, Pod
 // names are deterministic and status writes carry the resourceVersion.
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
-import { CONDITION_MODELS_REGISTERED, Reasons, findCondition, setCondition } from '../../api/v1alpha1/conditions.ts';
+import { CONDITION_MODELS_REGISTERED, Reasons, findCondition } from '../../api/v1alpha1/conditions.ts';
 import { FINAL_RUN_PHASES } from '../../api/v1alpha1/labels.ts';
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
 import type { StepReport } from '../../agent/protocol.ts';
@@ -25,7 +25,7 @@ import { maxAgeMs } from './cache-key.ts';
 import { freezeRun, type FreezeDeps } from './freeze.ts';
 import { recordsOf, recordsDigest } from './records.ts';
 import { collapseEvents, planRun, type Reused, type RunFacts, type RunPlan } from './plan.ts';
-import { ensureModelVersions, reservedVersions, reserveModelVersions } from './registration.ts';
+import { ensureModelVersions, registrationPending, reservedVersions, reserveModelVersions, setModelsRegistered } from './registration.ts';
 import type { StepCache } from './step-cache.ts';
 import type { AgentSettings } from './pod-spec.ts';
 import { attemptOutcome, terminationMessageOf, truncate } from './pod-status.ts';
@@ -149,9 +149,8 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   const finished = FINAL_RUN_PHASES.has(run.status?.phase ?? '');
   // A finished run needs its configuration only to record itself, if the store missed its end.
   const unrecorded = finished && run.status?.configuration && !(run.status.metadataRecorded ?? '').startsWith(`${run.status.phase}:`);
-  // ... or to register its models, if it ended before they all were (ModelsRegistered Unknown or False).
-  const registration = findCondition(run.status?.conditions, CONDITION_MODELS_REGISTERED)?.status;
-  const unregistered = finished && (registration === 'Unknown' || registration === 'False');
+  // ... or to register its models, if it ended before they all were.
+  const unregistered = finished && registrationPending(run.status);
   const start = finished && !unrecorded && !unregistered ? undefined : await freezeRun(deps.freeze, run);
   if (start?.kind === 'frozen' && start.written) {
     deps.log.info('configuration frozen', { namespace: run.metadata.namespace, name: run.metadata.name, uri: start.uri, digest: start.digest });
@@ -168,16 +167,7 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   if (rejected.size > 0) plan = planRun({ ...facts, rejected });
 
   const configuration = plan.configuration?.spec ?? frozen?.configuration;
-  if (configuration && !finished) {
-    await reserveModelVersions(deps, run, plan.status, configuration);
-    // Written with the reservations: a crash before the versions exist leaves a mark to finish from.
-    const reserved = reservedVersions(deps.modelVersions, run.metadata.namespace ?? '', plan.status);
-    if (reserved.length > 0 && !findCondition(plan.status.conditions, CONDITION_MODELS_REGISTERED)) {
-      plan.status.conditions = setCondition(plan.status.conditions, {
-        type: CONDITION_MODELS_REGISTERED, status: 'Unknown', reason: Reasons.Registering, message: `registering ${reserved.map((v) => v.name).join(', ')}`,
-      }, now);
-    }
-  }
+  if (configuration && !finished) await reserveModelVersions(deps, run, plan.status, configuration, now);
 
   let requeueAfterMs = plan.requeueAfterMs;
   // Metadata: derived from the status about to be written, recorded before it (the status
@@ -215,23 +205,22 @@ export async function reconcilePipelineRun(deps: PipelineRunDeps, key: string): 
   }
   // Pods first: a refused registration must not keep a cancelled or failed run's Pods running.
   await deletePods(deps.client, plan.delete);
-  if (configuration && plan.status.steps?.some((s) => s.models?.length)) await registerModels(deps, latest, configuration);
+  if (configuration && registrationPending(plan.status)) await registerModels(deps, latest, configuration);
   return requeueAfterMs !== undefined ? { requeueAfterMs } : {};
 }
 
 /**
- * Creates the ModelVersions the run's status reserved, and says so on the run: ModelsRegistered
- * goes from Unknown (reserved) to True once every one exists. A finished run still Unknown or
- * False (a crash, a refusal) is registered again; once True, a version the user deletes later
- * is not brought back. A refusal (an admission policy, a name
- * taken by another run, the API down) is ModelsRegistered=False with the reason and a Warning
- * Event, and the error goes back to the queue to be retried with backoff.
+ * Creates the ModelVersions the run's status reserved (ModelsRegistered Unknown or False) and
+ * says so on the run: True once every one exists, after which a version the user deletes is not
+ * brought back. A refusal (an admission policy, a name taken by another run, the API down) is
+ * False with the reason and one Warning Event, and the error goes back to the queue to be
+ * retried with backoff.
  */
 async function registerModels(deps: PipelineRunDeps, run: PipelineRun, configuration: NonNullable<RunPlan['configuration']>['spec']): Promise<void> {
   const status = run.status ?? {};
   const showRegistration = async (value: 'True' | 'False', reason: string, message: string): Promise<void> => {
-    const conditions = setCondition(status.conditions, { type: CONDITION_MODELS_REGISTERED, status: value, reason, message }, deps.clock.now());
-    const next = { ...status, conditions };
+    const next = { ...status }; // setModelsRegistered replaces the conditions array, never edits it
+    setModelsRegistered(next, value, reason, message, deps.clock.now());
     if (statusChanged(run, next)) deps.runs.recordWrite(await writeRunStatus(deps.client, run, next));
   };
   let created: ModelVersion[];

@@ -3,7 +3,8 @@
 // namespace and are never reused), then creates ModelVersion `<model>-v<N>`, already in the
 // stage its Pipeline's promotion policy decides. The reservation in status makes this
 // idempotent: a pass that is repeated creates the same object, not a second version.
-import { API_VERSION } from '../../api/v1alpha1/common.ts';
+import { API_VERSION, type Condition } from '../../api/v1alpha1/common.ts';
+import { CONDITION_MODELS_REGISTERED, Reasons, findCondition, setCondition } from '../../api/v1alpha1/conditions.ts';
 import { modelVersionName, type ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import type { PipelineRun, PipelineRunStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
@@ -57,11 +58,16 @@ async function allocateVersion(deps: RegistrationDeps, namespace: string, model:
 export const modelIndexOfRun = (run: PipelineRun): string[] =>
   [...new Set((run.status?.steps ?? []).flatMap((s) => (s.models ?? []).map((m) => `model:${run.metadata.namespace}/${m.name}`)))];
 
-/** Reserves versions for newly succeeded steps that register models (mutates the status to write). */
+/**
+ * Reserves versions for newly succeeded steps that register models (mutates the status to
+ * write), and marks them ModelsRegistered=Unknown in that same status: a crash before the
+ * ModelVersions exist leaves the mark to finish from.
+ */
 export async function reserveModelVersions(
-  deps: RegistrationDeps, run: PipelineRun, status: PipelineRunStatus, configuration: PipelineConfiguration,
+  deps: RegistrationDeps, run: PipelineRun, status: PipelineRunStatus, configuration: PipelineConfiguration, now: Date,
 ): Promise<void> {
   const namespace = run.metadata.namespace ?? '';
+  const reserved: string[] = [];
   for (const step of status.steps ?? []) {
     if (step.phase !== 'Succeeded' || step.models) continue;
     const spec = configuration.spec.steps.find((s) => s.name === step.name);
@@ -70,9 +76,23 @@ export async function reserveModelVersions(
     step.models = [];
     for (const output of registers) {
       const claim = `${run.metadata.uid}/${step.name}/${output.name}`;
-      step.models.push({ name: output.register!.name, version: await allocateVersion(deps, namespace, output.register!.name, claim) });
+      const version = await allocateVersion(deps, namespace, output.register!.name, claim);
+      step.models.push({ name: output.register!.name, version });
+      reserved.push(modelVersionName(output.register!.name, version));
     }
   }
+  if (reserved.length > 0) setModelsRegistered(status, 'Unknown', Reasons.Registering, `registering ${reserved.join(', ')}`, now);
+}
+
+/** Sets the run's ModelsRegistered condition in `status` (mutates it). */
+export function setModelsRegistered(status: PipelineRunStatus, value: Condition['status'], reason: string, message: string, now: Date): void {
+  status.conditions = setCondition(status.conditions, { type: CONDITION_MODELS_REGISTERED, status: value, reason, message }, now);
+}
+
+/** Whether the run has reserved versions that may not all exist yet (Unknown), or was refused one (False). */
+export function registrationPending(status: PipelineRunStatus | undefined): boolean {
+  const registration = findCondition(status?.conditions, CONDITION_MODELS_REGISTERED)?.status;
+  return registration === 'Unknown' || registration === 'False';
 }
 
 /**
