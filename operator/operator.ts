@@ -6,7 +6,8 @@ import type { PipelineRun } from './api/v1alpha1/pipeline-run.ts';
 import type { Pipeline } from './api/v1alpha1/pipeline.ts';
 import type { Config } from './config.ts';
 import { createPipelineController } from './controllers/pipeline/controller.ts';
-import { createPipelineRunController, pipelineKeysOfRun, runKeyOfPod } from './controllers/pipeline-run/controller.ts';
+import { createPipelineRunController } from './controllers/pipeline-run/controller.ts';
+import { modelVersionIndexes, podIndexes, runIndexes, inNamespace } from './controllers/indexes.ts';
 import type { FreezeDeps } from './controllers/pipeline-run/freeze.ts';
 import { LruCache } from './artifacts/config-cache.ts';
 import { openArtifactStore } from './artifacts/open.ts';
@@ -17,9 +18,7 @@ import { SECRETS } from './kube/resources.ts';
 import { OPERATOR_VERSION } from './version.ts';
 import type { ModelVersion } from './api/v1alpha1/model-version.ts';
 import { createModelVersionController } from './controllers/model-version/controller.ts';
-import { modelIndexOfVersion } from './controllers/model-version/reconcile.ts';
-import { modelIndexOfRun } from './controllers/pipeline-run/registration.ts';
-import { StepCache, cacheIndexOf } from './controllers/pipeline-run/step-cache.ts';
+import { StepCache } from './controllers/pipeline-run/step-cache.ts';
 import { podForCache } from './controllers/pipeline-run/pod-status.ts';
 import { openMetadataStore } from './metadata/open.ts';
 import { MODEL_VERSIONS } from './kube/resources.ts';
@@ -62,19 +61,13 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const leaseClient = newClient();
   const idleTimeoutMs = config.watchIdleTimeoutMs;
   const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
-  const runs = new Cache<PipelineRun>(
-    client,
-    config.namespaces,
-    { resource: PIPELINE_RUNS, idleTimeoutMs, index: (r) => [...pipelineKeysOfRun(r), ...cacheIndexOf(r), ...modelIndexOfRun(r)] },
-    log,
+  const runs = new Cache<PipelineRun, keyof typeof runIndexes>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, indexes: runIndexes }, log);
+  const modelVersions = new Cache<ModelVersion, keyof typeof modelVersionIndexes>(
+    client, config.namespaces, { resource: MODEL_VERSIONS, idleTimeoutMs, indexes: modelVersionIndexes }, log,
   );
-  const modelVersions = new Cache<ModelVersion>(client, config.namespaces, { resource: MODEL_VERSIONS, idleTimeoutMs, index: modelIndexOfVersion }, log);
   const metadata = openMetadataStore(config.databaseUrl, log);
-  const pods = new Cache<Pod>(
-    client,
-    config.namespaces,
-    { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, index: (p) => [runKeyOfPod(p) ?? ''].filter(Boolean), transform: podForCache },
-    log,
+  const pods = new Cache<Pod, keyof typeof podIndexes>(
+    client, config.namespaces, { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, indexes: podIndexes, transform: podForCache }, log,
   );
   const events = new EventRecorder(eventClient, config.identity, clock, log);
   const store = openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {});
@@ -85,8 +78,8 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     operatorVersion: OPERATOR_VERSION,
     pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),
     runOf: (namespace, name) => runs.get(`${namespace}/${name}`),
-    modelVersionsOf: (namespace, model) => modelVersions.byIndex(`model:${namespace}/${model}`),
-    runsOfPipeline: (namespace, pipeline) => runs.byIndex(`${namespace}/${pipeline}`),
+    modelVersionsOf: (namespace, model) => modelVersions.byIndex('model', inNamespace(namespace, model)),
+    runsOfPipeline: (namespace, pipeline) => runs.byIndex('pipeline', inNamespace(namespace, pipeline)),
     credentialsFrom: (namespace, names) => registryCredentials(client, namespace, names),
     onImageResolution: (result) => metrics.imageResolutions.inc({ result }),
   };
@@ -100,11 +93,14 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const controllers = [
     createPipelineController({ client, pipelines, events, clock, log, metrics }, config.workers),
     createPipelineRunController(
-      { client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata, stepCache: new StepCache(runs, store, clock), issuedVersions: new Map() },
+      {
+        client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata,
+        stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), metadataBacklog: new Set(),
+      },
       pipelines,
       config.workers,
     ),
-    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map() }, config.workers),
+    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new Set() }, config.workers),
   ];
   const elector = config.leaderElection
     ? new LeaderElector(

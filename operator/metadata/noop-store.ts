@@ -46,5 +46,8 @@ export class NoopMetadataStore implements MetadataStore {
     return true;
   }
 
+  /** Never unreachable, so never reachable again. */
+  onReachable(_listener: () => void): void {}
+
   async close(): Promise<void> {}
 }

@@ -90,6 +90,7 @@ export class PostgresMetadataStore implements MetadataStore {
   private closed: Promise<void> | undefined;
   private readonly probeIntervalMs: number;
   private probeTimer: NodeJS.Timeout | undefined;
+  private readonly reachableListeners: Array<() => void> = [];
 
   constructor(connectionString: string, options: PostgresMetadataStoreOptions = {}) {
     this.log = options.log ?? silentLogger;
@@ -115,6 +116,10 @@ export class PostgresMetadataStore implements MetadataStore {
 
   healthy(): boolean {
     return this.ok;
+  }
+
+  onReachable(listener: () => void): void {
+    this.reachableListeners.push(listener);
   }
 
   /** Why the store is unhealthy (the last failed round trip), for /readyz and conditions. */
@@ -383,9 +388,11 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   private markReachable(): void {
-    if (!this.ok && this.lastFailure !== undefined) this.log.info('reached metadata database again');
+    if (this.ok) return;
+    if (this.lastFailure !== undefined) this.log.info('reached metadata database again');
     this.ok = true;
     this.lastFailure = undefined;
+    for (const listener of this.reachableListeners) listener();
   }
 
   private markUnreachable(err: unknown): void {

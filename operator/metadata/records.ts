@@ -145,5 +145,10 @@ export interface MetadataStore {
   nextModelVersion(namespace: string, model: string, options?: NextModelVersionOptions): Promise<number>;
   /** Whether the last operation reached the database (for /readyz and metrics). */
   healthy(): boolean;
+  /**
+   * Calls `listener` each time the database answers again after it did not (also the first time
+   * it answers): callers that skipped writes while it was down replay them then.
+   */
+  onReachable(listener: () => void): void;
   close(): Promise<void>;
 }

@@ -1,14 +1,17 @@
 // One kind's informers across the namespaces the operator watches (one informer for all
-// namespaces, or one per listed namespace), read through a single interface.
+// namespaces, or one per listed namespace), read through a single interface. `I` names the
+// cache's secondary indexes, so a lookup in an index the cache does not keep is a type error.
 import type { KubeObject } from '../api/v1alpha1/common.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Logger } from '../observability/logger.ts';
-import { Informer, type InformerHandlers, type InformerOptions } from './informer.ts';
+import { Informer, type Indexers, type InformerHandlers, type InformerOptions } from './informer.ts';
 
-export class Cache<T extends KubeObject> {
+export class Cache<T extends KubeObject, I extends string = never> {
   private readonly informers = new Map<string, Informer<T>>(); // by namespace; '' = all
 
-  constructor(client: KubeClient, namespaces: string[], options: Omit<InformerOptions<T>, 'namespace'>, log: Logger) {
+  constructor(
+    client: KubeClient, namespaces: string[], options: Omit<InformerOptions<T>, 'namespace' | 'indexes'> & { indexes?: Record<I, Indexers<T>[string]> }, log: Logger,
+  ) {
     const scopes = namespaces.length > 0 ? namespaces : [''];
     for (const namespace of scopes) {
       this.informers.set(namespace, new Informer<T>(client, { ...options, ...(namespace ? { namespace } : {}) }, log));
@@ -40,8 +43,8 @@ export class Cache<T extends KubeObject> {
     return this.informerFor(key.split('/')[0] ?? '')?.get(key);
   }
 
-  byIndex(value: string): T[] {
-    return [...this.informers.values()].flatMap((i) => i.byIndex(value));
+  byIndex(index: I, value: string): T[] {
+    return [...this.informers.values()].flatMap((i) => i.byIndex(index, value));
   }
 
   list(): T[] {

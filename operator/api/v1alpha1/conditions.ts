@@ -44,6 +44,24 @@ export const Reasons = {
   PodRejected: 'PodRejected',
   PodDeleted: 'PodDeleted',
   Error: 'Error',
+  /** A Pending step whose identical twin runs in another run right now. */
+  WaitingForCache: 'WaitingForCache',
+} as const;
+
+/** Reasons of the Events Ferry emits (a step's or run's transition, a model's stage). */
+export const EventReasons = {
+  StepStarted: 'StepStarted',
+  StepSucceeded: 'StepSucceeded',
+  StepCached: 'StepCached',
+  StepRetrying: 'StepRetrying',
+  StepFailed: 'StepFailed',
+  RunSucceeded: 'RunSucceeded',
+  RunFailed: 'RunFailed',
+  RunCancelled: 'RunCancelled',
+  RegistrationFailed: Reasons.RegistrationFailed,
+  StageChanged: 'StageChanged',
+  Archived: 'Archived',
+  AliasMoved: 'AliasMoved',
 } as const;
 
 export function setCondition(

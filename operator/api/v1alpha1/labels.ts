@@ -3,10 +3,18 @@ export const LABEL_RUN = 'ferry.dev/run';
 export const LABEL_STEP = 'ferry.dev/step';
 export const LABEL_PIPELINE = 'ferry.dev/pipeline';
 export const LABEL_ATTEMPT = 'ferry.dev/attempt';
+/** On a ModelVersion: the registered model it is a version of. */
+export const LABEL_MODEL = 'ferry.dev/model';
+/** On a ModelVersion: the uid of the run that registered it (a reservation is adopted by it). */
+export const LABEL_RUN_UID = 'ferry.dev/run-uid';
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'ferry';
 
 /** Selects every Pod Ferry created (the Pod informer holds only these). */
 export const MANAGED_POD_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+
+/** On a ModelVersion: who set spec.stage last when Ferry did, and why (shown in the stage history). */
+export const ANNOTATION_STAGE_BY = 'ferry.dev/stage-changed-by';
+export const ANNOTATION_STAGE_REASON = 'ferry.dev/stage-reason';
 
 export const FINAL_RUN_PHASES = new Set(['Succeeded', 'Failed', 'Cancelled']);

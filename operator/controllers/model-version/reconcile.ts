@@ -3,7 +3,7 @@
 // most one version per model is there; hands aliases to their newest holder; keeps a history
 // of who changed the stage, when and why, in status and in the metadata store.
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
-import { CONDITION_READY, setCondition } from '../../api/v1alpha1/conditions.ts';
+import { CONDITION_READY, EventReasons, setCondition } from '../../api/v1alpha1/conditions.ts';
 import type { ModelVersion, ModelVersionStatus } from '../../api/v1alpha1/model-version.ts';
 import { canonicalJson } from '../../configuration/canonical-json.ts';
 import type { KubeClient } from '../../kube/client.ts';
@@ -13,14 +13,14 @@ import { MODEL_VERSIONS } from '../../kube/resources.ts';
 import type { MetadataStore } from '../../metadata/records.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
-import type { Cache } from '../../runtime/cache.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { ReconcileResult } from '../../runtime/controller.ts';
-import { ANNOTATION_STAGE_BY, ANNOTATION_STAGE_REASON } from '../pipeline-run/registration.ts';
+import { ANNOTATION_STAGE_BY, ANNOTATION_STAGE_REASON, LABEL_RUN_UID } from '../../api/v1alpha1/labels.ts';
+import { inNamespace, type ModelVersionCache } from '../indexes.ts';
 
 export interface ModelVersionDeps {
   client: KubeClient;
-  modelVersions: Cache<ModelVersion>;
+  modelVersions: ModelVersionCache;
   metadata: MetadataStore;
   events: EventRecorder;
   clock: Clock;
@@ -28,12 +28,12 @@ export interface ModelVersionDeps {
   metrics: Metrics;
   /** Stage last recorded in the metadata store per `namespace/name`; replayed after an outage or restart. */
   recorded: Map<string, string>;
+  /** Versions whose record waits for the metadata store, by key; enqueued again when it answers. */
+  metadataBacklog: Set<string>;
 }
 
 const MAX_HISTORY = 64;
 const FIELD_MANAGER = 'ferry-operator';
-
-export const modelIndexOfVersion = (v: ModelVersion): string[] => [`model:${v.metadata.namespace}/${v.spec.modelName}`];
 
 interface ManagedField { manager?: string; time?: string; fieldsV1?: { 'f:spec'?: Record<string, unknown> } }
 
@@ -53,9 +53,17 @@ async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Pr
   return { by: owner, reason: `stage set to ${version.spec.stage} by ${owner}` };
 }
 
-async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Promise<boolean> {
-  const key = `${version.metadata.namespace}/${version.metadata.name}`;
+/**
+ * Records the version's current stage in the metadata store. While the database is known to be
+ * down nothing is tried (no worker waits on it): the key waits in the backlog, replayed when the
+ * database answers again. Returns whether the record is stored.
+ */
+async function recordVersion(deps: ModelVersionDeps, key: string, version: ModelVersion): Promise<boolean> {
   if (deps.recorded.get(key) === version.spec.stage) return true;
+  if (!deps.metadata.healthy()) {
+    deps.metadataBacklog.add(key);
+    return false;
+  }
   try {
     await deps.metadata.recordModelVersion({
       namespace: version.metadata.namespace ?? '',
@@ -63,7 +71,7 @@ async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Pro
       version: version.spec.version,
       artifactUri: version.spec.artifact.uri,
       artifactDigest: version.spec.artifact.digest,
-      ...(version.metadata.labels?.['ferry.dev/run-uid'] ? { runUid: version.metadata.labels['ferry.dev/run-uid'] } : {}),
+      ...(version.metadata.labels?.[LABEL_RUN_UID] ? { runUid: version.metadata.labels[LABEL_RUN_UID] } : {}),
       ...(version.spec.source?.run ? { runName: version.spec.source.run } : {}),
       ...(version.spec.source?.step ? { step: version.spec.source.step } : {}),
       ...(version.spec.source?.configurationDigest ? { configurationDigest: version.spec.source.configurationDigest } : {}),
@@ -73,7 +81,8 @@ async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Pro
     deps.recorded.set(key, version.spec.stage);
     return true;
   } catch (err) {
-    deps.log.warn('model version not recorded in the metadata store; will retry', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err) });
+    deps.log.warn('model version not recorded in the metadata store; will retry when the database answers', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err) });
+    deps.metadataBacklog.add(key);
     return false;
   }
 }
@@ -81,11 +90,11 @@ async function recordVersion(deps: ModelVersionDeps, version: ModelVersion): Pro
 export async function reconcileModelVersion(deps: ModelVersionDeps, key: string): Promise<ReconcileResult> {
   const cached = deps.modelVersions.get(key);
   if (!cached || cached.metadata.deletionTimestamp) return {};
-  const retry: ReconcileResult = (await recordVersion(deps, cached)) ? {} : { requeueAfterMs: 5_000 };
+  await recordVersion(deps, key, cached);
   const version = structuredClone(cached);
   const { namespace, name } = version.metadata;
   const now = deps.clock.now();
-  const siblings = deps.modelVersions.byIndex(`model:${namespace}/${version.spec.modelName}`).filter((v) => v.metadata.name !== name);
+  const siblings = deps.modelVersions.byIndex('model', inNamespace(namespace, version.spec.modelName)).filter((v) => v.metadata.name !== name);
   const status: ModelVersionStatus = { ...version.status, observedGeneration: version.metadata.generation ?? 0 };
   const events: Array<[string, string]> = [];
 
@@ -97,7 +106,7 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
           metadata: { annotations: { [ANNOTATION_STAGE_BY]: 'ferry (one Production version per model)', [ANNOTATION_STAGE_REASON]: `replaced in Production by ${name}` } },
           spec: { stage: 'Archived' },
         });
-        events.push(['Archived', `${old.metadata.name} moved to Archived: ${name} is now in Production`]);
+        events.push([EventReasons.Archived, `${old.metadata.name} moved to Archived: ${name} is now in Production`]);
       }
     }
     const { by, reason } = await stageChangedBy(deps, version);
@@ -105,7 +114,7 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
     status.history = [...(status.history ?? []), { stage: version.spec.stage, at, by, reason }].slice(-MAX_HISTORY);
     const from = status.stage ?? 'New';
     status.stage = version.spec.stage;
-    events.push(['StageChanged', `${from} → ${version.spec.stage}: ${reason}`]);
+    events.push([EventReasons.StageChanged, `${from} → ${version.spec.stage}: ${reason}`]);
     deps.metrics.modelPromotions.inc({ stage: version.spec.stage });
     try {
       await deps.metadata.recordStageTransition({ namespace: namespace ?? '', model: version.spec.modelName, version: version.spec.version, from, to: version.spec.stage, at, by, reason });
@@ -120,7 +129,7 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
     // An alias names one version: its newest holder takes it from the others.
     for (const other of siblings.filter((v) => (v.spec.aliases ?? []).includes(alias))) {
       await deps.client.mergePatch(MODEL_VERSIONS, namespace, other.metadata.name, { spec: { aliases: (other.spec.aliases ?? []).filter((a) => a !== alias) } });
-      events.push(['AliasMoved', `alias "${alias}" moved from ${other.metadata.name} to ${name}`]);
+      events.push([EventReasons.AliasMoved, `alias "${alias}" moved from ${other.metadata.name} to ${name}`]);
     }
   }
   status.aliases = aliases.length > 0 ? aliases : undefined;
@@ -130,11 +139,11 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
     observedGeneration: version.metadata.generation ?? 0,
   }, now);
 
-  if (canonicalJson(status) === canonicalJson(cached.status ?? {})) return retry;
+  if (canonicalJson(status) === canonicalJson(cached.status ?? {})) return {};
   const written = await deps.client.replaceStatus<ModelVersion>(MODEL_VERSIONS, { ...version, status });
   deps.modelVersions.recordWrite(written);
   const reference = { ...version, apiVersion: API_VERSION, kind: 'ModelVersion' };
   for (const [reason, message] of events) deps.events.record(reference, 'Normal', reason, message);
   if (events.length > 0) deps.log.info('model version reconciled', { namespace, name, stage: status.stage });
-  return retry;
+  return {};
 }

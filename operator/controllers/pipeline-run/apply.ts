@@ -1,18 +1,29 @@
-// Carries out a run's plan against the API: creates step Pods (AlreadyExists means done, if the
-// Pod is this run's), writes status with optimistic concurrency, deletes Pods that must stop.
+// The writes of a pass, against the API: creates the children (step Pods, ModelVersions) and
+// says what happened to each (AlreadyExists means done when the object is this run's; a refusal
+// is reported, not thrown), writes the run's status with optimistic concurrency, and deletes
+// Pods that must stop. reconcile.ts calls them in the one write order (docs/architecture.md).
+import { LABEL_RUN_UID } from '../../api/v1alpha1/labels.ts';
+import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import type { PipelineRun, PipelineRunStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import { canonicalJson } from '../../configuration/canonical-json.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { errorMessage, isAlreadyExists, isRejected } from '../../kube/errors.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { PIPELINE_RUNS, PODS } from '../../kube/resources.ts';
+import { MODEL_VERSIONS, PIPELINE_RUNS, PODS } from '../../kube/resources.ts';
 import { buildStepPod, type AgentSettings } from './pod-spec.ts';
 import type { RunPlan } from './plan.ts';
 
-/** Creates the planned Pods; returns the ones that cannot be created, with why. */
+/** What creating a pass's Pods did. */
+export interface PodsCreated {
+  created: number;
+  /** Pods the API server refused, by name, with why: their steps fail (status.ts folds them in). */
+  rejected: Map<string, string>;
+}
+
+/** Creates the planned Pods; `onCreated` puts each in the Pod cache at once, so the next pass does not create it again. */
 export async function createStepPods(
-  client: KubeClient, run: PipelineRun, plan: RunPlan, agent: AgentSettings, onCreated: (pod: Pod) => void = () => {},
-): Promise<{ created: number; rejected: Map<string, string> }> {
+  client: KubeClient, run: PipelineRun, plan: RunPlan, agent: AgentSettings, onCreated: (pod: Pod) => void,
+): Promise<PodsCreated> {
   const rejected = new Map<string, string>();
   let created = 0;
   const configuration = plan.configuration;
@@ -46,9 +57,29 @@ export async function createStepPods(
   return { created, rejected };
 }
 
+export type ModelVersionCreated =
+  | { kind: 'created'; version: ModelVersion }
+  /** It existed already and carries this run's uid: an earlier pass created it (its reply may have been lost). */
+  | { kind: 'ours'; version: ModelVersion }
+  /** The name is another run's. */
+  | { kind: 'taken' };
+
+/** Creates a ModelVersion; a refusal (admission, quota, the API down) is thrown with the API's message. */
+export async function createModelVersion(client: KubeClient, version: ModelVersion, runUid: string): Promise<ModelVersionCreated> {
+  const { namespace, name } = version.metadata;
+  try {
+    return { kind: 'created', version: await client.create<ModelVersion>(MODEL_VERSIONS, namespace, version) };
+  } catch (err) {
+    if (!isAlreadyExists(err)) throw err;
+    const existing = await client.get<ModelVersion>(MODEL_VERSIONS, namespace, name);
+    return existing.metadata.labels?.[LABEL_RUN_UID] === runUid ? { kind: 'ours', version: existing } : { kind: 'taken' };
+  }
+}
+
 export const statusChanged = (run: PipelineRun, status: PipelineRunStatus): boolean =>
   canonicalJson(run.status ?? {}) !== canonicalJson(status);
 
+/** The pass's one status write; the cached resourceVersion makes a decision from a stale cache fail with 409. */
 export async function writeRunStatus(client: KubeClient, run: PipelineRun, status: PipelineRunStatus): Promise<PipelineRun> {
   return client.replaceStatus<PipelineRun>(PIPELINE_RUNS, { ...run, status });
 }

@@ -42,8 +42,11 @@ export interface FreezeDeps {
 /** What freezing decided: a configuration to run, or a reason the run cannot (yet) start. */
 export type FreezeOutcome =
   | { kind: 'frozen'; configuration: PipelineConfiguration; uri: string; digest: string; written: boolean }
-  /** The run must wait (e.g. its Pipeline does not exist yet); retry after the delay if given. */
-  | { kind: 'waiting'; reason: string; message: string; retryAfterMs?: number }
+  /**
+   * The run must wait: for an event (its Pipeline is created) or, with `backoff`, for a system
+   * that is down (a registry): the reconcile is retried with the key's exponential backoff.
+   */
+  | { kind: 'waiting'; reason: string; message: string; backoff?: boolean }
   /** The run can never start; it fails with this reason. */
   | { kind: 'failed'; reason: string; message: string };
 
@@ -130,7 +133,7 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
       if (!(err instanceof ImageResolutionError)) throw err;
       deps.onImageResolution?.('failed');
       const message = `step "${step.name}": ${err.message}`;
-      if (err.transient) return { kind: 'waiting', reason: Reasons.ImageResolutionFailed, message, retryAfterMs: 10_000 };
+      if (err.transient) return { kind: 'waiting', reason: Reasons.ImageResolutionFailed, message, backoff: true };
       return { kind: 'failed', reason: Reasons.ImageResolutionFailed, message };
     }
   }
@@ -185,7 +188,7 @@ async function reproduce(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
     const earlier = deps.runOf(namespace, from.run);
     if (!earlier) return { kind: 'failed', reason: Reasons.ReproductionSourceNotFound, message: `run "${from.run}" to reproduce not found in namespace "${namespace}"` };
     if (!earlier.status?.configuration) {
-      return { kind: 'waiting', reason: Reasons.ReproductionSourceNotFound, message: `run "${from.run}" has no frozen configuration yet` };
+      return { kind: 'waiting', reason: Reasons.ReproductionSourceNotFound, message: `run "${from.run}" has no frozen configuration yet`, backoff: true };
     }
     source = earlier.status.configuration;
   } else {

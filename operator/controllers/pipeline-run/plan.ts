@@ -19,8 +19,9 @@
 // (Succeeded) or it ends early (Failed or Cancelled). Pods have deterministic names, so a
 // launch that is planned twice creates one Pod.
 import type { Condition } from '../../api/v1alpha1/common.ts';
-import { CONDITION_SUCCEEDED, Reasons, setCondition } from '../../api/v1alpha1/conditions.ts';
-import { FINAL_RUN_PHASES, LABEL_ATTEMPT, LABEL_STEP } from '../../api/v1alpha1/labels.ts';
+import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
+import { CONDITION_SUCCEEDED, EventReasons, Reasons, setCondition } from '../../api/v1alpha1/conditions.ts';
+import { LABEL_ATTEMPT, LABEL_STEP } from '../../api/v1alpha1/labels.ts';
 import type {
   PipelineRun, PipelineRunStatus, ResolvedParameter, RunPhase, StepStatus,
 } from '../../api/v1alpha1/pipeline-run.ts';
@@ -31,35 +32,38 @@ import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { attemptOutcome, isActive, stepReportOf, truncate } from './pod-status.ts';
 import { cacheKeyOf, isCacheable, type CacheKey } from './cache-key.ts';
+import type { FreezeOutcome } from './freeze.ts';
+import {
+  FINAL_STEP_PHASES, adoptAttempt, endStep, failStep, isDone, iso, pendingStep, retryStep, reuseStep, startAttempt, succeedStep,
+  waitForTwin, type Reused,
+} from './transitions.ts';
 
-/** How the run's start went (freeze.ts): its frozen configuration, or why there is none. */
-export type RunStart =
-  | { kind: 'frozen'; configuration: PipelineConfiguration; uri: string; digest: string }
-  | { kind: 'waiting'; reason: string; message: string; retryAfterMs?: number }
-  | { kind: 'failed'; reason: string; message: string };
+export { isDone, type Reused };
 
+/** What the step cache says of a step's cache key (step-cache.ts answers from the informer cache). */
+export type CacheLookup = { hit: Reused } | { runningIn: string } | { miss: true };
+
+/** The step cache as the planner sees it: synchronous, no I/O (artifacts are checked after planning). */
+export interface CacheView {
+  lookup(key: string, step: StepSpec): CacheLookup;
+}
+
+/** Everything a pass knows about a live run (gather.ts collects it). */
 export interface RunFacts {
+  /** A copy of the cached run: planning may not touch the cache's object. */
   run: PipelineRun;
-  /** Undefined only for a finished run, whose configuration is not needed any more. */
-  start: RunStart | undefined;
+  start: FreezeOutcome;
   /** Pods controlled by the run, from the cache. */
   pods: Pod[];
   now: Date;
-  /** Pods the API refused to create, by name, with its message (a second planning pass). */
-  rejected?: Map<string, string>;
-  /** Step reports too large for a termination message, read from the store by the shell, by Pod name. */
-  manifests?: Map<string, StepReport>;
-  /** Earlier results to reuse instead of running a step, by step name (cache hits, a resumed run's steps). */
-  reuse?: Map<string, Reused>;
-  /** Steps whose identical twin is running in another run right now: they wait for its result. */
-  waitFor?: Map<string, string>;
-}
-
-/** Outputs of an earlier execution of the same step. */
-export interface Reused {
-  run: string;
-  outputs: NonNullable<StepStatus['outputs']>;
-  metrics?: Record<string, number>;
+  /** ModelVersions the run created (by its uid label): its registrations so far. */
+  registered: ModelVersion[];
+  /** Step reports too large for a termination message, read from the store, by Pod name. */
+  manifests: Map<string, StepReport>;
+  /** Results of the run being resumed (spec.resumeFrom), by step name. */
+  resumed: Map<string, Reused>;
+  /** Earlier executions of identical steps; undefined when nothing may be reused. */
+  cache?: CacheView;
 }
 
 export interface StepLaunch {
@@ -68,7 +72,7 @@ export interface StepLaunch {
   podName: string;
   /** Upstream outputs the step reads, filled once every step has been advanced. */
   inputs: InputSpec[];
-  /** Set when the step's results may be reused; the shell looks the key up before creating a Pod. */
+  /** Set when the step could have been served from the cache and was not: the key it will be found under. */
   cache?: CacheKey;
 }
 
@@ -76,6 +80,25 @@ export interface RunEvent {
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
+  /** The step a StepStarted Event is about (a refused Pod takes it back). */
+  step?: string;
+}
+
+export interface RunPlan {
+  status: PipelineRunStatus;
+  create: StepLaunch[];
+  delete: Pod[];
+  events: RunEvent[];
+  parameters: ResolvedParameter[];
+  /** The frozen configuration, when the run has one. */
+  configuration?: { spec: PipelineConfiguration; uri: string; digest: string };
+  /** Earlier results this plan reuses, by step: the shell checks their artifacts still exist. */
+  reused: Map<string, Reused>;
+  /** Step cache lookups made by this plan, for metrics. */
+  lookups: Array<'hit' | 'miss' | 'wait'>;
+  requeueAfterMs?: number;
+  /** The run waits for a system that is down (a registry): retry with the key's backoff. */
+  backoff?: boolean;
 }
 
 /**
@@ -96,24 +119,11 @@ export function collapseEvents(events: RunEvent[]): RunEvent[] {
   });
 }
 
-export interface RunPlan {
-  status: PipelineRunStatus;
-  create: StepLaunch[];
-  delete: Pod[];
-  events: RunEvent[];
-  parameters: ResolvedParameter[];
-  /** The frozen configuration, when the run has one. */
-  configuration?: { spec: PipelineConfiguration; uri: string; digest: string };
-  requeueAfterMs?: number;
-}
-
 const DEFAULT_BACKOFF_SECONDS = 10;
 const DEFAULT_MAX_BACKOFF_SECONDS = 300;
-const FINAL_STEP_PHASES = new Set(['Succeeded', 'Cached', 'Failed', 'Cancelled', 'Skipped']);
-/** A step whose outputs downstream steps can use. */
-export const isDone = (phase: string | undefined) => phase === 'Succeeded' || phase === 'Cached';
+/** While a step waits for its twin in another run: how often to look again. */
+const TWIN_POLL_MS = 2000;
 
-const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 const ms = (t: string | undefined) => (t ? Date.parse(t) : NaN);
 const attemptOf = (pod: Pod) => Number(pod.metadata.labels?.[LABEL_ATTEMPT] ?? 0);
 
@@ -124,11 +134,16 @@ export function retryDelaySeconds(step: StepSpec, failures: number): number {
   return Math.min(max, base * 2 ** Math.max(0, failures - 1));
 }
 
+/** Pods that are still running and not already being deleted. */
+export const activePods = (pods: Pod[]): Pod[] => pods.filter((pod) => isActive(pod) && !pod.metadata.deletionTimestamp);
+
 /** Collects the outputs of planning one run. */
 class Planner {
   readonly create: StepLaunch[] = [];
   readonly delete: Pod[] = [];
   readonly events: RunEvent[] = [];
+  readonly reused = new Map<string, Reused>();
+  readonly lookups: RunPlan['lookups'] = [];
   private wakeAt = Infinity;
   readonly facts: RunFacts;
   readonly now: number;
@@ -148,16 +163,14 @@ class Planner {
   }
 
   event(type: RunEvent['type'], reason: string, message: string): void {
-    this.events.push({ type, reason, message });
+    this.events.push({ type, reason, message: truncate(message, 1024) });
   }
 
   deleteActive(pods: Pod[]): void {
-    for (const pod of pods) {
-      if (isActive(pod) && !pod.metadata.deletionTimestamp && !this.delete.includes(pod)) this.delete.push(pod);
-    }
+    for (const pod of activePods(pods)) if (!this.delete.includes(pod)) this.delete.push(pod);
   }
 
-  finish(status: PipelineRunStatus, parameters: ResolvedParameter[]): RunPlan {
+  finish(status: PipelineRunStatus, parameters: ResolvedParameter[], backoff = false): RunPlan {
     const requeueAfterMs = Number.isFinite(this.wakeAt) ? Math.max(0, this.wakeAt - this.now) : undefined;
     const start = this.facts.start;
     return {
@@ -166,35 +179,38 @@ class Planner {
       delete: this.delete,
       events: this.events,
       parameters,
-      ...(start?.kind === 'frozen' ? { configuration: { spec: start.configuration, uri: start.uri, digest: start.digest } } : {}),
+      reused: this.reused,
+      lookups: this.lookups,
+      ...(start.kind === 'frozen' ? { configuration: { spec: start.configuration, uri: start.uri, digest: start.digest } } : {}),
       ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
+      ...(backoff ? { backoff } : {}),
     };
   }
 }
 
+/** A live run (not yet Succeeded, Failed or Cancelled) one step forward. */
 export function planRun(facts: RunFacts): RunPlan {
   const { run, pods } = facts;
   const p = new Planner(facts);
   const previous = run.status ?? {};
   const status: PipelineRunStatus = { ...previous, observedGeneration: run.metadata.generation ?? 0 };
-
-  if (previous.phase && FINAL_RUN_PHASES.has(previous.phase)) {
-    // A finished run only makes sure none of its Pods keep running.
+  const end = (phase: RunPhase, reason: string, message: string): RunPlan => {
+    const ended = endRun(status, phase, reason, message, facts.now);
+    // Stop whatever still runs, start nothing new, and wait for nothing.
+    p.create.splice(0);
+    p.sleep();
     p.deleteActive(pods);
-    return p.finish(status, previous.parameters ?? []);
-  }
+    p.events.push(ended.event);
+    return p.finish(ended.status, ended.status.parameters ?? []);
+  };
 
-  const end = (phase: RunPhase, reason: string, message: string, steps: StepStatus[] = status.steps ?? []) =>
-    endRun(p, status, steps, phase, reason, message);
-
-  const start: RunStart = facts.start ?? { kind: 'waiting', reason: Reasons.Pending, message: 'configuration not loaded yet', retryAfterMs: 0 };
+  const start = facts.start;
   if (start.kind !== 'frozen') {
     if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled before it started');
     if (start.kind === 'failed') return end('Failed', start.reason, start.message);
     status.phase = 'Pending';
     status.conditions = succeeded(status.conditions, 'Unknown', start.reason, truncate(start.message, 4096), facts.now);
-    if (start.retryAfterMs !== undefined) p.wake(p.now + start.retryAfterMs);
-    return p.finish(status, []);
+    return p.finish(status, [], start.backoff === true);
   }
   const configuration = start.configuration;
   const parameters: ResolvedParameter[] = configuration.parameters.map(({ name, value, source }) => ({ name, value, source }));
@@ -206,48 +222,43 @@ export function planRun(facts: RunFacts): RunPlan {
     specHash: configuration.pipeline.specHash,
   };
 
-  const specs = configuration.spec.steps;
   const previousSteps = new Map((previous.steps ?? []).map((s) => [s.name, s]));
   const podsByStep = new Map<string, Pod[]>();
   for (const pod of pods) {
     const step = pod.metadata.labels?.[LABEL_STEP] ?? '';
     podsByStep.set(step, [...(podsByStep.get(step) ?? []), pod]);
   }
-  const steps = specs.map((spec) => advanceStep(p, run, spec, previousSteps.get(spec.name), podsByStep.get(spec.name) ?? []));
+  const steps = configuration.spec.steps.map((spec) =>
+    advanceStep(p, run, spec, previousSteps.get(spec.name) ?? pendingStep(spec.name), podsByStep.get(spec.name) ?? []));
   status.steps = steps;
   // An adopted Pod means the run started, even if the status write that said so was lost.
   const firstStart = Math.min(...steps.map((s) => ms(s.startedAt)).filter(Number.isFinite));
   if (!status.startedAt && Number.isFinite(firstStart)) status.startedAt = iso(new Date(firstStart));
 
-  if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled (spec.cancel is true)', steps);
+  if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled (spec.cancel is true)');
 
   const timeoutSeconds = run.spec.timeoutSeconds ?? configuration.spec.timeoutSeconds;
   if (timeoutSeconds && status.startedAt) {
     const deadline = ms(status.startedAt) + timeoutSeconds * 1000;
-    if (deadline <= p.now) return end('Failed', Reasons.TimedOut, `run exceeded its timeout of ${timeoutSeconds}s`, steps);
+    if (deadline <= p.now) return end('Failed', Reasons.TimedOut, `run exceeded its timeout of ${timeoutSeconds}s`);
     p.wake(deadline);
   }
 
-  const failStep = (failed: StepStatus) =>
-    end('Failed', Reasons.Failed, `step "${failed.name}" failed: ${failed.message ?? failed.reason ?? 'unknown error'}`, steps);
   const failed = steps.find((s) => s.phase === 'Failed');
-  if (failed) return failStep(failed);
+  if (failed) return end('Failed', Reasons.Failed, stepFailedMessage(failed));
 
   launchReadySteps(p, run, configuration, steps, status);
-  // A launch the API server rejected fails its step for good, and so the run.
-  const rejected = steps.find((s) => s.phase === 'Failed');
-  if (rejected) return failStep(rejected);
 
   const doneCount = steps.filter((s) => isDone(s.phase)).length;
   status.progress = `${doneCount}/${steps.length}`;
   if (doneCount === steps.length) {
     const cached = steps.filter((s) => s.phase === 'Cached').length;
-    return end('Succeeded', Reasons.Succeeded, `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded${cached ? ` (${cached} from cache)` : ''}`, steps);
+    return end('Succeeded', Reasons.Succeeded, `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded${cached ? ` (${cached} from cache)` : ''}`);
   }
 
   const running = steps.filter((s) => s.phase === 'Running').map((s) => s.name);
   const retrying = steps.filter((s) => s.phase === 'Retrying').map((s) => s.name);
-  const twin = steps.find((s) => s.phase === 'Pending' && s.reason === 'WaitingForCache');
+  const twin = steps.find((s) => s.phase === 'Pending' && s.reason === Reasons.WaitingForCache);
   const waiting = twin ? `step "${twin.name}": ${twin.message ?? 'waiting for an identical step'}` : undefined;
   if (status.startedAt) {
     status.phase = 'Running';
@@ -261,11 +272,16 @@ export function planRun(facts: RunFacts): RunPlan {
   return p.finish(status, parameters);
 }
 
-/** Moves one step forward from what its Pods say. */
-function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: StepStatus | undefined, pods: Pod[]): StepStatus {
-  const step: StepStatus = previous ? { ...previous } : { name: spec.name, phase: 'Pending', attempts: 0 };
-  const attempts = step.attempts ?? 0;
+/** A finished run's only plan: none of its Pods may keep running. */
+export const planFinishedRun = (pods: Pod[]): Pod[] => activePods(pods);
 
+/** The run's condition message when one of its steps failed. */
+export const stepFailedMessage = (failed: StepStatus): string =>
+  `step "${failed.name}" failed: ${failed.message ?? failed.reason ?? 'unknown error'}`;
+
+/** Moves one step forward from what its Pods say. */
+function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: StepStatus, pods: Pod[]): StepStatus {
+  let step = previous;
   if (FINAL_STEP_PHASES.has(step.phase)) {
     if (step.phase !== 'Succeeded') p.deleteActive(pods);
     return step;
@@ -273,45 +289,31 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
 
   // Adopt a Pod that an earlier reconcile created but could not record (crash, conflict).
   const newest = pods.reduce((max, pod) => Math.max(max, attemptOf(pod)), 0);
-  if (newest > attempts) {
+  if (newest > (step.attempts ?? 0)) {
     const pod = pods.find((x) => attemptOf(x) === newest)!;
-    Object.assign(step, { phase: 'Running', attempts: newest, podName: pod.metadata.name, retryAt: undefined });
-    step.startedAt ??= pod.metadata.creationTimestamp ?? iso(p.facts.now);
+    step = adoptAttempt(step, newest, pod.metadata.name, pod.metadata.creationTimestamp ?? iso(p.facts.now));
   }
   // Pods of earlier attempts must not run on (a timed-out attempt's Pod, say).
-  p.deleteActive(pods.filter((pod) => attemptOf(pod) < (step.attempts ?? 0) || (step.phase === 'Retrying' && attemptOf(pod) === step.attempts)));
+  const current = step.attempts ?? 0;
+  p.deleteActive(pods.filter((pod) => attemptOf(pod) < current || (step.phase === 'Retrying' && attemptOf(pod) === current)));
 
   if (step.phase === 'Running') {
-    const current = step.attempts ?? 0;
-    const podName = stepPodName(run.metadata.name, spec.name, current);
     const pod = pods.find((x) => attemptOf(x) === current);
     if (!pod) {
-      const rejection = p.facts.rejected?.get(podName);
-      if (rejection) return failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
       // Created by an earlier pass but not in the cache yet, or deleted by someone: ensure it exists.
-      p.create.push({ step: spec, attempt: current, podName, inputs: [] });
+      p.create.push({ step: spec, attempt: current, podName: stepPodName(run.metadata.name, spec.name, current), inputs: [] });
       return step;
     }
     const outcome = attemptOutcome(pod);
     if (outcome.state === 'succeeded') {
-      const report = p.facts.manifests?.get(pod.metadata.name) ?? stepReportOf(pod);
+      const report = p.facts.manifests.get(pod.metadata.name) ?? stepReportOf(pod);
       const published = new Map((report?.outputs ?? []).map((o) => [o.name, o]));
       const missing = (spec.outputs ?? []).filter((o) => !published.has(o.name)).map((o) => o.name);
       if (missing.length > 0) {
         return failAttempt(p, spec, step, Reasons.MissingOutput, `the step's Pod succeeded but reported no ${missing.map((m) => `"${m}"`).join(', ')} output`, false);
       }
-      Object.assign(step, {
-        phase: 'Succeeded',
-        finishedAt: outcome.finishedAt ?? iso(p.facts.now),
-        reason: undefined,
-        // Why the cache could not serve this step stays on record.
-        message: step.message?.startsWith('cache miss:') ? step.message : undefined,
-        outputs: (spec.outputs ?? []).map((o) => published.get(o.name)!),
-        metrics: report?.metrics && Object.keys(report.metrics).length > 0 ? report.metrics : undefined,
-      });
-      if (step.outputs?.length === 0) delete step.outputs;
-      p.event('Normal', 'StepSucceeded', `step "${spec.name}" succeeded`);
-      return step;
+      p.event('Normal', EventReasons.StepSucceeded, `step "${spec.name}" succeeded`);
+      return succeedStep(step, outcome.finishedAt ?? iso(p.facts.now), (spec.outputs ?? []).map((o) => published.get(o.name)!), report?.metrics);
     }
     if (outcome.state === 'failed') return failAttempt(p, spec, step, outcome.reason, outcome.message, true, outcome.finishedAt);
     if (spec.timeoutSeconds && outcome.startedAt) {
@@ -331,31 +333,28 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
   return step;
 }
 
+/** A failed attempt: Retrying if retries are left and retrying can help, else Failed. */
 function failAttempt(
   p: Planner, spec: StepSpec, step: StepStatus, reason: string, message: string, retryable: boolean, finishedAt?: string,
 ): StepStatus {
   const attempts = step.attempts ?? 1;
-  const limit = spec.retries?.limit ?? 0;
-  step.finishedAt = finishedAt ?? iso(p.facts.now);
-  step.reason = reason;
-  if (retryable && attempts <= limit) {
-    const retryAt = p.now + retryDelaySeconds(spec, attempts) * 1000;
-    // Millisecond precision: a retry must not start before its backoff has passed.
-    Object.assign(step, { phase: 'Retrying', retryAt: new Date(retryAt).toISOString(), message: truncate(`attempt ${attempts} ${message}`, 1024) });
-    p.wake(retryAt);
-    p.event('Warning', 'StepRetrying', truncate(`step "${spec.name}" attempt ${attempts} failed (${message}); retrying at ${step.retryAt}`, 1024));
-    return step;
+  const finished = finishedAt ?? iso(p.facts.now);
+  if (retryable && attempts <= (spec.retries?.limit ?? 0)) {
+    const retryAt = new Date(p.now + retryDelaySeconds(spec, attempts) * 1000);
+    p.wake(retryAt.getTime());
+    p.event('Warning', EventReasons.StepRetrying, `step "${spec.name}" attempt ${attempts} failed (${message}); retrying at ${retryAt.toISOString()}`);
+    return retryStep(step, reason, message, finished, retryAt);
   }
   const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
-  Object.assign(step, { phase: 'Failed', retryAt: undefined, message: truncate(`${message}${tries}`, 1024) });
-  p.event('Warning', 'StepFailed', truncate(`step "${spec.name}" failed${tries}: ${message}`, 1024));
-  return step;
+  p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" failed${tries}: ${message}`);
+  return failStep(step, reason, `${message}${tries}`, finished);
 }
 
 /**
  * Starts Pending steps whose dependencies are done and Retrying steps whose time came, within
- * parallelism. A step with an earlier result to reuse is Cached instead, which may make its
- * dependants ready in turn, so this repeats until nothing changes.
+ * parallelism. A step with an earlier result to reuse (the resumed run's, or the step cache's)
+ * is Cached instead, which may make its dependants ready in turn, so this repeats until
+ * nothing changes: one plan follows cache hits down the whole graph.
  */
 function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineConfiguration, steps: StepStatus[], status: PipelineRunStatus): void {
   const specs = configuration.spec.steps;
@@ -370,45 +369,45 @@ function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineC
         (step.phase === 'Pending' && (spec.dependsOn ?? []).every((d) => isDone(byName.get(d)?.phase))) ||
         (step.phase === 'Retrying' && ms(step.retryAt) <= p.now);
       if (!ready) continue;
+      const set = (next: StepStatus) => { steps[i] = next; byName.set(next.name, next); };
       const inputs = inputsOf(spec, byName, configuration);
-      const cache = step.phase === 'Pending' && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs) : undefined;
-      const reused = p.facts.reuse?.get(spec.name);
-      if (step.phase === 'Pending' && reused) {
-        Object.assign(step, {
-          phase: 'Cached', cachedFrom: reused.run, outputs: reused.outputs, metrics: reused.metrics,
-          cacheKey: cache?.key, startedAt: iso(p.facts.now), finishedAt: iso(p.facts.now), reason: undefined, message: undefined,
-        });
-        if (!step.outputs?.length) delete step.outputs;
-        p.event('Normal', 'StepCached', `step "${spec.name}" reused the results of run "${reused.run}"`);
+      const fresh = step.phase === 'Pending';
+      const cache = fresh && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs) : undefined;
+      const resumed = fresh ? p.facts.resumed.get(spec.name) : undefined;
+      const found = resumed ? { hit: resumed } : fresh ? lookUp(p, cache, spec) : undefined;
+      if (found && 'hit' in found) {
+        set(reuseStep(step, found.hit, p.facts.now, cache?.key));
+        p.reused.set(spec.name, found.hit);
+        p.event('Normal', EventReasons.StepCached, `step "${spec.name}" reused the results of run "${found.hit.run}"`);
         changed = true;
         continue;
       }
-      const twin = p.facts.waitFor?.get(spec.name);
-      if (step.phase === 'Pending' && twin) {
-        Object.assign(step, { reason: 'WaitingForCache', message: `an identical step is running in run "${twin}"; waiting for its result` });
-        p.wake(p.now + 2000);
+      if (found && 'runningIn' in found) {
+        set(waitForTwin(step, found.runningIn));
+        p.wake(p.now + TWIN_POLL_MS);
         continue;
       }
       if (slots <= 0) continue;
       const attempt = (step.attempts ?? 0) + 1;
       const podName = stepPodName(run.metadata.name, spec.name, attempt);
-      Object.assign(step, { phase: 'Running', attempts: attempt, podName, retryAt: undefined, reason: undefined, message: undefined });
-      if (cache) step.cacheKey = cache.key;
-      step.startedAt ??= iso(p.facts.now);
+      set(startAttempt(step, attempt, podName, p.facts.now, cache?.key));
       status.startedAt ??= iso(p.facts.now);
-      const rejection = p.facts.rejected?.get(podName);
-      if (rejection) {
-        failAttempt(p, spec, step, Reasons.PodRejected, rejection, false);
-        continue;
-      }
       p.create.push({ step: spec, attempt, podName, inputs, ...(cache ? { cache } : {}) });
-      p.event('Normal', 'StepStarted', `step "${spec.name}" started (attempt ${attempt})`);
+      p.events.push({ type: 'Normal', reason: EventReasons.StepStarted, message: `step "${spec.name}" started (attempt ${attempt})`, step: spec.name });
       slots--;
     }
   }
   // A Pod re-created for a running attempt (see advanceStep) needs its inputs too.
   for (const launch of p.create) if (launch.inputs.length === 0) launch.inputs = inputsOf(launch.step, byName, configuration);
   if (status.startedAt === undefined && steps.some((s) => s.phase === 'Cached')) status.startedAt = iso(p.facts.now);
+}
+
+/** Asks the step cache for a key, counting the answer; a resumed result is not a lookup. */
+function lookUp(p: Planner, cache: CacheKey | undefined, spec: StepSpec): { hit: Reused } | { runningIn: string } | undefined {
+  if (!cache || !p.facts.cache) return undefined;
+  const answer = p.facts.cache.lookup(cache.key, spec);
+  p.lookups.push('hit' in answer ? 'hit' : 'runningIn' in answer ? 'wait' : 'miss');
+  return 'miss' in answer ? undefined : answer;
 }
 
 /** Where each input of a step comes from: an upstream step's published output, or a pinned external input. */
@@ -425,29 +424,21 @@ function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>, configuration:
   });
 }
 
-function endRun(
-  p: Planner, status: PipelineRunStatus, steps: StepStatus[], phase: RunPhase, reason: string, message: string,
-): RunPlan {
-  const now = iso(p.facts.now);
-  const ended = steps.map((s): StepStatus => {
-    if (s.phase === 'Running' || s.phase === 'Retrying') return { ...s, phase: 'Cancelled', retryAt: undefined, finishedAt: now };
-    if (s.phase === 'Pending') return { ...s, phase: 'Skipped' };
-    return s;
-  });
-  // Stop whatever still runs, start nothing new, and wait for nothing.
-  p.create.splice(0);
-  p.sleep();
-  p.deleteActive(p.facts.pods);
-  const doneCount = ended.filter((s) => isDone(s.phase)).length;
-  Object.assign(status, {
+/** The run's end (pure): its steps ended, its phase, progress and Succeeded condition, and the Event that says so. */
+export function endRun(
+  previous: PipelineRunStatus, phase: RunPhase, reason: string, message: string, now: Date,
+): { status: PipelineRunStatus; event: RunEvent } {
+  const steps = (previous.steps ?? []).map((s) => endStep(s, now));
+  const status: PipelineRunStatus = {
+    ...previous,
     phase,
-    finishedAt: now,
-    steps: ended.length > 0 ? ended : status.steps,
-    progress: `${doneCount}/${ended.length}`,
-    conditions: succeeded(status.conditions, phase === 'Succeeded' ? 'True' : 'False', reason, truncate(message, 4096), p.facts.now),
-  });
-  p.event(phase === 'Succeeded' ? 'Normal' : 'Warning', `Run${phase}`, truncate(message, 1024));
-  return p.finish(status, status.parameters ?? []);
+    finishedAt: iso(now),
+    progress: `${steps.filter((s) => isDone(s.phase)).length}/${steps.length}`,
+    conditions: succeeded(previous.conditions, phase === 'Succeeded' ? 'True' : 'False', reason, truncate(message, 4096), now),
+  };
+  if (steps.length > 0) status.steps = steps;
+  const eventReason = phase === 'Succeeded' ? EventReasons.RunSucceeded : phase === 'Cancelled' ? EventReasons.RunCancelled : EventReasons.RunFailed;
+  return { status, event: { type: phase === 'Succeeded' ? 'Normal' : 'Warning', reason: eventReason, message: truncate(message, 1024) } };
 }
 
 function succeeded(conditions: Condition[] | undefined, value: Condition['status'], reason: string, message: string, now: Date) {

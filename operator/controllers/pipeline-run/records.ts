@@ -86,3 +86,6 @@ export function recordsOf(run: PipelineRun, status: PipelineRunStatus, configura
 
 /** `<phase>:<digest>`: what status.metadataRecorded holds once these records are stored. */
 export const recordsDigest = (records: RunRecords): string => `${records.run.phase}:${digestOf(records)}`;
+
+/** Whether the metadata store holds the run in the final phase its status shows. */
+export const recordedAsFinished = (status: PipelineRunStatus): boolean => (status.metadataRecorded ?? '').startsWith(`${status.phase}:`);

@@ -1,69 +1,91 @@
-// The step cache: finds an earlier successful execution of the same step (same cache key, same
-// namespace) to reuse, from the PipelineRuns in the informer cache (indexed by cache key), and
-// checks its outputs still exist in the artifact store. It also keeps two identical steps that
-// start at once from both running: the second waits for the first.
-import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
+// The step cache: earlier successful executions of the same step (same cache key, same
+// namespace), found in the PipelineRuns of the informer cache through their `cacheKey` index.
+// The planner asks it synchronously (view); the shell then checks once that the artifacts of the
+// results the plan reused still exist (verify) and claims the keys the plan will run (claim),
+// so that two identical steps starting at once do not both run: the second waits for the first.
+import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
-import type { Cache } from '../../runtime/cache.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import type { Reused } from './plan.ts';
+import { inNamespace, type RunCache } from '../indexes.ts';
+import { maxAgeMs } from './cache-key.ts';
+import type { CacheLookup, CacheView, StepLaunch } from './plan.ts';
+import type { Reused } from './transitions.ts';
 
-export type CacheLookup = { hit: Reused } | { runningIn: string } | { miss: true };
-
-/** Index values of a run for the cache: its steps that ran (or run) with a cache key. */
-export function cacheIndexOf(run: PipelineRun): string[] {
-  return (run.status?.steps ?? [])
-    .filter((s) => s.cacheKey && (s.phase === 'Succeeded' || s.phase === 'Cached' || s.phase === 'Running'))
-    .map((s) => `cache:${run.metadata.namespace}/${s.cacheKey}`);
-}
-
+/** How long a claim holds if the claiming run's status never shows the key (its write was lost). */
 const CLAIM_MS = 60_000;
+const MAX_CLAIMS = 1000;
 
 export class StepCache {
-  private readonly runs: Cache<PipelineRun>;
+  private readonly runs: RunCache;
   private readonly store: ArtifactStore;
   private readonly clock: Clock;
-  /** Results whose artifacts were found deleted: `<run uid>/<step>`. */
+  /** Results whose artifacts were found deleted (Reused.origin): never offered again. */
   private readonly invalid = new Set<string>();
   /** Keys a run is about to run, until its status (with the key) reaches the cache. */
   private readonly claims = new Map<string, { run: string; step: string; until: number }>();
 
-  constructor(runs: Cache<PipelineRun>, store: ArtifactStore, clock: Clock) {
+  constructor(runs: RunCache, store: ArtifactStore, clock: Clock) {
     this.runs = runs;
     this.store = store;
     this.clock = clock;
   }
 
-  async lookup(namespace: string, key: string, self: string, step: string, maxAgeMs: number): Promise<CacheLookup> {
+  /** What run `self` in `namespace` sees of the cache, for one planning pass. */
+  view(namespace: string, self: string): CacheView {
+    return { lookup: (key, step) => this.lookup(namespace, self, key, step) };
+  }
+
+  private lookup(namespace: string, self: string, key: string, step: StepSpec): CacheLookup {
     const now = this.clock.now().getTime();
-    const candidates = this.runs.byIndex(`cache:${namespace}/${key}`).filter((r) => r.metadata.name !== self);
-    const results = candidates
-      .flatMap((run) => (run.status?.steps ?? []).filter((s) => s.cacheKey === key).map((step) => ({ run, step })))
-      .filter(({ run, step }) => !this.invalid.has(`${run.metadata.uid}/${step.name}`));
-    const done = results
-      .filter(({ step }) => (step.phase === 'Succeeded' || step.phase === 'Cached') && now - Date.parse(step.finishedAt ?? '') <= maxAgeMs)
-      .sort((a, b) => Date.parse(b.step.finishedAt ?? '') - Date.parse(a.step.finishedAt ?? ''));
-    for (const { run, step } of done) {
-      const outputs = step.outputs ?? [];
-      const present = await Promise.all(outputs.map((o) => this.store.exists(o.uri)));
-      if (present.every(Boolean)) {
-        return { hit: { run: step.cachedFrom ?? run.metadata.name, outputs, ...(step.metrics ? { metrics: step.metrics } : {}) } };
-      }
-      // An artifact was deleted from the store: this result can never be reused.
-      this.invalid.add(`${run.metadata.uid}/${step.name}`);
+    const results = this.runs.byIndex('cacheKey', inNamespace(namespace, key))
+      .filter((r) => r.metadata.name !== self)
+      .flatMap((run) => (run.status?.steps ?? []).filter((s) => s.cacheKey === key).map((s) => ({ run, step: s })))
+      .filter(({ run, step: s }) => !this.invalid.has(`${run.metadata.uid}/${s.name}`));
+    const newest = results
+      .filter(({ step: s }) => (s.phase === 'Succeeded' || s.phase === 'Cached') && now - Date.parse(s.finishedAt ?? '') <= maxAgeMs(step))
+      .sort((a, b) => Date.parse(b.step.finishedAt ?? '') - Date.parse(a.step.finishedAt ?? ''))[0];
+    if (newest) {
+      const { run, step: s } = newest;
+      return {
+        hit: { run: s.cachedFrom ?? run.metadata.name, outputs: s.outputs ?? [], origin: `${run.metadata.uid}/${s.name}`, ...(s.metrics ? { metrics: s.metrics } : {}) },
+      };
     }
-    const running = results.find(({ step }) => step.phase === 'Running');
+    const running = results.find(({ step: s }) => s.phase === 'Running');
     if (running) return { runningIn: running.run.metadata.name };
-    if (this.claims.size > 1000) this.prune();
-    const claim = this.claims.get(`${namespace}/${key}`);
+    const claim = this.claims.get(inNamespace(namespace, key));
     if (claim && claim.run !== self && claim.until > now && this.stillRunning(namespace, claim)) return { runningIn: claim.run };
-    this.claims.set(`${namespace}/${key}`, { run: self, step, until: now + CLAIM_MS });
     return { miss: true };
+  }
+
+  /**
+   * Claims the keys of the steps a plan starts. Called in the same synchronous stretch as the
+   * planning (no await between), so two runs planned at once cannot both miss the same key.
+   */
+  claim(namespace: string, self: string, launches: StepLaunch[]): void {
+    const until = this.clock.now().getTime() + CLAIM_MS;
+    if (this.claims.size > MAX_CLAIMS) this.prune();
+    for (const launch of launches) {
+      if (launch.cache && launch.attempt === 1) this.claims.set(inNamespace(namespace, launch.cache.key), { run: self, step: launch.step.name, until });
+    }
+  }
+
+  /**
+   * Checks that every artifact of the results a plan reused still exists; returns the steps
+   * whose result is gone, and never offers that result again.
+   */
+  async verify(reused: Map<string, Reused>): Promise<string[]> {
+    const checks = await Promise.all([...reused].map(async ([step, result]) => {
+      const present = await Promise.all(result.outputs.map((o) => this.store.exists(o.uri)));
+      return present.every(Boolean) ? undefined : { step, origin: result.origin };
+    }));
+    const stale = checks.filter((c) => c !== undefined);
+    for (const { origin } of stale) this.invalid.add(origin);
+    return stale.map((c) => c.step);
   }
 
   /** A claim holds until the claiming run's status shows its step finished (or the run is gone). */
   private stillRunning(namespace: string, claim: { run: string; step: string }): boolean {
-    const run = this.runs.get(`${namespace}/${claim.run}`);
+    const run = this.runs.get(inNamespace(namespace, claim.run));
     const phase = run?.status?.steps?.find((s) => s.name === claim.step)?.phase;
     return run !== undefined && (phase === undefined || phase === 'Pending' || phase === 'Running');
   }
