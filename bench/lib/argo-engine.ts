@@ -11,7 +11,7 @@ import { isAlreadyExists } from '../../operator/kube/errors.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import type { Resource } from '../../operator/kube/resources.ts';
 import type { ApiServer } from '../../test/harness/api-server.ts';
-import { TEST_IMAGE } from '../../test/harness/builders.ts';
+import { TEST_IMAGE } from '../../test/builders.ts';
 import { installCrds } from '../../test/harness/crds.ts';
 import { waitFor } from './cluster.ts';
 import type { Controller, Engine, EngineContext, Shape } from './engine.ts';

@@ -12,7 +12,7 @@ import { LABEL_RUN, LABEL_STEP } from '../../operator/api/v1alpha1/labels.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES } from '../../operator/kube/resources.ts';
 import { OPERATOR_VERSION } from '../../operator/version.ts';
-import { pipeline, pipelineRun, TEST_IMAGE } from '../../test/harness/builders.ts';
+import { pipeline, pipelineRun, TEST_IMAGE } from '../../test/builders.ts';
 import { startOperator } from '../../test/harness/operator-process.ts';
 import type { Controller, Engine, EngineContext, Shape } from './engine.ts';
 import { parseMetrics, sumBy } from './prom.ts';
@@ -124,11 +124,11 @@ export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, s
         cache: { policy: 'Disabled' },
         ...retries,
       }));
-      await client.create(PIPELINES, namespace, pipeline(shape.name, namespace, { steps }));
+      await client.create(PIPELINES, namespace, pipeline({ name: shape.name, namespace, steps }));
     },
 
     async submit(shape: Shape, runName: string): Promise<void> {
-      await client.create(PIPELINE_RUNS, namespace, pipelineRun(runName, namespace, shape.name));
+      await client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: runName, namespace, pipeline: shape.name }));
     },
 
     stepOf(pod: Pod) {

@@ -17,7 +17,7 @@ import { canonicalJson } from '../../operator/configuration/canonical-json.ts';
 import type { PipelineConfiguration } from '../../operator/configuration/pipeline-configuration.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS, SECRETS } from '../../operator/kube/resources.ts';
-import { pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { pipeline, pipelineRun, step } from '../builders.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { startFakeGcs, type FakeGcs } from '../harness/fake-gcs.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
@@ -78,7 +78,7 @@ async function extracted(uri: string): Promise<string> {
   return join(dir, 'out');
 }
 
-const etl = (name: string) => pipeline(name, namespace, {
+const etl = (name: string) => pipeline({ name, namespace,
   parameters: [{ name: 'rows', type: 'int', default: 2 }],
   steps: [
     step('produce', {
@@ -103,7 +103,7 @@ describe('artifacts and the frozen configuration', () => {
       apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hub-token', namespace }, stringData: { token: SECRET_VALUE },
     } as never);
     await cluster.client.create(PIPELINES, namespace, etl('etl'));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('etl-1', namespace, 'etl', { parameters: [{ name: 'rows', value: 5 }] }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'etl-1', namespace, pipeline: 'etl', parameters: [{ name: 'rows', value: 5 }] }));
     first = await finished('etl-1');
     assert.equal(first.status?.phase, 'Succeeded', JSON.stringify(first.status?.conditions));
     const produce = first.status?.steps?.find((s) => s.name === 'produce');
@@ -140,7 +140,7 @@ describe('artifacts and the frozen configuration', () => {
   });
 
   it('reproduces a run from its configuration byte for byte, except its identity', async () => {
-    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun('etl-1-again', namespace, 'unused'), spec: { reproduceFrom: { run: 'etl-1' } } });
+    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun({ name: 'etl-1-again', namespace, pipeline: 'unused' }), spec: { reproduceFrom: { run: 'etl-1' } } });
     const again = await finished('etl-1-again');
     assert.equal(again.status?.phase, 'Succeeded', JSON.stringify(again.status?.conditions));
     const a = await configurationOf(first);
@@ -158,7 +158,7 @@ describe('artifacts and the frozen configuration', () => {
   it('refuses to reproduce a configuration whose digest does not match', async () => {
     const uri = first.status!.configuration!.uri;
     await cluster.client.create(PIPELINE_RUNS, namespace, {
-      ...pipelineRun('etl-bad-digest', namespace, 'unused'),
+      ...pipelineRun({ name: 'etl-bad-digest', namespace, pipeline: 'unused' }),
       spec: { reproduceFrom: { configuration: { uri, digest: `sha256:${'0'.repeat(64)}` } } },
     });
     const run = await finished('etl-bad-digest');
@@ -168,13 +168,13 @@ describe('artifacts and the frozen configuration', () => {
   });
 
   it('runs on its frozen configuration when the Pipeline is edited mid-run', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('edited', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'edited', namespace,
       steps: [
         step('wait', { command: sh('sleep 3') }),
         step('say', { dependsOn: ['wait'], command: sh('echo before > /ferry/outputs/said'), outputs: [{ name: 'said', type: 'file' }] }),
       ],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('edited-1', namespace, 'edited'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'edited-1', namespace, pipeline: 'edited' }));
     const frozen = await eventually('the configuration', async () => (await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'edited-1')).status?.configuration);
     const p = await cluster.client.get<Pipeline>(PIPELINES, namespace, 'edited');
     p.spec.steps[1]!.command = sh('echo after > /ferry/outputs/said');
@@ -192,10 +192,10 @@ describe('artifacts and the frozen configuration', () => {
   });
 
   it('fails a step that does not write a declared output, naming it', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('forgetful', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'forgetful', namespace,
       steps: [step('train', { command: sh('true'), outputs: [{ name: 'model', type: 'model' }] })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('forgetful-1', namespace, 'forgetful'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'forgetful-1', namespace, pipeline: 'forgetful' }));
     const run = await finished('forgetful-1');
     assert.equal(run.status?.phase, 'Failed');
     assert.match(run.status?.steps?.[0]?.message ?? '', /declared output "model" was not written to \/ferry\/outputs\/model/);

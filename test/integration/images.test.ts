@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
-import { pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { pipeline, pipelineRun, step } from '../builders.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
@@ -51,10 +51,10 @@ describe('image pinning', () => {
   it('freezes a tag as its digest, and a tag moved mid-run does not change the run', async () => {
     const image = `${registry.host}/ferry/step:1.0`;
     const original = await buildAndPushImage(registry.host, 'ferry/step', '1.0', 'version one');
-    await cluster.client.create(PIPELINES, namespace, pipeline('pinned', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'pinned', namespace,
       steps: [step('first', { image }), step('second', { image, dependsOn: ['first'] })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('pinned-1', namespace, 'pinned'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'pinned-1', namespace, pipeline: 'pinned' }));
     await eventually('the first step to run', async () => (kubelet.seen.has('pinned-1-first-1') ? true : undefined));
     const moved = await buildAndPushImage(registry.host, 'ferry/step', '1.0', 'version two');
     assert.notEqual(moved, original);
@@ -66,15 +66,15 @@ describe('image pinning', () => {
     assert.equal(await stepImage('pinned-1-second-1'), pinned, 'the second step, created after the tag moved, still runs the frozen digest');
 
     // A new run picks up where the tag points now.
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('pinned-2', namespace, 'pinned'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'pinned-2', namespace, pipeline: 'pinned' }));
     await finished('pinned-2');
     assert.equal(await stepImage('pinned-2-first-1'), `${registry.host}/ferry/step@${moved}`);
   });
 
   it('fails a run whose image does not exist, naming the step and the image', async () => {
     const missing = `${registry.host}/ferry/step:9.9`;
-    await cluster.client.create(PIPELINES, namespace, pipeline('missing', namespace, { steps: [step('train', { image: missing })] }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('missing-1', namespace, 'missing'));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'missing', namespace, steps: [step('train', { image: missing })] }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'missing-1', namespace, pipeline: 'missing' }));
     const run = await finished('missing-1');
     const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
     assert.equal(condition?.reason, 'ImageResolutionFailed');
@@ -83,11 +83,11 @@ describe('image pinning', () => {
   });
 
   it('refuses a tag under imagePolicy RequireDigest', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('strict', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'strict', namespace,
       imagePolicy: 'RequireDigest',
       steps: [step('train', { image: `${registry.host}/ferry/step:1.0` })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('strict-1', namespace, 'strict'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'strict-1', namespace, pipeline: 'strict' }));
     const condition = (await finished('strict-1')).status?.conditions?.find((c) => c.type === 'Succeeded');
     assert.equal(condition?.reason, 'ImageNotPinned');
     assert.match(condition?.message ?? '', /step "train": image .* has no digest/);
@@ -95,8 +95,8 @@ describe('image pinning', () => {
 
   it('waits and retries, without failing, while the registry is unreachable', async () => {
     const closedPort = await freePort(); // nothing listens there
-    await cluster.client.create(PIPELINES, namespace, pipeline('offline', namespace, { steps: [step('train', { image: `127.0.0.1:${closedPort}/ferry/step:1.0` })] }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('offline-1', namespace, 'offline'));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'offline', namespace, steps: [step('train', { image: `127.0.0.1:${closedPort}/ferry/step:1.0` })] }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'offline-1', namespace, pipeline: 'offline' }));
     const run = await eventually('an ImageResolutionFailed condition', async () => {
       const r = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'offline-1');
       return r.status?.conditions?.find((c) => c.reason === 'ImageResolutionFailed') ? r : undefined;

@@ -16,7 +16,7 @@ import type { PipelineConfiguration } from '../../operator/configuration/pipelin
 import type { Pod } from '../../operator/kube/pod.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { PostgresMetadataStore } from '../../operator/metadata/postgres-store.ts';
-import { pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { pipeline, pipelineRun, step } from '../builders.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
@@ -76,7 +76,7 @@ async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
 
 describe('caching', () => {
   before(async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('features', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'features', namespace,
       parameters: [{ name: 'scale', type: 'int', default: 1 }, { name: 'depth', type: 'int', default: 3 }],
       steps: [
         step('prepare', { command: sh('seq 1 $(params.scale) > /ferry/outputs/data'), outputs: [{ name: 'data', type: 'dataset' }] }),
@@ -95,9 +95,9 @@ describe('caching', () => {
   });
 
   it('serves a second identical run entirely from the cache: no Pod, every step Cached', async () => {
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-1', namespace, 'features'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'features-1', namespace, pipeline: 'features' }));
     assert.equal((await finished('features-1')).status?.phase, 'Succeeded');
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-2', namespace, 'features'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'features-2', namespace, pipeline: 'features' }));
     const second = await finished('features-2');
     assert.equal(second.status?.phase, 'Succeeded');
     assert.deepEqual(phases(second), { prepare: 'Cached', fit: 'Cached', report: 'Cached' });
@@ -107,7 +107,7 @@ describe('caching', () => {
   });
 
   it('reruns only the step whose parameter changed, and what follows it', async () => {
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-3', namespace, 'features', { parameters: [{ name: 'depth', value: 5 }] }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'features-3', namespace, pipeline: 'features', parameters: [{ name: 'depth', value: 5 }] }));
     const third = await finished('features-3');
     assert.deepEqual(phases(third), { prepare: 'Cached', fit: 'Succeeded', report: 'Succeeded' });
     assert.deepEqual(await podsOf('features-3'), ['fit', 'report']);
@@ -118,7 +118,7 @@ describe('caching', () => {
 
   it('runs two identical steps that start at once only once', async () => {
     await Promise.all(['twin-a', 'twin-b'].map((name) =>
-      cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun(name, namespace, 'features', { parameters: [{ name: 'scale', value: 7 }] }))));
+      cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name, namespace, pipeline: 'features', parameters: [{ name: 'scale', value: 7 }] }))));
     const [a, b] = await Promise.all([finished('twin-a'), finished('twin-b')]);
     assert.equal(a.status?.phase, 'Succeeded');
     assert.equal(b.status?.phase, 'Succeeded');
@@ -132,7 +132,7 @@ describe('caching', () => {
     const fitted = first.status?.steps?.find((s) => s.name === 'fit')?.outputs?.[0];
     assert.ok(fitted);
     await openArtifactStore(`file://${storeDir}`).delete(fitted.uri);
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('features-4', namespace, 'features'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'features-4', namespace, pipeline: 'features' }));
     const fourth = await finished('features-4');
     assert.equal(fourth.status?.phase, 'Succeeded');
     assert.equal(phases(fourth).fit, 'Succeeded', 'fit ran again');
@@ -164,21 +164,21 @@ describe('caching', () => {
 
 describe('model registry', () => {
   const train = (name: string, accuracy: number, extra: Partial<PipelineRun['spec']> = {}) =>
-    pipelineRun(name, namespace, 'iris-train', { parameters: [{ name: 'accuracy', value: accuracy }], cachePolicy: 'Disabled', ...extra });
+    pipelineRun({ name, namespace, pipeline: 'iris-train', parameters: [{ name: 'accuracy', value: accuracy }], cachePolicy: 'Disabled', ...extra });
 
   before(async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('iris-data', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'iris-data', namespace,
       steps: [step('load', { command: sh('printf "5.1,3.5,1.4,0.2,setosa\\n" > /ferry/outputs/iris_csv'), outputs: [{ name: 'iris_csv', type: 'dataset' }] })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('iris-data-1', namespace, 'iris-data'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'iris-data-1', namespace, pipeline: 'iris-data' }));
     assert.equal((await finished('iris-data-1')).status?.phase, 'Succeeded');
-    await cluster.client.create(PIPELINES, namespace, pipeline('iris-predict', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'iris-predict', namespace,
       steps: [step('predict', {
         inputs: [{ name: 'model', model: { name: 'iris', stage: 'Production' } }],
         command: sh('cat /ferry/inputs/model > /ferry/outputs/report'), outputs: [{ name: 'report', type: 'file' }],
       })],
     }));
-    await cluster.client.create(PIPELINES, namespace, pipeline('iris-train', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'iris-train', namespace,
       parameters: [{ name: 'accuracy', type: 'float' }],
       inference: { pipelineRef: { name: 'iris-predict' } },
       promotion: [{ model: 'iris', stage: 'Production', when: [{ metric: 'accuracy', operator: '>=', value: 0.9 }], betterThanCurrent: { metric: 'accuracy', direction: 'Higher' } }],
@@ -238,13 +238,13 @@ describe('model registry', () => {
 
   it('runs inference on the Production model, its digest frozen in the configuration', async () => {
     const v2 = await version('iris-v2');
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('iris-predict-1', namespace, 'iris-predict'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'iris-predict-1', namespace, pipeline: 'iris-predict' }));
     const run = await finished('iris-predict-1');
     assert.equal(run.status?.phase, 'Succeeded');
     const configuration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(run.status!.configuration!.uri)).toString()) as PipelineConfiguration;
     assert.deepEqual(configuration.externalInputs.map((e) => [e.model?.name, e.model?.version, e.digest]), [['iris', 2, v2.spec.artifact.digest]]);
     // Bound inference: a run that names only the model runs the pipeline bound to it.
-    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun('iris-bound-1', namespace, 'unused'), spec: { modelRef: { name: 'iris', version: 1 } } });
+    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun({ name: 'iris-bound-1', namespace, pipeline: 'unused' }), spec: { modelRef: { name: 'iris', version: 1 } } });
     const bound = await finished('iris-bound-1');
     assert.equal(bound.status?.pipeline?.name, 'iris-predict');
     const boundConfiguration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(bound.status!.configuration!.uri)).toString()) as PipelineConfiguration;
@@ -252,10 +252,10 @@ describe('model registry', () => {
   });
 
   it('fails a run that needs a model that does not exist, saying which', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('needs-missing', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'needs-missing', namespace,
       steps: [step('use', { inputs: [{ name: 'm', model: { name: 'penguins', alias: 'champion' } }] })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('needs-missing-1', namespace, 'needs-missing'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'needs-missing-1', namespace, pipeline: 'needs-missing' }));
     const condition = (await finished('needs-missing-1')).status?.conditions?.[0];
     assert.equal(condition?.reason, 'ModelNotFound');
     assert.match(condition?.message ?? '', /step "use" input "m": model "penguins" with alias "champion" does not exist \(no versions are registered\)/);
@@ -296,10 +296,10 @@ describe('model registry', () => {
     await eventually('the policy in force', async () =>
       (await cluster.kubectl(['create', '--dry-run=server', '-f', '-'], JSON.stringify(probe))).stderr.includes('penguins are not registered') ? true : undefined);
 
-    await cluster.client.create(PIPELINES, namespace, pipeline('penguins-train', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'penguins-train', namespace,
       steps: [step('train', { command: sh('echo weights > /ferry/outputs/model'), outputs: [{ name: 'model', type: 'model', register: { name: 'penguins' } }] })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('penguins-train-1', namespace, 'penguins-train'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'penguins-train-1', namespace, pipeline: 'penguins-train' }));
     const run = () => cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'penguins-train-1');
     const registered = async () => (await run()).status?.conditions?.find((c) => c.type === 'ModelsRegistered');
     const refused = await eventually('ModelsRegistered=False', async () => ((await registered())?.status === 'False' ? registered() : undefined), 60_000);
@@ -335,32 +335,32 @@ describe('model registry', () => {
 describe('resume and outage', () => {
   it('resumes a failed run: only the failed step and what follows it run again', async () => {
     const gate = join(flags, 'gate');
-    await cluster.client.create(PIPELINES, namespace, pipeline('flaky-chain', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'flaky-chain', namespace,
       steps: [
         step('one', { command: sh('echo 1 > /ferry/outputs/o'), outputs: [{ name: 'o', type: 'file' }], cache: { policy: 'Disabled' } }),
         step('two', { dependsOn: ['one'], command: sh(`test -f ${gate}`), cache: { policy: 'Disabled' } }),
         step('three', { dependsOn: ['two'], command: sh('true'), cache: { policy: 'Disabled' } }),
       ],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('chain-1', namespace, 'flaky-chain'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'chain-1', namespace, pipeline: 'flaky-chain' }));
     assert.deepEqual(phases(await finished('chain-1')), { one: 'Succeeded', two: 'Failed', three: 'Skipped' });
     await writeFile(gate, 'open');
-    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun('chain-1-resumed', namespace, 'unused'), spec: { resumeFrom: 'chain-1' } });
+    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun({ name: 'chain-1-resumed', namespace, pipeline: 'unused' }), spec: { resumeFrom: 'chain-1' } });
     const resumed = await finished('chain-1-resumed');
     assert.deepEqual(phases(resumed), { one: 'Cached', two: 'Succeeded', three: 'Succeeded' });
     assert.deepEqual(await podsOf('chain-1-resumed'), ['three', 'two']);
   });
 
   it('keeps runs going while PostgreSQL is down and records everything once it is back', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('outage', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'outage', namespace,
       steps: [step('a', { command: sh('sleep 1; echo a > /ferry/outputs/x'), outputs: [{ name: 'x', type: 'file' }] }), step('b', { dependsOn: ['a'], command: sh('true') })],
     }));
     await postgres.kill();
     try {
-      await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('outage-1', namespace, 'outage'));
+      await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'outage-1', namespace, pipeline: 'outage' }));
       const run = await finished('outage-1');
       assert.equal(run.status?.phase, 'Succeeded');
-      assert.ok(operator.logs.some((l) => l.msg === 'metadata not recorded; will retry'));
+      assert.ok(operator.logs.some((l) => l.msg === 'metadata not recorded; will retry when the database answers'));
     } finally {
       await postgres.start();
     }
@@ -370,5 +370,6 @@ describe('resume and outage', () => {
       return rows[0]?.phase === 'Succeeded' ? rows[0] : undefined;
     }, 60_000, 500);
     assert.equal(recorded.executions, '2');
+    assert.ok(operator.logs.some((l) => l.msg === 'replaying metadata records'), 'the runs that waited were enqueued when the database answered');
   });
 });

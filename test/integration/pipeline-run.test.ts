@@ -6,7 +6,7 @@ import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pipeline } from '../../operator/api/v1alpha1/pipeline.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
-import { diamondSteps, pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { diamond, pipeline, pipelineRun, step } from '../builders.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet, type Behavior } from '../harness/fake-kubelet.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
@@ -44,10 +44,10 @@ const podsOf = async (run: string) =>
 
 describe('PipelineRun', () => {
   it('runs a diamond DAG with b and c in parallel and succeeds', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('diamond', namespace, { steps: diamondSteps() }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'diamond', namespace, steps: diamond() }));
     script.set('b', () => ({ outcome: 'succeed', afterMs: 1500 }));
     script.set('c', () => ({ outcome: 'succeed', afterMs: 1500 }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('diamond-1', namespace, 'diamond'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'diamond-1', namespace, pipeline: 'diamond' }));
     const run = await finished('diamond-1');
     assert.equal(run.status?.phase, 'Succeeded');
     assert.equal(run.status?.progress, '4/4');
@@ -65,9 +65,9 @@ describe('PipelineRun', () => {
 
   it('keeps to spec.parallelism', async () => {
     const wide = ['w1', 'w2', 'w3', 'w4'].map((n) => step(n));
-    await cluster.client.create(PIPELINES, namespace, pipeline('wide', namespace, { steps: wide }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'wide', namespace, steps: wide }));
     for (const n of ['w1', 'w2', 'w3', 'w4']) script.set(n, () => ({ outcome: 'succeed', afterMs: 700 }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('wide-1', namespace, 'wide', { parallelism: 2 }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'wide-1', namespace, pipeline: 'wide', parallelism: 2 }));
     const run = await finished('wide-1');
     assert.equal(run.status?.phase, 'Succeeded');
     const spans = ['w1', 'w2', 'w3', 'w4'].map((n) => kubelet.seen.get(`wide-1-${n}-1`)!);
@@ -78,11 +78,11 @@ describe('PipelineRun', () => {
   });
 
   it('retries a failing step with exponential backoff, then fails the run naming the step', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('flaky', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'flaky', namespace,
       steps: [step('prepare'), step('train', { dependsOn: ['prepare'], retries: { limit: 2, backoffSeconds: 1 } }), step('report', { dependsOn: ['train'] })],
     }));
     script.set('train', () => ({ outcome: 'fail', exitCode: 3, message: 'loss is NaN' }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('flaky-1', namespace, 'flaky'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'flaky-1', namespace, pipeline: 'flaky' }));
     const run = await finished('flaky-1');
     assert.equal(run.status?.phase, 'Failed');
     const attempts = kubelet.attemptsOf('train');
@@ -102,9 +102,9 @@ describe('PipelineRun', () => {
   });
 
   it('fails a step that exceeds its timeout and deletes its Pod', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('slow', namespace, { steps: [step('hang', { timeoutSeconds: 2 })] }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'slow', namespace, steps: [step('hang', { timeoutSeconds: 2 })] }));
     script.set('hang', () => ({ outcome: 'run' }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('slow-1', namespace, 'slow'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'slow-1', namespace, pipeline: 'slow' }));
     const run = await finished('slow-1', 20_000);
     assert.equal(run.status?.phase, 'Failed');
     const hang = run.status?.steps?.find((s) => s.name === 'hang');
@@ -114,9 +114,9 @@ describe('PipelineRun', () => {
   });
 
   it('cancels a running run when spec.cancel is set', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('long', namespace, { steps: [step('l1'), step('l2', { dependsOn: ['l1'] })] }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'long', namespace, steps: [step('l1'), step('l2', { dependsOn: ['l1'] })] }));
     script.set('l1', () => ({ outcome: 'run' }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('long-1', namespace, 'long'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'long-1', namespace, pipeline: 'long' }));
     await eventually('l1 to run', async () => (kubelet.seen.has('long-1-l1-1') ? true : undefined));
     await cluster.client.mergePatch(PIPELINE_RUNS, namespace, 'long-1', { spec: { cancel: true } });
     const run = await finished('long-1');
@@ -130,11 +130,11 @@ describe('PipelineRun', () => {
   });
 
   it('fails a run whose parameters do not fit the Pipeline', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('typed', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'typed', namespace,
       parameters: [{ name: 'epochs', type: 'int' }, { name: 'rate', type: 'float', default: 0.1 }],
       steps: [step('fit', { parameters: ['epochs', 'rate'] })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('typed-1', namespace, 'typed', {
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'typed-1', namespace, pipeline: 'typed',
       parameters: [{ name: 'epochs', value: 'ten' }, { name: 'colour', value: 'red' }],
     }));
     const run = await finished('typed-1');
@@ -146,7 +146,7 @@ describe('PipelineRun', () => {
   });
 
   it('reports a cyclic Pipeline as Ready=False naming the cycle, and fails runs of it', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('cyclic', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'cyclic', namespace,
       steps: [step('x', { dependsOn: ['z'] }), step('y', { dependsOn: ['x'] }), step('z', { dependsOn: ['y'] })],
     }));
     const ready = await eventually('Ready condition', async () => {
@@ -156,28 +156,28 @@ describe('PipelineRun', () => {
     assert.equal(ready.status, 'False');
     assert.equal(ready.reason, 'DependencyCycle');
     assert.equal(ready.message, 'dependency cycle: x → y → z → x');
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('cyclic-1', namespace, 'cyclic'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'cyclic-1', namespace, pipeline: 'cyclic' }));
     const run = await finished('cyclic-1');
     assert.equal(run.status?.conditions?.find((c) => c.type === 'Succeeded')?.reason, 'InvalidPipeline');
   });
 
   it('waits for a Pipeline that does not exist yet', async () => {
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('early-1', namespace, 'later'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'early-1', namespace, pipeline: 'later' }));
     const pending = await eventually('PipelineNotFound', async () => {
       const run = await getRun('early-1');
       return run.status?.conditions?.find((c) => c.reason === 'PipelineNotFound') ? run : undefined;
     });
     assert.equal(pending.status?.phase, 'Pending');
-    await cluster.client.create(PIPELINES, namespace, pipeline('later', namespace, { steps: [step('only')] }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'later', namespace, steps: [step('only')] }));
     assert.equal((await finished('early-1')).status?.phase, 'Succeeded');
   });
 
   it('fails a step whose Pod the API server refuses, without blocking other runs', async () => {
-    await cluster.client.create(PIPELINES, namespace, pipeline('unschedulable', namespace, {
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'unschedulable', namespace,
       steps: [step('placed', { nodeSelector: { 'not a valid/label key!': 'x' } })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('rejected-1', namespace, 'unschedulable'));
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('after-rejected-1', namespace, 'later'));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'rejected-1', namespace, pipeline: 'unschedulable' }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'after-rejected-1', namespace, pipeline: 'later' }));
     const run = await finished('rejected-1');
     assert.equal(run.status?.phase, 'Failed');
     const placed = run.status?.steps?.find((s) => s.name === 'placed');

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { dump, load } from 'js-yaml';
 import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES, SECRETS } from '../../operator/kube/resources.ts';
-import { diamondSteps, pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { diamond, pipeline, pipelineRun, step } from '../builders.ts';
 import { run as runProcess } from '../harness/api-server.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
@@ -121,8 +121,8 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
   });
 
   it('runs a DAG whose Pipeline names an imagePullSecret to Succeeded', async () => {
-    await cluster.client.create(PIPELINES, teamNs, pipeline('diamond', teamNs, { steps: diamondSteps(), imagePullSecrets: [{ name: 'regcred' }] }));
-    await cluster.client.create(PIPELINE_RUNS, teamNs, pipelineRun('diamond-1', teamNs, 'diamond'));
+    await cluster.client.create(PIPELINES, teamNs, pipeline({ name: 'diamond', namespace: teamNs, steps: diamond(), imagePullSecrets: [{ name: 'regcred' }] }));
+    await cluster.client.create(PIPELINE_RUNS, teamNs, pipelineRun({ name: 'diamond-1', namespace: teamNs, pipeline: 'diamond' }));
     const run = await waitForRun(cluster, teamNs, 'diamond-1', { operatorLogs: operator.logs });
     assert.equal(run.status?.phase, 'Succeeded', JSON.stringify(run.status?.conditions));
     assert.equal(run.status?.progress, '4/4');
@@ -130,14 +130,14 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
 
   it('registers a ModelVersion from a run and promotes it to Production', async () => {
     const sh = (script: string) => ['sh', '-c', script];
-    await cluster.client.create(PIPELINES, modelsNs, pipeline('iris-train', modelsNs, {
+    await cluster.client.create(PIPELINES, modelsNs, pipeline({ name: 'iris-train', namespace: modelsNs,
       promotion: [{ model: 'iris', stage: 'Production', when: [{ metric: 'accuracy', operator: '>=', value: 0.9 }] }],
       steps: [step('train', {
         command: sh('echo weights > /ferry/outputs/model && echo \'{"accuracy": 0.95}\' > /ferry/outputs/metrics.json'),
         outputs: [{ name: 'model', type: 'model', register: { name: 'iris' } }],
       })],
     }));
-    await cluster.client.create(PIPELINE_RUNS, modelsNs, pipelineRun('iris-train-1', modelsNs, 'iris-train'));
+    await cluster.client.create(PIPELINE_RUNS, modelsNs, pipelineRun({ name: 'iris-train-1', namespace: modelsNs, pipeline: 'iris-train' }));
     const run = await waitForRun(cluster, modelsNs, 'iris-train-1', { timeoutMs: 90_000, operatorLogs: operator.logs });
     assert.equal(run.status?.phase, 'Succeeded', JSON.stringify(run.status?.conditions));
     const version = await eventually('iris-v1 in Production', async () => {

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { LEASES, PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
-import { pipeline, pipelineRun, step } from '../harness/builders.ts';
+import { pipeline, pipelineRun, step } from '../builders.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
@@ -35,7 +35,7 @@ before(async () => {
   cluster = connect();
   namespace = await cluster.createNamespace('resilience');
   kubelet = new FakeKubelet(cluster.client, namespace, () => ({ outcome: 'succeed', afterMs: 400 })).start();
-  await cluster.client.create(PIPELINES, namespace, pipeline('chain', namespace, { steps: linear(6) }));
+  await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'chain', namespace, steps: linear(6) }));
 });
 
 after(async () => {
@@ -48,7 +48,7 @@ describe('resilience', () => {
   it('finishes a run after the operator is killed mid-run, with one Pod per step attempt', async () => {
     const first = operator();
     await first.waitForLog((l) => l.msg === 'controller started');
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('crash-1', namespace, 'chain', { cachePolicy: 'Disabled' }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'crash-1', namespace, pipeline: 'chain', cachePolicy: 'Disabled' }));
     await eventually('step s3 to start', async () => (kubelet.seen.has('crash-1-s3-1') ? true : undefined));
     await first.kill();
     const second = operator();
@@ -70,7 +70,7 @@ describe('resilience', () => {
     const leaderIdentity = leader.logs.find((l) => l.msg === 'operator starting')?.identity;
     assert.equal(lease.spec.holderIdentity, leaderIdentity);
 
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('ha-1', namespace, 'chain', { cachePolicy: 'Disabled' }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'ha-1', namespace, pipeline: 'chain', cachePolicy: 'Disabled' }));
     assert.equal((await finished('ha-1')).status?.phase, 'Succeeded');
     assert.ok(actedOn(leader, 'ha-1'), 'the leader reconciled the run');
     assert.ok(!controllerStarted(standby), 'the standby never started its controllers');
@@ -79,7 +79,7 @@ describe('resilience', () => {
 
     await leader.kill();
     await standby.waitForLog((l) => l.msg === 'became leader', 20_000);
-    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun('ha-2', namespace, 'chain', { cachePolicy: 'Disabled' }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'ha-2', namespace, pipeline: 'chain', cachePolicy: 'Disabled' }));
     assert.equal((await finished('ha-2')).status?.phase, 'Succeeded');
     assert.ok(actedOn(standby, 'ha-2'));
     assert.deepEqual((await podNames('ha-2')).length, 6);

@@ -5,35 +5,14 @@ import type { PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-
 import type { Pipeline, StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { ExternalInput } from '../../configuration/pipeline-configuration.ts';
 import { cacheKeyOf } from './cache-key.ts';
-import { planRun, type RunFacts, type RunPlan, type Reused } from './plan.ts';
+import { planRun, type Reused } from './plan.ts';
+import { RUN_NAME, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import {
-  NOW, RUN_NAME, at, pipeline, pipelineRun, stamp, startFor, step, stepPod, succeededPod, withExternalInputs,
+  NOW, at, created, eventReasons, launchOf, phases, plan, stamp, startFor, stepOf, stepPod, stored, succeededPod, withExternalInputs,
 } from './testing.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const output = (name: string, c: string) => ({ name, uri: `file:///store/ml/blobs/${digest(c)}`, digest: digest(c), size: 10 });
-
-const stepOf = (plan: RunPlan, name: string): StepStatus => {
-  const s = plan.status.steps?.find((x) => x.name === name);
-  assert.ok(s, `step ${name} in status`);
-  return s;
-};
-const phases = (plan: RunPlan): Record<string, string> =>
-  Object.fromEntries((plan.status.steps ?? []).map((s) => [s.name, s.phase]));
-const created = (plan: RunPlan): string[] => plan.create.map((c) => c.podName);
-const launchOf = (plan: RunPlan, name: string) => {
-  const launch = plan.create.find((c) => c.step.name === name);
-  assert.ok(launch, `launch of ${name}`);
-  return launch;
-};
-const eventReasons = (plan: RunPlan): string[] => plan.events.map((e) => e.reason);
-/** A value as the API server stores it (undefined members dropped). */
-const stored = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
-
-const plan = ({ pipeline: p, ...facts }: Partial<RunFacts> & { pipeline: Pipeline }): RunPlan => {
-  const run = facts.run ?? pipelineRun();
-  return planRun({ run, pods: [], now: NOW, start: startFor(p, run), ...facts });
-};
 
 /** The configuration planRun sees for this pipeline and run. */
 const configurationOf = (p: Pipeline, run = pipelineRun()) => {
@@ -59,7 +38,7 @@ const REUSED: Record<string, Reused> = {
 const reuse = (...names: string[]) => new Map(names.map((n) => [n, REUSED[n]!]));
 
 describe('planRun caching: launches carry a cache key', () => {
-  const p = pipeline([step('a', { args: ['--lr', '$(params.lr)'] })], { parameters: [{ name: 'lr', type: 'float', default: '0.1' }] });
+  const p = pipeline({ steps: [step('a', { args: ['--lr', '$(params.lr)'] })], parameters: [{ name: 'lr', type: 'float', default: '0.1' }] });
 
   it('gives a cacheable Pending step a key and components, and records the key', () => {
     const first = plan({ pipeline: p });
@@ -73,7 +52,7 @@ describe('planRun caching: launches carry a cache key', () => {
   });
 
   it('gives the same step the same key in another run', () => {
-    const other = pipelineRun({}, undefined, 'r2');
+    const other = pipelineRun({ name: 'r2' });
     const mine = launchOf(plan({ pipeline: p }), 'a').cache;
     const theirs = launchOf(plan({ pipeline: p, run: other }), 'a').cache;
     assert.deepEqual(theirs, mine);
@@ -94,7 +73,7 @@ describe('planRun caching: launches carry a cache key', () => {
   ];
   for (const [name, cachePolicy, cache] of disabled) {
     it(`gives no key with ${name}`, () => {
-      const q = pipeline([step('a', cache ? { cache } : {})]);
+      const q = pipeline({ steps: [step('a', cache ? { cache } : {})] });
       const first = plan({ pipeline: q, run: pipelineRun(cachePolicy ? { cachePolicy } : {}) });
       assert.deepEqual(created(first), ['r1-a-1']);
       assert.equal(launchOf(first, 'a').cache, undefined);
@@ -104,19 +83,19 @@ describe('planRun caching: launches carry a cache key', () => {
   }
 
   it('keeps the key only on steps that allow caching', () => {
-    const q = pipeline([step('a'), step('b', { cache: { policy: 'Disabled' } })]);
+    const q = pipeline({ steps: [step('a'), step('b', { cache: { policy: 'Disabled' } })] });
     const first = plan({ pipeline: q });
     assert.ok(launchOf(first, 'a').cache);
     assert.equal(launchOf(first, 'b').cache, undefined);
   });
 
   it("gives a Retrying step's relaunch no cache", () => {
-    const q = pipeline([step('a', { retries: { limit: 2 } })]);
+    const q = pipeline({ steps: [step('a', { retries: { limit: 2 } })] });
     const status = statusWith([{
       name: 'a', phase: 'Retrying', attempts: 1, podName: `${RUN_NAME}-a-1`, startedAt: stamp(-120), finishedAt: stamp(-30),
       retryAt: at(-5).toISOString(), reason: Reasons.Failed, message: 'attempt 1 boom', cacheKey: digest('a'),
     }]);
-    const next = plan({ pipeline: q, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Failed')] });
+    const next = plan({ pipeline: q, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Failed')] });
     assert.deepEqual(created(next), ['r1-a-2']);
     const launch = launchOf(next, 'a');
     assert.equal(launch.attempt, 2);
@@ -126,9 +105,9 @@ describe('planRun caching: launches carry a cache key', () => {
   });
 
   it('ignores reuse for a Retrying step', () => {
-    const q = pipeline([step('a', { retries: { limit: 2 } })]);
+    const q = pipeline({ steps: [step('a', { retries: { limit: 2 } })] });
     const status = statusWith([{ name: 'a', phase: 'Retrying', attempts: 1, podName: `${RUN_NAME}-a-1`, retryAt: at(-5).toISOString() }]);
-    const next = plan({ pipeline: q, run: pipelineRun({}, status), reuse: new Map([['a', { run: 'r0', outputs: [] }]]) });
+    const next = plan({ pipeline: q, run: pipelineRun({ status }), reuse: new Map([['a', { run: 'r0', outputs: [] }]]) });
     assert.deepEqual(created(next), ['r1-a-2']);
     assert.equal(stepOf(next, 'a').phase, 'Running');
   });
@@ -136,7 +115,7 @@ describe('planRun caching: launches carry a cache key', () => {
 
 describe('planRun caching: inputs of a launch', () => {
   const BASE: ExternalInput = { step: 'fit', input: 'base', uri: 'file:///store/ml/blobs/base', digest: digest('9'), model: { name: 'iris', version: 2 } };
-  const p = pipeline([
+  const p = pipeline({ steps: [
     step('prepare', { outputs: [{ name: 'dataset', type: 'dataset' }] }),
     step('fit', {
       dependsOn: ['prepare'],
@@ -146,7 +125,7 @@ describe('planRun caching: inputs of a launch', () => {
       ],
       outputs: [{ name: 'model', type: 'model' }],
     }),
-  ]);
+  ] });
   const DATASET = output('dataset', '1');
   const status = statusWith([
     { name: 'prepare', phase: 'Succeeded', attempts: 1, podName: `${RUN_NAME}-prepare-1`, startedAt: stamp(-120), finishedAt: stamp(-60), outputs: [DATASET] },
@@ -154,7 +133,7 @@ describe('planRun caching: inputs of a launch', () => {
   ]);
 
   it('come from upstream outputs and pinned external inputs, and key the cache by digest', () => {
-    const run = pipelineRun({}, status);
+    const run = pipelineRun({ status });
     const start = withExternalInputs(startFor(p, run), [BASE]);
     const next = planRun({ run, pods: [], now: NOW, start });
     assert.deepEqual(created(next), ['r1-fit-1']);
@@ -170,14 +149,14 @@ describe('planRun caching: inputs of a launch', () => {
   });
 
   it("change the key when the external input's digest changes", () => {
-    const run = pipelineRun({}, status);
+    const run = pipelineRun({ status });
     const keyWith = (e: ExternalInput) => launchOf(planRun({ run, pods: [], now: NOW, start: withExternalInputs(startFor(p, run), [e]) }), 'fit').cache?.key;
     assert.notEqual(keyWith({ ...BASE, digest: digest('8') }), keyWith(BASE));
     assert.equal(keyWith({ ...BASE, uri: 'gs://elsewhere/base' }), keyWith(BASE), 'not when only its URI changes');
   });
 
   it('are empty for an external input the configuration does not pin', () => {
-    const run = pipelineRun({}, status);
+    const run = pipelineRun({ status });
     const launch = launchOf(plan({ pipeline: p, run }), 'fit');
     assert.deepEqual(launch.inputs, [
       { name: 'data', uri: DATASET.uri, digest: DATASET.digest },
@@ -190,7 +169,7 @@ describe('planRun caching: inputs of a launch', () => {
       status.steps![0]!,
       { name: 'fit', phase: 'Running', attempts: 1, podName: `${RUN_NAME}-fit-1`, startedAt: stamp(-30) },
     ]);
-    const run = pipelineRun({}, running);
+    const run = pipelineRun({ status: running });
     const next = planRun({ run, pods: [], now: NOW, start: withExternalInputs(startFor(p, run), [BASE]) });
     assert.deepEqual(created(next), ['r1-fit-1']);
     assert.deepEqual(launchOf(next, 'fit').inputs.map((i) => i.digest), [DATASET.digest, BASE.digest]);
@@ -199,7 +178,7 @@ describe('planRun caching: inputs of a launch', () => {
 });
 
 describe('planRun caching: reused results', () => {
-  const p = pipeline(chain());
+  const p = pipeline({ steps: chain() });
 
   it('marks a reused step Cached without creating a Pod', () => {
     const first = plan({ pipeline: p, reuse: reuse('a') });
@@ -219,7 +198,7 @@ describe('planRun caching: reused results', () => {
       { name: 'b', phase: 'Pending', attempts: 0 },
       { name: 'c', phase: 'Pending', attempts: 0 },
     ]);
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), reuse: reuse('b') });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), reuse: reuse('b') });
     assert.equal(stepOf(next, 'b').phase, 'Cached');
     assert.deepEqual(stepOf(next, 'b').metrics, { accuracy: 0.9 });
     assert.equal(stepOf(next, 'b').cachedFrom, 'r0');
@@ -251,7 +230,7 @@ describe('planRun caching: reused results', () => {
   });
 
   it('does not count reused steps against parallelism', () => {
-    const first = plan({ pipeline: pipeline([step('s1'), step('s2'), step('s3')]), run: pipelineRun({ parallelism: 1 }), reuse: new Map([['s1', { run: 'r0', outputs: [] }]]) });
+    const first = plan({ pipeline: pipeline({ steps: [step('s1'), step('s2'), step('s3')] }), run: pipelineRun({ parallelism: 1 }), reuse: new Map([['s1', { run: 'r0', outputs: [] }]]) });
     assert.deepEqual(phases(first), { s1: 'Cached', s2: 'Running', s3: 'Pending' });
     assert.equal(stepOf(first, 's1').outputs, undefined, 'no empty outputs list');
   });
@@ -273,7 +252,7 @@ describe('planRun caching: reused results', () => {
 });
 
 describe('planRun caching: waiting for an identical step', () => {
-  const p = pipeline([step('a'), step('b')]);
+  const p = pipeline({ steps: [step('a'), step('b')] });
 
   it('keeps the step Pending, says why, and looks again in 2 s', () => {
     const first = plan({ pipeline: p, waitFor: new Map([['a', 'r9']]) });
@@ -298,7 +277,7 @@ describe('planRun caching: waiting for an identical step', () => {
 
   it('clears the waiting reason once the step launches', () => {
     const waiting = plan({ pipeline: p, waitFor: new Map([['a', 'r9']]) });
-    const next = plan({ pipeline: p, run: pipelineRun({}, waiting.status), pods: [stepPod('b', 1, 'Running')], now: at(2) });
+    const next = plan({ pipeline: p, run: pipelineRun({ status: waiting.status }), pods: [stepPod('b', 1, 'Running')], now: at(2) });
     assert.deepEqual(created(next), ['r1-a-1']);
     const a = stepOf(next, 'a');
     assert.deepEqual([a.phase, a.reason, a.message], ['Running', undefined, undefined]);
@@ -306,7 +285,7 @@ describe('planRun caching: waiting for an identical step', () => {
 });
 
 describe('planRun caching: messages of a succeeded step', () => {
-  const p = pipeline([step('a'), step('b')]);
+  const p = pipeline({ steps: [step('a'), step('b')] });
   // [previous message, message after the Pod succeeded]
   const cases: Array<[string, string | undefined, string | undefined]> = [
     ['keeps a cache-miss explanation', 'cache miss: image, inputs differ from run "r0"', 'cache miss: image, inputs differ from run "r0"'],
@@ -320,7 +299,7 @@ describe('planRun caching: messages of a succeeded step', () => {
         { name: 'a', phase: 'Running', attempts: 1, podName: `${RUN_NAME}-a-1`, startedAt: stamp(-60), cacheKey: digest('a'), ...(before ? { message: before } : {}) },
         { name: 'b', phase: 'Running', attempts: 1, podName: `${RUN_NAME}-b-1`, startedAt: stamp(-60) },
       ]);
-      const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [succeededPod('a', 1), stepPod('b', 1, 'Running')] });
+      const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [succeededPod('a', 1), stepPod('b', 1, 'Running')] });
       const a = stepOf(next, 'a');
       assert.equal(a.phase, 'Succeeded');
       assert.equal(a.message, after);

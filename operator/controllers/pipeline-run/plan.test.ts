@@ -1,37 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CONDITION_SUCCEEDED, Reasons, findCondition } from '../../api/v1alpha1/conditions.ts';
+import { Reasons } from '../../api/v1alpha1/conditions.ts';
 import type { PipelineRun, PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
-import { MAX_STEPS, type Pipeline, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
+import { MAX_STEPS, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { collapseEvents, planRun, retryDelaySeconds, type RunEvent, type RunFacts, type RunPlan } from './plan.ts';
+import { collapseEvents, retryDelaySeconds, type RunEvent } from './plan.ts';
+import { RUN_NAME, diamond, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import {
-  NOW, RUN_NAME, at, diamond, failedPod, pipeline, pipelineRun, stamp, startFor, step, stepPod, succeededPod, withStatus,
+  NOW, at, condition, created, deleted, eventReasons, failedPod, phases, plan, stamp, stepOf, stepPod, stored, succeededPod, withStatus,
 } from './testing.ts';
-
-// Helpers that read a plan the way a person reads a status.
-const stepOf = (plan: RunPlan, name: string): StepStatus => {
-  const s = plan.status.steps?.find((x) => x.name === name);
-  assert.ok(s, `step ${name} in status`);
-  return s;
-};
-const phases = (plan: RunPlan): Record<string, string> =>
-  Object.fromEntries((plan.status.steps ?? []).map((s) => [s.name, s.phase]));
-const created = (plan: RunPlan): string[] => plan.create.map((c) => c.podName);
-const deleted = (plan: RunPlan): string[] => plan.delete.map((p) => p.metadata.name);
-const condition = (plan: RunPlan) => {
-  const c = findCondition(plan.status.conditions, CONDITION_SUCCEEDED);
-  assert.ok(c, 'Succeeded condition');
-  return c;
-};
-const eventReasons = (plan: RunPlan): string[] => plan.events.map((e) => e.reason);
-/** A value as the API server stores it (undefined members dropped). */
-const stored = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
-
-const plan = ({ pipeline: p, ...facts }: Partial<RunFacts> & { pipeline: Pipeline | undefined }): RunPlan => {
-  const run = facts.run ?? pipelineRun();
-  return planRun({ run, pods: [], now: NOW, start: startFor(p, run), ...facts });
-};
 
 /** A status in which the given steps have the given phases (attempts 1 unless Pending), as a previous reconcile wrote it. */
 function runningStatus(steps: Record<string, Partial<StepStatus> & { phase: StepStatus['phase'] }>): PipelineRunStatus {
@@ -65,7 +42,7 @@ describe('retryDelaySeconds', () => {
 });
 
 describe('planRun: a diamond, step by step', () => {
-  const p = pipeline(diamond());
+  const p = pipeline({ steps: diamond() });
 
   it('first reconcile launches only the root step', () => {
     const first = plan({ pipeline: p });
@@ -105,15 +82,15 @@ describe('planRun: a diamond, step by step', () => {
   it('d waits for both b and c, then the run succeeds', () => {
     const status = runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Running' }, d: { phase: 'Pending' } });
     const pods = [succeededPod('a', 1), succeededPod('b', 1), stepPod('c', 1, 'Running')];
-    const third = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    const third = plan({ pipeline: p, run: pipelineRun({ status }), pods });
     assert.deepEqual(created(third), []);
     assert.deepEqual(phases(third), { a: 'Succeeded', b: 'Succeeded', c: 'Running', d: 'Pending' });
     assert.equal(third.status.progress, '2/4');
 
-    const fourth = plan({ pipeline: p, run: pipelineRun({}, third.status), pods: [...pods.slice(0, 2), succeededPod('c', 1)] });
+    const fourth = plan({ pipeline: p, run: pipelineRun({ status: third.status }), pods: [...pods.slice(0, 2), succeededPod('c', 1)] });
     assert.deepEqual(created(fourth), ['r1-d-1']);
 
-    const done = plan({ pipeline: p, run: pipelineRun({}, fourth.status), pods: [...pods.slice(0, 2), succeededPod('c', 1), succeededPod('d', 1)], now: at(60) });
+    const done = plan({ pipeline: p, run: pipelineRun({ status: fourth.status }), pods: [...pods.slice(0, 2), succeededPod('c', 1), succeededPod('d', 1)], now: at(60) });
     assert.equal(done.status.phase, 'Succeeded');
     assert.equal(done.status.progress, '4/4');
     assert.equal(done.status.finishedAt, stamp(60));
@@ -124,7 +101,7 @@ describe('planRun: a diamond, step by step', () => {
 });
 
 describe('planRun: parallelism', () => {
-  const fanOut = pipeline(['s1', 's2', 's3', 's4', 's5'].map((n) => step(n)));
+  const fanOut = pipeline({ steps: ['s1', 's2', 's3', 's4', 's5'].map((n) => step(n)) });
 
   it('launches at most `parallelism` steps, in declaration order', () => {
     const first = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2 }) });
@@ -134,27 +111,27 @@ describe('planRun: parallelism', () => {
 
   it('counts running steps against the limit and fills a freed slot', () => {
     const status = runningStatus({ s1: { phase: 'Running' }, s2: { phase: 'Running' }, s3: { phase: 'Pending' }, s4: { phase: 'Pending' }, s5: { phase: 'Pending' } });
-    const busy = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2 }, status), pods: [stepPod('s1', 1, 'Running'), stepPod('s2', 1, 'Running')] });
+    const busy = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2, status }), pods: [stepPod('s1', 1, 'Running'), stepPod('s2', 1, 'Running')] });
     assert.deepEqual(created(busy), []);
-    const freed = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2 }, status), pods: [succeededPod('s1', 1), stepPod('s2', 1, 'Running')] });
+    const freed = plan({ pipeline: fanOut, run: pipelineRun({ parallelism: 2, status }), pods: [succeededPod('s1', 1), stepPod('s2', 1, 'Running')] });
     assert.deepEqual(created(freed), ['r1-s3-1']);
   });
 
   it('limits b and c of a diamond to one at a time', () => {
     const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
-    const next = plan({ pipeline: pipeline(diamond()), run: pipelineRun({ parallelism: 1 }, status), pods: [succeededPod('a', 1)] });
+    const next = plan({ pipeline: pipeline({ steps: diamond() }), run: pipelineRun({ parallelism: 1, status }), pods: [succeededPod('a', 1)] });
     assert.deepEqual(created(next), ['r1-b-1']);
     assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Running', c: 'Pending', d: 'Pending' });
   });
 });
 
 describe('planRun: retries', () => {
-  const retrying = (retries: StepSpec['retries']) => pipeline([step('a', { retries }), step('b', { dependsOn: ['a'] })]);
+  const retrying = (retries: StepSpec['retries']) => pipeline({ steps: [step('a', { retries }), step('b', { dependsOn: ['a'] })] });
 
   it('a failed Pod with retries left makes the step Retrying after backoffSeconds', () => {
     const p = retrying({ limit: 2, backoffSeconds: 5, maxBackoffSeconds: 8 });
     const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1, 3, 'CUDA out of memory')] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [failedPod('a', 1, 3, 'CUDA out of memory')] });
     const a = stepOf(next, 'a');
     assert.equal(a.phase, 'Retrying');
     assert.equal(a.attempts, 1);
@@ -172,7 +149,7 @@ describe('planRun: retries', () => {
   it('before retryAt nothing is launched and the requeue is the time left', () => {
     const p = retrying({ limit: 2, backoffSeconds: 5 });
     const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(5).toISOString() }, b: { phase: 'Pending' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1)], now: at(2) });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [failedPod('a', 1)], now: at(2) });
     assert.deepEqual(created(next), []);
     assert.equal(stepOf(next, 'a').phase, 'Retrying');
     assert.equal(next.requeueAfterMs, 3000);
@@ -181,7 +158,7 @@ describe('planRun: retries', () => {
   it('once retryAt is reached, attempt 2 is launched as <run>-<step>-2', () => {
     const p = retrying({ limit: 2, backoffSeconds: 5 });
     const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(5).toISOString(), reason: 'Failed', message: 'attempt 1 …' }, b: { phase: 'Pending' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1)], now: at(5) });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [failedPod('a', 1)], now: at(5) });
     assert.deepEqual(created(next), ['r1-a-2']);
     assert.equal(next.create[0]?.attempt, 2);
     const a = stepOf(next, 'a');
@@ -194,31 +171,31 @@ describe('planRun: retries', () => {
   it('the 2nd retry waits twice as long, capped by maxBackoffSeconds', () => {
     const p = retrying({ limit: 3, backoffSeconds: 5, maxBackoffSeconds: 8 });
     const status = runningStatus({ a: { phase: 'Running', attempts: 2 }, b: { phase: 'Pending' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1), failedPod('a', 2)] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [failedPod('a', 1), failedPod('a', 2)] });
     assert.equal(stepOf(next, 'a').retryAt, at(8).toISOString());
     assert.equal(next.requeueAfterMs, 8000);
 
     const uncapped = retrying({ limit: 3, backoffSeconds: 5 });
-    const doubled = plan({ pipeline: uncapped, run: pipelineRun({}, status), pods: [failedPod('a', 1), failedPod('a', 2)] });
+    const doubled = plan({ pipeline: uncapped, run: pipelineRun({ status }), pods: [failedPod('a', 1), failedPod('a', 2)] });
     assert.equal(stepOf(doubled, 'a').retryAt, at(10).toISOString());
     assert.equal(doubled.requeueAfterMs, 10_000);
   });
 
   it('a step whose retry time has come but finds no free slot does not ask for an immediate requeue', () => {
     // The running step's Pod will wake the run when it finishes; requeueing now would spin.
-    const p = pipeline([step('a', { retries: { limit: 1 } }), step('b')]);
+    const p = pipeline({ steps: [step('a', { retries: { limit: 1 } }), step('b')] });
     const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(-1).toISOString() }, b: { phase: 'Running' } });
-    const next = plan({ pipeline: p, run: pipelineRun({ parallelism: 1 }, status), pods: [failedPod('a', 1), stepPod('b', 1, 'Running')] });
+    const next = plan({ pipeline: p, run: pipelineRun({ parallelism: 1, status }), pods: [failedPod('a', 1), stepPod('b', 1, 'Running')] });
     assert.deepEqual(created(next), []);
     assert.equal(stepOf(next, 'a').phase, 'Retrying');
     assert.equal(next.requeueAfterMs, undefined);
   });
 
   it('with no retries left the run fails: message names the step, Pending steps Skipped, running siblings Cancelled', () => {
-    const p = pipeline(diamond());
+    const p = pipeline({ steps: diamond() });
     const status = runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Running' }, d: { phase: 'Pending' } });
     const pods = [succeededPod('a', 1), failedPod('b', 1, 2, 'bad input'), stepPod('c', 1, 'Running')];
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods, now: at(10) });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods, now: at(10) });
     assert.equal(next.status.phase, 'Failed');
     assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Failed', c: 'Cancelled', d: 'Skipped' });
     assert.equal(stepOf(next, 'b').reason, Reasons.Failed);
@@ -236,9 +213,9 @@ describe('planRun: retries', () => {
   });
 
   it('the last allowed attempt failing says how many attempts were made', () => {
-    const p = pipeline([step('a', { retries: { limit: 1 } })]);
+    const p = pipeline({ steps: [step('a', { retries: { limit: 1 } })] });
     const status = runningStatus({ a: { phase: 'Running', attempts: 2 } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [failedPod('a', 1), failedPod('a', 2, 1, 'again')] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [failedPod('a', 1), failedPod('a', 2, 1, 'again')] });
     assert.equal(next.status.phase, 'Failed');
     assert.equal(stepOf(next, 'a').message, 'container step exited with code 1: again after 2 attempts');
     assert.match(condition(next).message, /^step "a" failed: .*after 2 attempts$/);
@@ -247,10 +224,10 @@ describe('planRun: retries', () => {
 
 describe('planRun: timeouts', () => {
   it('a step Pod older than timeoutSeconds is deleted and the step retried with reason TimedOut', () => {
-    const p = pipeline([step('a', { timeoutSeconds: 60, retries: { limit: 1, backoffSeconds: 7 } })]);
+    const p = pipeline({ steps: [step('a', { timeoutSeconds: 60, retries: { limit: 1, backoffSeconds: 7 } })] });
     const status = runningStatus({ a: { phase: 'Running' } });
     const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-61) } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [slow] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [slow] });
     const a = stepOf(next, 'a');
     assert.deepEqual([a.phase, a.reason], ['Retrying', Reasons.TimedOut]);
     assert.match(a.message ?? '', /exceeded its timeout of 60s/);
@@ -259,10 +236,10 @@ describe('planRun: timeouts', () => {
   });
 
   it('a step that times out with no retries left fails the run, its Pod deleted once', () => {
-    const p = pipeline([step('a', { timeoutSeconds: 60 }), step('b', { dependsOn: ['a'] })]);
+    const p = pipeline({ steps: [step('a', { timeoutSeconds: 60 }), step('b', { dependsOn: ['a'] })] });
     const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' } });
     const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-60) } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [slow] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [slow] });
     assert.equal(next.status.phase, 'Failed');
     assert.deepEqual(phases(next), { a: 'Failed', b: 'Skipped' });
     assert.equal(stepOf(next, 'a').reason, Reasons.TimedOut);
@@ -271,27 +248,27 @@ describe('planRun: timeouts', () => {
   });
 
   it('a step within its timeout asks to be looked at again when it expires', () => {
-    const p = pipeline([step('a', { timeoutSeconds: 60 })]);
+    const p = pipeline({ steps: [step('a', { timeoutSeconds: 60 })] });
     const status = runningStatus({ a: { phase: 'Running' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Running', { status: { startTime: stamp(-10) } })] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Running', { status: { startTime: stamp(-10) } })] });
     assert.equal(stepOf(next, 'a').phase, 'Running');
     assert.deepEqual(next.delete, []);
     assert.equal(next.requeueAfterMs, 50_000);
   });
 
   it('a Pod the kubelet ended with DeadlineExceeded fails the step with TimedOut', () => {
-    const p = pipeline([step('a', { timeoutSeconds: 60 })]);
+    const p = pipeline({ steps: [step('a', { timeoutSeconds: 60 })] });
     const status = runningStatus({ a: { phase: 'Running' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Failed', { status: { reason: 'DeadlineExceeded' } })] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Failed', { status: { reason: 'DeadlineExceeded' } })] });
     assert.equal(stepOf(next, 'a').reason, Reasons.TimedOut);
     assert.equal(next.status.phase, 'Failed');
   });
 
   it('the run times out: Failed with TimedOut, running steps Cancelled and their Pods deleted', () => {
-    const p = pipeline(diamond(), { timeoutSeconds: 3600 });
+    const p = pipeline({ steps: diamond(), timeoutSeconds: 3600 });
     const status = { ...runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Succeeded' }, d: { phase: 'Pending' } }), startedAt: stamp(-3600) };
     const pods = [succeededPod('a', 1), stepPod('b', 1, 'Running'), succeededPod('c', 1)];
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods });
     assert.equal(next.status.phase, 'Failed');
     const c = condition(next);
     assert.deepEqual([c.status, c.reason, c.message], ['False', Reasons.TimedOut, 'run exceeded its timeout of 3600s']);
@@ -301,9 +278,9 @@ describe('planRun: timeouts', () => {
   });
 
   it("the run's own timeout overrides the pipeline's and sets the requeue", () => {
-    const p = pipeline([step('a')], { timeoutSeconds: 10 });
+    const p = pipeline({ steps: [step('a')], timeoutSeconds: 10 });
     const status = { ...runningStatus({ a: { phase: 'Running' } }), startedAt: stamp(-100) };
-    const next = plan({ pipeline: p, run: pipelineRun({ timeoutSeconds: 300 }, status), pods: [stepPod('a', 1, 'Running')] });
+    const next = plan({ pipeline: p, run: pipelineRun({ timeoutSeconds: 300, status }), pods: [stepPod('a', 1, 'Running')] });
     assert.equal(next.status.phase, 'Running');
     assert.equal(next.requeueAfterMs, 200_000);
   });
@@ -311,10 +288,10 @@ describe('planRun: timeouts', () => {
 
 describe('planRun: cancel', () => {
   it('spec.cancel stops the run: Cancelled, Pods deleted, nothing created', () => {
-    const p = pipeline(diamond());
+    const p = pipeline({ steps: diamond() });
     const status = runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Running' }, c: { phase: 'Retrying', retryAt: at(30).toISOString() }, d: { phase: 'Pending' } });
     const pods = [succeededPod('a', 1), stepPod('b', 1, 'Running'), failedPod('c', 1)];
-    const next = plan({ pipeline: p, run: pipelineRun({ cancel: true }, status), pods });
+    const next = plan({ pipeline: p, run: pipelineRun({ cancel: true, status }), pods });
     assert.equal(next.status.phase, 'Cancelled');
     assert.deepEqual(phases(next), { a: 'Succeeded', b: 'Cancelled', c: 'Cancelled', d: 'Skipped' });
     assert.equal(stepOf(next, 'c').retryAt, undefined);
@@ -326,7 +303,7 @@ describe('planRun: cancel', () => {
   });
 
   it('a run cancelled before its first reconcile starts nothing', () => {
-    const next = plan({ pipeline: pipeline(diamond()), run: pipelineRun({ cancel: true }) });
+    const next = plan({ pipeline: pipeline({ steps: diamond() }), run: pipelineRun({ cancel: true }) });
     assert.equal(next.status.phase, 'Cancelled');
     assert.deepEqual(created(next), []);
     assert.deepEqual(phases(next), { a: 'Skipped', b: 'Skipped', c: 'Skipped', d: 'Skipped' });
@@ -351,7 +328,7 @@ describe('planRun: the run cannot start', () => {
   });
 
   it('invalid pipeline → Failed with InvalidPipeline naming the problem', () => {
-    const p = pipeline([step('a', { dependsOn: ['b'] }), step('b', { dependsOn: ['a'] })]);
+    const p = pipeline({ steps: [step('a', { dependsOn: ['b'] }), step('b', { dependsOn: ['a'] })] });
     const next = plan({ pipeline: p });
     assert.equal(next.status.phase, 'Failed');
     const c = condition(next);
@@ -361,7 +338,7 @@ describe('planRun: the run cannot start', () => {
   });
 
   it('invalid parameters → Failed with InvalidParameters listing every problem', () => {
-    const p = pipeline([step('a', { parameters: ['epochs', 'dataset'] })], {
+    const p = pipeline({ steps: [step('a', { parameters: ['epochs', 'dataset'] })],
       parameters: [{ name: 'epochs', type: 'int', default: 3 }, { name: 'dataset', type: 'string' }],
     });
     const next = plan({ pipeline: p, run: pipelineRun({ parameters: [{ name: 'epochs', value: 'many' }] }) });
@@ -373,7 +350,7 @@ describe('planRun: the run cannot start', () => {
   });
 
   it('valid parameters are resolved into status and the plan', () => {
-    const p = pipeline([step('a', { parameters: ['epochs'] })], { parameters: [{ name: 'epochs', type: 'int', default: 3 }, { name: 'lr', type: 'float', default: '0.1' }] });
+    const p = pipeline({ steps: [step('a', { parameters: ['epochs'] })], parameters: [{ name: 'epochs', type: 'int', default: 3 }, { name: 'lr', type: 'float', default: '0.1' }] });
     const next = plan({ pipeline: p, run: pipelineRun({ parameters: [{ name: 'epochs', value: '5' }] }) });
     const expected = [{ name: 'epochs', value: '5', source: 'run' }, { name: 'lr', value: '0.1', source: 'default' }];
     assert.deepEqual(next.status.parameters, expected);
@@ -382,7 +359,7 @@ describe('planRun: the run cannot start', () => {
 });
 
 describe('planRun: the world disagrees with the status', () => {
-  const p = pipeline(diamond());
+  const p = pipeline({ steps: diamond() });
 
   it('adopts a Pod an earlier reconcile created but did not record', () => {
     // The first reconcile created r1-a-1, then crashed before writing status.
@@ -399,7 +376,7 @@ describe('planRun: the world disagrees with the status', () => {
   it('adopts a newer attempt than the status knows', () => {
     const status = runningStatus({ a: { phase: 'Retrying', retryAt: at(-1).toISOString() }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
     const pods = [failedPod('a', 1), stepPod('a', 2, 'Running')];
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods });
     const a = stepOf(next, 'a');
     assert.deepEqual([a.phase, a.attempts, a.podName, a.retryAt], ['Running', 2, 'r1-a-2', undefined]);
     assert.deepEqual(created(next), []);
@@ -407,7 +384,7 @@ describe('planRun: the world disagrees with the status', () => {
 
   it('a Running step whose Pod is missing gets the same Pod name created again', () => {
     const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [] });
     assert.deepEqual(created(next), ['r1-a-1']);
     assert.equal(next.create[0]?.attempt, 1);
     assert.equal(stepOf(next, 'a').attempts, 1);
@@ -423,16 +400,16 @@ describe('planRun: the world disagrees with the status', () => {
 
   it('a still-running Pod of an earlier attempt is deleted', () => {
     const status = runningStatus({ a: { phase: 'Running', attempts: 2 }, b: { phase: 'Pending' }, c: { phase: 'Pending' }, d: { phase: 'Pending' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Running'), stepPod('a', 2, 'Running')] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Running'), stepPod('a', 2, 'Running')] });
     assert.deepEqual(deleted(next), ['r1-a-1']);
     assert.equal(stepOf(next, 'a').attempts, 2);
   });
 
   it('a Pod already being deleted is not deleted again', () => {
-    const p2 = pipeline([step('a')]);
+    const p2 = pipeline({ steps: [step('a')] });
     const status = runningStatus({ a: { phase: 'Running' } });
     const dying = stepPod('a', 1, 'Running', { metadata: { deletionTimestamp: stamp(-1) } });
-    const next = plan({ pipeline: p2, run: pipelineRun({ cancel: true }, status), pods: [dying] });
+    const next = plan({ pipeline: p2, run: pipelineRun({ cancel: true, status }), pods: [dying] });
     assert.equal(next.status.phase, 'Cancelled');
     assert.deepEqual(next.delete, []);
   });
@@ -445,7 +422,7 @@ describe('planRun: the world disagrees with the status', () => {
       progress: '1/4',
     };
     const pods = [succeededPod('a', 1), failedPod('b', 1), stepPod('c', 1, 'Running'), stepPod('c', 2, 'Pending', { metadata: { deletionTimestamp: stamp(-1) } })];
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), pods });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods });
     assert.deepEqual(deleted(next), ['r1-c-1']);
     assert.deepEqual(created(next), []);
     assert.deepEqual(next.events, []);
@@ -455,7 +432,7 @@ describe('planRun: the world disagrees with the status', () => {
 
   it('a finished run whose pipeline is gone still stops its Pods', () => {
     const status: PipelineRunStatus = { ...runningStatus({ a: { phase: 'Cancelled' } }), phase: 'Cancelled' };
-    const next = plan({ pipeline: undefined, run: pipelineRun({}, status), pods: [stepPod('a', 1, 'Running')] });
+    const next = plan({ pipeline: undefined, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Running')] });
     assert.deepEqual(deleted(next), ['r1-a-1']);
     assert.equal(next.status.phase, 'Cancelled');
   });
@@ -463,7 +440,7 @@ describe('planRun: the world disagrees with the status', () => {
 
 describe('planRun: Pods the API server rejects', () => {
   it('fail the step with PodRejected, without retry, and the run with it', () => {
-    const p = pipeline([step('a', { retries: { limit: 3 } }), step('b')]);
+    const p = pipeline({ steps: [step('a', { retries: { limit: 3 } }), step('b')] });
     const rejected = new Map([['r1-a-1', 'Pod rejected by the API server: exceeded quota']]);
     const next = plan({ pipeline: p, rejected });
     const a = stepOf(next, 'a');
@@ -476,9 +453,9 @@ describe('planRun: Pods the API server rejects', () => {
   });
 
   it('fail a Running step whose missing Pod is rejected when created again', () => {
-    const p = pipeline([step('a', { retries: { limit: 3 } })]);
+    const p = pipeline({ steps: [step('a', { retries: { limit: 3 } })] });
     const status = runningStatus({ a: { phase: 'Running' } });
-    const next = plan({ pipeline: p, run: pipelineRun({}, status), rejected: new Map([['r1-a-1', 'denied']]) });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), rejected: new Map([['r1-a-1', 'denied']]) });
     assert.deepEqual([stepOf(next, 'a').phase, stepOf(next, 'a').reason], ['Failed', Reasons.PodRejected]);
     assert.equal(next.status.phase, 'Failed');
     assert.deepEqual(created(next), []);
@@ -487,7 +464,7 @@ describe('planRun: Pods the API server rejects', () => {
 
 describe('planRun: conditions', () => {
   it("lastTransitionTime does not move while the condition's status stays the same", () => {
-    const p = pipeline(diamond());
+    const p = pipeline({ steps: diamond() });
     const first = plan({ pipeline: p });
     const t0 = condition(first).lastTransitionTime;
     assert.equal(t0, '2030-01-01T12:00:00Z');
@@ -511,8 +488,8 @@ describe('planRun: conditions', () => {
 describe('planRun: size', () => {
   // prepare → 198 shards → aggregate: the largest pipeline the CRD allows.
   const shards = Array.from({ length: MAX_STEPS - 2 }, (_, i) => `train-shard-${String(i).padStart(3, '0')}`);
-  const fanOut = pipeline([step('prepare'), ...shards.map((n) => step(n, { dependsOn: ['prepare'] })), step('aggregate', { dependsOn: shards })]);
-  const run = (status?: PipelineRunStatus): PipelineRun => pipelineRun({}, status, 'nightly-training-run-2030-01-01');
+  const fanOut = pipeline({ steps: [step('prepare'), ...shards.map((n) => step(n, { dependsOn: ['prepare'] })), step('aggregate', { dependsOn: shards })] });
+  const run = (status?: PipelineRunStatus): PipelineRun => pipelineRun({ status, name: 'nightly-training-run-2030-01-01' });
 
   it('a 200-step fan-out keeps its status small while running', () => {
     assert.equal(fanOut.spec.steps.length, 200);
@@ -528,10 +505,10 @@ describe('planRun: size', () => {
   it('a 200-step run in which every step failed with a long message stays far below etcd limits', () => {
     const names = Array.from({ length: MAX_STEPS }, (_, i) => `train-shard-${String(i).padStart(3, '0')}`);
     const steps = names.map((n) => step(n, { retries: { limit: 1 } }));
-    const p = pipeline(steps);
+    const p = pipeline({ steps });
     const status = runningStatus(Object.fromEntries(names.map((n) => [n, { phase: 'Running' as const }])));
     const pods = names.map((n) => failedPod(n, 1, 1, 'x'.repeat(10_000)));
-    const next = plan({ run: pipelineRun({}, status), pipeline: p, pods, now: NOW });
+    const next = plan({ run: pipelineRun({ status }), pipeline: p, pods, now: NOW });
     assert.ok(next.status.steps?.every((s) => s.phase === 'Retrying'));
     const size = JSON.stringify(next.status).length;
     assert.ok(size < 256 * 1024, `status is ${size} bytes`);

@@ -5,7 +5,7 @@ import type { ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
 import type { InputSpec } from '../../agent/protocol.ts';
 import { buildStepPod, DEFAULT_RUN_AS_USER, type AgentSettings } from './pod-spec.ts';
 import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
-import { IMAGE, NAMESPACE, RUN_UID, pipelineRun, step } from './testing.ts';
+import { NAMESPACE, RUN_UID, TEST_IMAGE, pipelineRun, step } from '../../../test/builders.ts';
 
 const parameters: ResolvedParameter[] = [
   { name: 'lr', value: '0.01', source: 'run' },
@@ -108,7 +108,7 @@ describe('buildStepPod', () => {
 
   it('runs the step with the image, command, resources and placement of the step', () => {
     assert.equal(container?.name, STEP_CONTAINER);
-    assert.equal(container?.image, IMAGE);
+    assert.equal(container?.image, TEST_IMAGE);
     assert.deepEqual(container?.command, ['python', '-m', 'train']);
     assert.deepEqual(container?.resources, { requests: { cpu: '500m', memory: '1Gi' }, limits: { 'nvidia.com/gpu': 1 } });
     assert.deepEqual(pod.spec?.nodeSelector, { pool: 'gpu' });
@@ -144,13 +144,13 @@ describe('buildStepPod', () => {
   });
 
   it('omits command and args the step does not set', () => {
-    const bare = stepContainer(build({ step: { name: 'bare', image: IMAGE } }));
+    const bare = stepContainer(build({ step: { name: 'bare', image: TEST_IMAGE } }));
     assert.equal(bare?.command, undefined);
     assert.equal(bare?.args, undefined);
   });
 
   describe('with a long run name', () => {
-    const longRun = pipelineRun({}, undefined, `nightly-${'x'.repeat(80)}-training`);
+    const longRun = pipelineRun({ name: `nightly-${'x'.repeat(80)}-training` });
     const a = buildStepPod({ ...base, run: longRun, step: trainStep, attempt: 1 });
     const again = buildStepPod({ ...base, run: longRun, step: trainStep, attempt: 1 });
     const next = buildStepPod({ ...base, run: longRun, step: trainStep, attempt: 2 });

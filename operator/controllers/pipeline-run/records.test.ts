@@ -8,9 +8,8 @@ import {
 import type { RunRecords } from '../../metadata/records.ts';
 import { cacheKeyOf } from './cache-key.ts';
 import { recordsDigest, recordsOf } from './records.ts';
-import {
-  CONFIGURATION_DIGEST, CONFIGURATION_URI, NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, pipeline, pipelineRun, stamp, step,
-} from './testing.ts';
+import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, pipeline, pipelineRun, step } from '../../../test/builders.ts';
+import { CONFIGURATION_DIGEST, CONFIGURATION_URI, stamp } from './testing.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}` as const;
 const DATASET = { name: 'dataset', uri: `file:///store/${NAMESPACE}/blobs/${digest('1')}`, digest: digest('1'), size: 1000 };
@@ -34,7 +33,7 @@ const steps = (): StepSpec[] => [
 ];
 
 function configurationOf(specSteps: StepSpec[] = steps()): PipelineConfiguration {
-  const p = pipeline(specSteps, { parameters: [{ name: 'epochs', type: 'int' }, { name: 'seed', type: 'int' }] });
+  const p = pipeline({ steps: specSteps, parameters: [{ name: 'epochs', type: 'int' }, { name: 'seed', type: 'int' }] });
   return freezeConfiguration({
     run: { namespace: NAMESPACE, name: RUN_NAME, uid: RUN_UID },
     pipeline: p,

@@ -1,22 +1,20 @@
-// Builders for the unit tests of the pipeline-run planning code: small Pipelines, PipelineRuns
-// and step Pods carrying only what a test cares about, and a fixed "now". Test-only; no I/O.
+// Fixtures for the unit tests of the pipeline-run planning code, built on the shared builders
+// (test/builders.ts): a fixed "now", step Pods as the cache holds them, what freezing would give,
+// and helpers that plan and read a plan the way a person reads a status. Test-only; no I/O.
+import assert from 'node:assert/strict';
 import type { IContainerStatus } from 'kubernetes-models/v1/ContainerStatus';
 import type { IPodStatus } from 'kubernetes-models/v1/PodStatus';
-import { API_VERSION, type ObjectMeta } from '../../api/v1alpha1/common.ts';
+import { API_VERSION, type Condition, type ObjectMeta } from '../../api/v1alpha1/common.ts';
+import { CONDITION_SUCCEEDED, findCondition } from '../../api/v1alpha1/conditions.ts';
 import { LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_RUN, LABEL_STEP, MANAGED_BY } from '../../api/v1alpha1/labels.ts';
-import type { PipelineRun, PipelineRunSpec, PipelineRunStatus } from '../../api/v1alpha1/pipeline-run.ts';
-import type { Pipeline, PipelineSpec, StepSpec } from '../../api/v1alpha1/pipeline.ts';
+import type { PipelineRun, PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
+import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
 import { freezeConfiguration, type ExternalInput } from '../../configuration/pipeline-configuration.ts';
 import { stepPodName } from '../../kube/names.ts';
-import { checkPipeline } from './freeze.ts';
-import type { RunStart } from './plan.ts';
 import type { Pod } from '../../kube/pod.ts';
-
-export const NAMESPACE = 'ml';
-export const RUN_NAME = 'r1';
-export const RUN_UID = '6f1c1a52-0000-4000-8000-000000000001';
-export const PIPELINE_NAME = 'train';
-export const IMAGE = 'registry.local/ferry/step:1.0';
+import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipelineRun } from '../../../test/builders.ts';
+import { checkPipeline, type FreezeOutcome } from './freeze.ts';
+import { planRun, type RunFacts, type RunPlan } from './plan.ts';
 
 /** The fixed "now" of every planning test. */
 export const NOW = new Date('2030-01-01T12:00:00.000Z');
@@ -26,37 +24,6 @@ export const at = (seconds: number, from: Date = NOW): Date => new Date(from.get
 
 /** A Kubernetes timestamp (second precision) `seconds` from NOW. */
 export const stamp = (seconds: number): string => at(seconds).toISOString().replace(/\.\d{3}Z$/, 'Z');
-
-export function step(name: string, extra: Partial<StepSpec> = {}): StepSpec {
-  return { name, image: IMAGE, command: ['run', name], ...extra };
-}
-
-/** a → b, a → c, (b, c) → d */
-export const diamond = (extra: Partial<StepSpec> = {}): StepSpec[] => [
-  step('a', extra),
-  step('b', { ...extra, dependsOn: ['a'] }),
-  step('c', { ...extra, dependsOn: ['a'] }),
-  step('d', { ...extra, dependsOn: ['b', 'c'] }),
-];
-
-export function pipeline(steps: StepSpec[], extra: Partial<PipelineSpec> = {}): Pipeline {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Pipeline',
-    metadata: { name: PIPELINE_NAME, namespace: NAMESPACE, generation: 1 },
-    spec: { ...extra, steps },
-  };
-}
-
-export function pipelineRun(extra: Partial<PipelineRunSpec> = {}, status?: PipelineRunStatus, name = RUN_NAME): PipelineRun {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'PipelineRun',
-    metadata: { name, namespace: NAMESPACE, uid: RUN_UID, generation: 1 },
-    spec: { pipelineRef: { name: PIPELINE_NAME }, ...extra },
-    ...(status ? { status } : {}),
-  };
-}
 
 /** The same run with another status (what the next reconcile reads after a status write). */
 export const withStatus = (run: PipelineRun, status: PipelineRunStatus): PipelineRun => ({ ...run, status: structuredClone(status) });
@@ -87,7 +54,7 @@ export function pod(name: string, stepName: string, attempt: number, phase: PodP
       ownerReferences: [{ apiVersion: API_VERSION, kind: 'PipelineRun', name: RUN_NAME, uid: RUN_UID, controller: true }],
       ...extra.metadata,
     },
-    spec: { containers: [{ name: 'step', image: IMAGE }] },
+    spec: { containers: [{ name: 'step', image: TEST_IMAGE }] },
     status: { phase, ...(phase === 'Pending' ? {} : { startTime: stamp(-60) }), ...extra.status },
   };
 }
@@ -100,7 +67,7 @@ export const stepPod = (stepName: string, attempt: number, phase: PodPhase, extr
 export function terminated(exitCode: number, extra: { message?: string; reason?: string; finishedAt?: string; name?: string } = {}): IContainerStatus {
   return {
     name: extra.name ?? 'step',
-    image: IMAGE,
+    image: TEST_IMAGE,
     imageID: '',
     ready: false,
     restartCount: 0,
@@ -127,7 +94,7 @@ export const CONFIGURATION_URI = `file:///store/${NAMESPACE}/${PIPELINE_NAME}/${
 export const CONFIGURATION_DIGEST = `sha256:${'c'.repeat(64)}`;
 
 /** What freezing would give for this Pipeline (images "pinned" to themselves, no registry). */
-export function startFor(p: Pipeline | undefined, run: PipelineRun): RunStart {
+export function startFor(p: Pipeline | undefined, run: PipelineRun): FreezeOutcome {
   const checked = checkPipeline(run, p);
   if (checked.kind !== 'ok') return checked;
   const images = new Map(checked.pipeline.spec.steps.map((s) => [s.name, { reference: s.image, pinned: s.image, digest: `sha256:${'d'.repeat(64)}` as const }]));
@@ -138,11 +105,41 @@ export function startFor(p: Pipeline | undefined, run: PipelineRun): RunStart {
     images,
     operatorVersion: '0.0.0-test',
   });
-  return { kind: 'frozen', configuration, uri: CONFIGURATION_URI, digest: CONFIGURATION_DIGEST };
+  return { kind: 'frozen', configuration, uri: CONFIGURATION_URI, digest: CONFIGURATION_DIGEST, written: false };
 }
 
 /** A frozen start whose configuration also pins these external inputs (registered models, other pipelines' outputs). */
-export function withExternalInputs(start: RunStart, externalInputs: ExternalInput[]): RunStart {
+export function withExternalInputs(start: FreezeOutcome, externalInputs: ExternalInput[]): FreezeOutcome {
   if (start.kind !== 'frozen') return start;
   return { ...start, configuration: { ...start.configuration, externalInputs } };
 }
+
+/** Plans `facts` for the default run at NOW, with the configuration freezing `p` would give. */
+export const plan = ({ pipeline: p, ...facts }: Partial<RunFacts> & { pipeline: Pipeline | undefined }): RunPlan => {
+  const run = facts.run ?? pipelineRun();
+  return planRun({ run, pods: [], now: NOW, start: startFor(p, run), ...facts });
+};
+
+// Readers of a plan, the way a person reads a status.
+export const stepOf = (plan: RunPlan, name: string): StepStatus => {
+  const s = plan.status.steps?.find((x) => x.name === name);
+  assert.ok(s, `step ${name} in status`);
+  return s;
+};
+export const phases = (plan: RunPlan): Record<string, string> =>
+  Object.fromEntries((plan.status.steps ?? []).map((s) => [s.name, s.phase]));
+export const created = (plan: RunPlan): string[] => plan.create.map((c) => c.podName);
+export const deleted = (plan: RunPlan): string[] => plan.delete.map((p) => p.metadata.name);
+export const launchOf = (plan: RunPlan, name: string) => {
+  const launch = plan.create.find((c) => c.step.name === name);
+  assert.ok(launch, `launch of ${name}`);
+  return launch;
+};
+export const condition = (plan: RunPlan): Condition => {
+  const c = findCondition(plan.status.conditions, CONDITION_SUCCEEDED);
+  assert.ok(c, 'Succeeded condition');
+  return c;
+};
+export const eventReasons = (plan: RunPlan): string[] => plan.events.map((e) => e.reason);
+/** A value as the API server stores it (undefined members dropped). */
+export const stored = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
 import type { PipelineSpec } from '../../api/v1alpha1/pipeline.ts';
-import { diamond, step } from '../pipeline-run/testing.ts';
+import { diamond, step } from '../../../test/builders.ts';
 import { referencedParameters, validatePipeline } from './validate.ts';
 
 describe('validatePipeline', () => {
