@@ -5,10 +5,11 @@ import type { PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-
 import type { Pipeline, StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { ExternalInput } from '../../configuration/pipeline-configuration.ts';
 import { cacheKeyOf } from './cache-key.ts';
-import { planRun, type Reused } from './plan.ts';
+import { planRun } from './plan.ts';
 import { RUN_NAME, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import {
-  NOW, at, created, eventReasons, launchOf, phases, plan, stamp, startFor, stepOf, stepPod, stored, succeededPod, withExternalInputs,
+  at, cacheByStep, created, eventReasons, factsFor, launchOf, phases, plan, stamp, startFor, stepOf, stepPod, stored, succeededPod,
+  withExternalInputs, type ReusedLike,
 } from './testing.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
@@ -30,7 +31,7 @@ const chain = (): StepSpec[] => [
   step('b', { dependsOn: ['a'], inputs: [{ name: 'in', from: { step: 'a', output: 'x' } }], outputs: [{ name: 'y', type: 'model' }] }),
   step('c', { dependsOn: ['b'], inputs: [{ name: 'in', from: { step: 'b', output: 'y' } }], outputs: [{ name: 'z', type: 'metrics' }] }),
 ];
-const REUSED: Record<string, Reused> = {
+const REUSED: Record<string, ReusedLike> = {
   a: { run: 'r0', outputs: [output('x', '1')] },
   b: { run: 'r0', outputs: [output('y', '2')], metrics: { accuracy: 0.9 } },
   c: { run: 'r-old', outputs: [output('z', '3')] },
@@ -135,7 +136,7 @@ describe('planRun caching: inputs of a launch', () => {
   it('come from upstream outputs and pinned external inputs, and key the cache by digest', () => {
     const run = pipelineRun({ status });
     const start = withExternalInputs(startFor(p, run), [BASE]);
-    const next = planRun({ run, pods: [], now: NOW, start });
+    const next = planRun(factsFor({ run, start, cache: cacheByStep() }));
     assert.deepEqual(created(next), ['r1-fit-1']);
     const launch = launchOf(next, 'fit');
     const inputs = [
@@ -150,7 +151,7 @@ describe('planRun caching: inputs of a launch', () => {
 
   it("change the key when the external input's digest changes", () => {
     const run = pipelineRun({ status });
-    const keyWith = (e: ExternalInput) => launchOf(planRun({ run, pods: [], now: NOW, start: withExternalInputs(startFor(p, run), [e]) }), 'fit').cache?.key;
+    const keyWith = (e: ExternalInput) => launchOf(planRun(factsFor({ run, start: withExternalInputs(startFor(p, run), [e]), cache: cacheByStep() })), 'fit').cache?.key;
     assert.notEqual(keyWith({ ...BASE, digest: digest('8') }), keyWith(BASE));
     assert.equal(keyWith({ ...BASE, uri: 'gs://elsewhere/base' }), keyWith(BASE), 'not when only its URI changes');
   });
@@ -170,7 +171,7 @@ describe('planRun caching: inputs of a launch', () => {
       { name: 'fit', phase: 'Running', attempts: 1, podName: `${RUN_NAME}-fit-1`, startedAt: stamp(-30) },
     ]);
     const run = pipelineRun({ status: running });
-    const next = planRun({ run, pods: [], now: NOW, start: withExternalInputs(startFor(p, run), [BASE]) });
+    const next = planRun(factsFor({ run, start: withExternalInputs(startFor(p, run), [BASE]), cache: cacheByStep() }));
     assert.deepEqual(created(next), ['r1-fit-1']);
     assert.deepEqual(launchOf(next, 'fit').inputs.map((i) => i.digest), [DATASET.digest, BASE.digest]);
     assert.equal(launchOf(next, 'fit').cache, undefined, 'the key was looked up at the first launch');
@@ -223,7 +224,7 @@ describe('planRun caching: reused results', () => {
   });
 
   it('records a reused step with no cache key when caching is disabled (a resumed run)', () => {
-    const first = plan({ pipeline: p, run: pipelineRun({ cachePolicy: 'Disabled' }), reuse: reuse('a') });
+    const first = plan({ pipeline: p, run: pipelineRun({ cachePolicy: 'Disabled' }), resumed: new Map([['a', { ...REUSED.a!, origin: 'r0/a' }]]) });
     assert.equal(stepOf(first, 'a').phase, 'Cached');
     assert.equal(stepOf(first, 'a').cacheKey, undefined);
     assert.equal(launchOf(first, 'b').cache, undefined);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Reasons } from '../../api/v1alpha1/conditions.ts';
+import { CONDITION_SUCCEEDED, Reasons, findCondition } from '../../api/v1alpha1/conditions.ts';
 import type { PipelineRun, PipelineRunStatus, StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import { MAX_STEPS, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { collapseEvents, retryDelaySeconds, type RunEvent } from './plan.ts';
+import { foldPass } from './fold.ts';
+import { collapseEvents, planFinishedRun, retryDelaySeconds, type RunEvent, type RunPlan } from './plan.ts';
 import { RUN_NAME, diamond, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import {
   NOW, at, condition, created, deleted, eventReasons, failedPod, phases, plan, stamp, stepOf, stepPod, stored, succeededPod, withStatus,
@@ -415,50 +416,45 @@ describe('planRun: the world disagrees with the status', () => {
   });
 
   it('a finished run only deletes its still-active Pods', () => {
-    const status: PipelineRunStatus = {
-      ...runningStatus({ a: { phase: 'Succeeded' }, b: { phase: 'Failed' }, c: { phase: 'Cancelled' }, d: { phase: 'Skipped' } }),
-      phase: 'Failed',
-      finishedAt: stamp(-30),
-      progress: '1/4',
-    };
     const pods = [succeededPod('a', 1), failedPod('b', 1), stepPod('c', 1, 'Running'), stepPod('c', 2, 'Pending', { metadata: { deletionTimestamp: stamp(-1) } })];
-    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods });
-    assert.deepEqual(deleted(next), ['r1-c-1']);
-    assert.deepEqual(created(next), []);
-    assert.deepEqual(next.events, []);
-    assert.deepEqual(next.status, { ...status, observedGeneration: 1 }, 'status is left as it was');
-    assert.equal(next.requeueAfterMs, undefined);
-  });
-
-  it('a finished run whose pipeline is gone still stops its Pods', () => {
-    const status: PipelineRunStatus = { ...runningStatus({ a: { phase: 'Cancelled' } }), phase: 'Cancelled' };
-    const next = plan({ pipeline: undefined, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Running')] });
-    assert.deepEqual(deleted(next), ['r1-a-1']);
-    assert.equal(next.status.phase, 'Cancelled');
+    assert.deepEqual(planFinishedRun(pods).map((x) => x.metadata.name), ['r1-c-1']);
   });
 });
 
-describe('planRun: Pods the API server rejects', () => {
+describe('foldPass: Pods the API server rejects', () => {
+  const fold = (planned: RunPlan, rejected: Map<string, string>) =>
+    foldPass(planned, { pods: { launches: planned.create, created: [], rejected } }, { pods: [], now: NOW });
+
   it('fail the step with PodRejected, without retry, and the run with it', () => {
     const p = pipeline({ steps: [step('a', { retries: { limit: 3 } }), step('b')] });
-    const rejected = new Map([['r1-a-1', 'Pod rejected by the API server: exceeded quota']]);
-    const next = plan({ pipeline: p, rejected });
-    const a = stepOf(next, 'a');
+    const planned = plan({ pipeline: p });
+    const next = fold(planned, new Map([['r1-a-1', 'Pod rejected by the API server: exceeded quota']]));
+    const a = next.status.steps!.find((s) => s.name === 'a')!;
     assert.deepEqual([a.phase, a.reason, a.retryAt], ['Failed', Reasons.PodRejected, undefined]);
     assert.equal(a.message, 'Pod rejected by the API server: exceeded quota');
-    assert.ok(!created(next).includes('r1-a-1'));
     assert.equal(next.status.phase, 'Failed');
-    assert.match(condition(next).message, /^step "a" failed: Pod rejected by the API server: exceeded quota$/);
-    assert.ok(eventReasons(next).includes('StepFailed'));
+    assert.deepEqual(next.status.steps!.map((s) => s.phase), ['Failed', 'Cancelled'], 'b started in the same pass and is stopped');
+    const c = findCondition(next.status.conditions, CONDITION_SUCCEEDED);
+    assert.match(c?.message ?? '', /^step "a" failed: Pod rejected by the API server: exceeded quota$/);
+    assert.deepEqual(next.events.map((e) => e.reason), ['StepStarted', 'StepFailed', 'RunFailed'], 'the refused step is not announced as started');
+    assert.equal(next.events[0]?.message, 'step "b" started (attempt 1)');
   });
 
   it('fail a Running step whose missing Pod is rejected when created again', () => {
     const p = pipeline({ steps: [step('a', { retries: { limit: 3 } })] });
     const status = runningStatus({ a: { phase: 'Running' } });
-    const next = plan({ pipeline: p, run: pipelineRun({ status }), rejected: new Map([['r1-a-1', 'denied']]) });
-    assert.deepEqual([stepOf(next, 'a').phase, stepOf(next, 'a').reason], ['Failed', Reasons.PodRejected]);
+    const next = fold(plan({ pipeline: p, run: pipelineRun({ status }) }), new Map([['r1-a-1', 'denied']]));
+    const a = next.status.steps!.find((s) => s.name === 'a')!;
+    assert.deepEqual([a.phase, a.reason], ['Failed', Reasons.PodRejected]);
     assert.equal(next.status.phase, 'Failed');
-    assert.deepEqual(created(next), []);
+  });
+
+  it('delete the Pods created in the same pass', () => {
+    const p = pipeline({ steps: [step('a'), step('b')] });
+    const planned = plan({ pipeline: p });
+    const madeB = stepPod('b', 1, 'Pending');
+    const next = foldPass(planned, { pods: { launches: planned.create, created: [madeB], rejected: new Map([['r1-a-1', 'denied']]) } }, { pods: [], now: NOW });
+    assert.deepEqual(next.delete.map((x) => x.metadata.name), ['r1-b-1']);
   });
 });
 

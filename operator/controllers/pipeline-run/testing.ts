@@ -14,7 +14,8 @@ import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipelineRun } from '../../../test/builders.ts';
 import { checkPipeline, type FreezeOutcome } from './freeze.ts';
-import { planRun, type RunFacts, type RunPlan } from './plan.ts';
+import { planRun, type CacheView, type RunFacts, type RunPlan } from './plan.ts';
+import type { Reused } from './transitions.ts';
 
 /** The fixed "now" of every planning test. */
 export const NOW = new Date('2030-01-01T12:00:00.000Z');
@@ -114,10 +115,38 @@ export function withExternalInputs(start: FreezeOutcome, externalInputs: Externa
   return { ...start, configuration: { ...start.configuration, externalInputs } };
 }
 
-/** Plans `facts` for the default run at NOW, with the configuration freezing `p` would give. */
-export const plan = ({ pipeline: p, ...facts }: Partial<RunFacts> & { pipeline: Pipeline | undefined }): RunPlan => {
+/** A cache hit as a test names it: `origin` defaults to the run and step it came from. */
+export type ReusedLike = Omit<Reused, 'origin'> & { origin?: string };
+
+/** The whole facts of a pass over `run` at NOW, with nothing in them unless given. */
+export function factsFor(facts: Partial<RunFacts> & Pick<RunFacts, 'run' | 'start'>): RunFacts {
+  return { pods: [], now: NOW, registered: [], manifests: new Map(), resumed: new Map(), ...facts };
+}
+
+/** A step cache that answers by step name: hits in `reuse`, identical steps running in the runs of `waitFor`. */
+export function cacheByStep(reuse: Map<string, ReusedLike> = new Map(), waitFor: Map<string, string> = new Map()): CacheView {
+  return {
+    lookup(_key, step) {
+      const hit = reuse.get(step.name);
+      if (hit) return { hit: { origin: `${hit.run}/${step.name}`, ...hit } };
+      const twin = waitFor.get(step.name);
+      return twin ? { runningIn: twin } : { miss: true };
+    },
+  };
+}
+
+export interface PlanInput extends Partial<RunFacts> {
+  pipeline: Pipeline | undefined;
+  /** Cache hits, by step name. */
+  reuse?: Map<string, ReusedLike>;
+  /** Steps whose identical twin runs in another run right now, by step name. */
+  waitFor?: Map<string, string>;
+}
+
+/** Plans for the default run at NOW, with the configuration freezing `p` would give. */
+export const plan = ({ pipeline: p, reuse, waitFor, ...facts }: PlanInput): RunPlan => {
   const run = facts.run ?? pipelineRun();
-  return planRun({ run, pods: [], now: NOW, start: startFor(p, run), ...facts });
+  return planRun(factsFor({ run, start: startFor(p, run), cache: cacheByStep(reuse, waitFor), ...facts }));
 };
 
 // Readers of a plan, the way a person reads a status.
