@@ -16,12 +16,15 @@ export interface InformerHandlers<T> {
   onDelete?(object: T): void;
 }
 
+/** Index name → the values an object is filed under in that index. */
+export type Indexers<T> = Record<string, (object: T) => string[]>;
+
 export interface InformerOptions<T> {
   resource: Resource;
   namespace?: string;
   labelSelector?: string;
-  /** Secondary index: the values an object is found under by byIndex(). */
-  index?: (object: T) => string[];
+  /** Named secondary indexes: for each name, the values an object is found under by byIndex(name, value). */
+  indexes?: Indexers<T>;
   /** A watch stream that delivers nothing (not even a bookmark) for this long is restarted. */
   idleTimeoutMs?: number;
   /**
@@ -44,7 +47,8 @@ function isNewer(candidate: KubeObject, current: KubeObject | undefined): boolea
 
 export class Informer<T extends KubeObject> {
   private readonly store = new Map<string, T>();
-  private readonly indexed = new Map<string, Map<string, T>>();
+  /** index name → value → key → object */
+  private readonly indexed = new Map<string, Map<string, Map<string, T>>>();
   private readonly handlers: InformerHandlers<T>[] = [];
   private readonly options: InformerOptions<T>;
   private readonly client: KubeClient;
@@ -93,8 +97,8 @@ export class Informer<T extends KubeObject> {
     return [...this.store.values()];
   }
 
-  byIndex(value: string): T[] {
-    return [...(this.indexed.get(value)?.values() ?? [])];
+  byIndex(index: string, value: string): T[] {
+    return [...(this.indexed.get(index)?.get(value)?.values() ?? [])];
   }
 
   get size(): number {
@@ -229,10 +233,14 @@ export class Informer<T extends KubeObject> {
     const previous = this.store.get(key);
     if (previous) this.unindex(key, previous);
     this.store.set(key, object);
-    for (const value of this.options.index?.(object) ?? []) {
-      let bucket = this.indexed.get(value);
-      if (!bucket) this.indexed.set(value, (bucket = new Map()));
-      bucket.set(key, object);
+    for (const [index, valuesOf] of Object.entries(this.options.indexes ?? {})) {
+      let byValue = this.indexed.get(index);
+      if (!byValue) this.indexed.set(index, (byValue = new Map()));
+      for (const value of valuesOf(object)) {
+        let bucket = byValue.get(value);
+        if (!bucket) byValue.set(value, (bucket = new Map()));
+        bucket.set(key, object);
+      }
     }
   }
 
@@ -243,10 +251,13 @@ export class Informer<T extends KubeObject> {
   }
 
   private unindex(key: string, object: T): void {
-    for (const value of this.options.index?.(object) ?? []) {
-      const bucket = this.indexed.get(value);
-      bucket?.delete(key);
-      if (bucket?.size === 0) this.indexed.delete(value);
+    for (const [index, valuesOf] of Object.entries(this.options.indexes ?? {})) {
+      const byValue = this.indexed.get(index);
+      for (const value of valuesOf(object)) {
+        const bucket = byValue?.get(value);
+        bucket?.delete(key);
+        if (bucket?.size === 0) byValue?.delete(value);
+      }
     }
   }
 }
