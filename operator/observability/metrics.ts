@@ -10,7 +10,7 @@ export class Metrics {
 
   readonly reconcileTotal = new Counter({
     name: 'ferry_reconcile_total',
-    help: 'Reconciles by controller and result (success, requeue, error, terminal).',
+    help: 'Reconciles by controller and result (success, requeue, backoff, error).',
     labelNames: ['controller', 'result'] as const,
     registers: [this.registry],
   });

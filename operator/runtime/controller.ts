@@ -1,9 +1,10 @@
 // A controller: N workers take keys from the work queue and reconcile them. The outcome of a
 // reconcile decides what happens to the key:
 //   returns {}                      → done; the key's failure backoff is forgotten
-//   returns {requeueAfterMs}        → timed work: processed again after the delay
-//   throws TerminalError            → not retried; the object's status already says why
-//   throws anything else            → transient: retried with per-key exponential backoff
+//   returns {requeueAfterMs}        → timed work: forgotten, processed again after the delay
+//   returns {requeue: true}         → a system the object needs is down and its status says so:
+//                                     retried with the key's exponential backoff, not forgotten
+//   throws                          → transient: retried with per-key exponential backoff, logged
 import { errorMessage, isConflict } from '../kube/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -12,17 +13,11 @@ import { ExponentialBackoff } from './rate-limiter.ts';
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
+  /** Retry with the key's backoff (controller-runtime's Result{Requeue: true}); with requeueAfterMs, whichever comes first. */
+  requeue?: boolean;
 }
 
 export type Reconciler = (key: string) => Promise<ReconcileResult | void>;
-
-/** An error that retrying cannot fix (the status says why). */
-export class TerminalError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TerminalError';
-  }
-}
 
 export class Controller {
   readonly name: string;
@@ -63,8 +58,11 @@ export class Controller {
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
-      await this.process(key);
-      this.queue.done(key);
+      try {
+        await this.process(key);
+      } finally {
+        this.queue.done(key); // NOTE: a key not marked done would never be processed again
+      }
     }
   }
 
@@ -72,25 +70,20 @@ export class Controller {
     const end = this.metrics.reconcileDuration.startTimer({ controller: this.name });
     try {
       const result = await this.reconcile(key);
-      this.queue.forget(key);
-      if (result?.requeueAfterMs !== undefined) {
-        this.queue.addAfter(key, result.requeueAfterMs);
-        this.metrics.reconcileTotal.inc({ controller: this.name, result: 'requeue' });
-      } else {
-        this.metrics.reconcileTotal.inc({ controller: this.name, result: 'success' });
-      }
-    } catch (err) {
-      if (err instanceof TerminalError) {
-        this.queue.forget(key);
-        this.metrics.reconcileTotal.inc({ controller: this.name, result: 'terminal' });
-        this.log.warn('reconcile failed for good', { key, error: err.message });
-      } else {
+      if (result?.requeue) {
         this.queue.addRateLimited(key);
-        this.metrics.reconcileTotal.inc({ controller: this.name, result: 'error' });
-        // A conflict means our cache was behind a write; it is routine, not a warning.
-        const level = isConflict(err) ? 'debug' : 'warn';
-        this.log[level]('reconcile failed, will retry', { key, error: errorMessage(err), failures: this.queue.failures(key) });
+        this.metrics.reconcileTotal.inc({ controller: this.name, result: 'backoff' });
+      } else {
+        this.queue.forget(key);
+        this.metrics.reconcileTotal.inc({ controller: this.name, result: result?.requeueAfterMs !== undefined ? 'requeue' : 'success' });
       }
+      if (result?.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+    } catch (err) {
+      this.queue.addRateLimited(key);
+      this.metrics.reconcileTotal.inc({ controller: this.name, result: 'error' });
+      // A conflict means our cache was behind a write; it is routine, not a warning.
+      const level = isConflict(err) ? 'debug' : 'warn';
+      this.log[level]('reconcile failed, will retry', { key, error: errorMessage(err), failures: this.queue.failures(key) });
     } finally {
       end();
     }
