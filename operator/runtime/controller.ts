@@ -5,9 +5,14 @@
 //   returns {requeue: true}         → a system the object needs is down and its status says so:
 //                                     retried with the key's exponential backoff, not forgotten
 //   throws                          → transient: retried with per-key exponential backoff, logged
+//                                     (a conflict at debug: the cache was behind a write)
+// createController + watch() are the wiring every controller shares: a log scoped to the
+// controller, and cache events turned into keys.
+import type { KubeObject } from '../api/v1alpha1/common.ts';
 import { errorMessage, isConflict } from '../kube/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { objectKey, type InformerHandlers } from './informer.ts';
 import { WorkQueue } from './workqueue.ts';
 import { ExponentialBackoff } from './rate-limiter.ts';
 
@@ -19,12 +24,18 @@ export interface ReconcileResult {
 
 export type Reconciler = (key: string) => Promise<ReconcileResult | void>;
 
+/** Anything that tells handlers about adds, updates and deletes: a Cache or an Informer. */
+export interface EventSource<T> {
+  addHandlers(handlers: InformerHandlers<T>): void;
+}
+
 export class Controller {
   readonly name: string;
   readonly queue: WorkQueue;
+  /** The controller's log (field `controller`), also the one its reconciles log with. */
+  readonly log: Logger;
   private readonly reconcile: Reconciler;
   private readonly workers: number;
-  private readonly log: Logger;
   private readonly metrics: Metrics;
   private running: Promise<void>[] = [];
 
@@ -39,6 +50,26 @@ export class Controller {
 
   enqueue(key: string): void {
     this.queue.add(key);
+  }
+
+  /**
+   * Enqueues the keys `keysOf` maps an object to (by default its own key) on every add, update
+   * (the keys of the old and the new object, as controller-runtime's map handlers do) and delete.
+   * NOTE: deletes are enqueued too; a reconcile finds the object gone and returns at once.
+   */
+  watch<T extends KubeObject>(source: EventSource<T>, keysOf: (object: T) => readonly string[] = (o) => [objectKey(o)]): this {
+    const enqueue = (object: T) => {
+      for (const key of keysOf(object)) this.queue.add(key);
+    };
+    source.addHandlers({
+      onAdd: enqueue,
+      onUpdate: (previous, current) => {
+        enqueue(previous);
+        enqueue(current);
+      },
+      onDelete: enqueue,
+    });
+    return this;
   }
 
   start(): void {
@@ -60,6 +91,11 @@ export class Controller {
       if (key === undefined) return;
       try {
         await this.process(key);
+      } catch (err) {
+        // Only the metrics or the logger can throw here (process() catches the reconcile's
+        // errors): the key goes back with its backoff and the worker carries on.
+        this.queue.addRateLimited(key);
+        this.log.error('reconcile crashed', { key, error: errorMessage(err) });
       } finally {
         this.queue.done(key); // NOTE: a key not marked done would never be processed again
       }
@@ -88,4 +124,19 @@ export class Controller {
       end();
     }
   }
+}
+
+/**
+ * A controller named `name` whose reconcile gets `deps` with `log` scoped to the controller
+ * (`controller.log`, field `controller`), the same log its worker lines carry.
+ */
+export function createController<D extends { log: Logger; metrics: Metrics }>(
+  name: string,
+  deps: D,
+  workers: number,
+  reconcile: (deps: D, key: string) => Promise<ReconcileResult | void>,
+): Controller {
+  const controller = new Controller({ name, workers, log: deps.log, metrics: deps.metrics, reconcile: (key) => reconcile(scoped, key) });
+  const scoped: D = { ...deps, log: controller.log };
+  return controller;
 }

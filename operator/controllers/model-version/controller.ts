@@ -1,22 +1,17 @@
-// Wires the ModelVersion controller: each version is a key; a change to any version of a model
-// wakes its siblings too (a promotion archives the previous Production version).
-import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
-import { Controller } from '../../runtime/controller.ts';
-import { objectKey } from '../../runtime/informer.ts';
+// Wires the ModelVersion controller: each version is a key, woken by its own changes (a
+// promotion archives the previous Production version by patching it, which wakes that one);
+// the metadata store answering again wakes the versions whose records waited for it.
+import { createController, type Controller } from '../../runtime/controller.ts';
 import { reconcileModelVersion, type ModelVersionDeps } from './reconcile.ts';
 
 export const MODEL_VERSION_CONTROLLER = 'modelversion';
 
 export function createModelVersionController(deps: ModelVersionDeps, workers: number): Controller {
-  const log = deps.log.child({ controller: MODEL_VERSION_CONTROLLER });
-  const controller = new Controller({
-    name: MODEL_VERSION_CONTROLLER,
-    workers,
-    log: deps.log,
-    metrics: deps.metrics,
-    reconcile: (key) => reconcileModelVersion({ ...deps, log }, key),
+  const controller = createController(MODEL_VERSION_CONTROLLER, deps, workers, reconcileModelVersion).watch(deps.modelVersions);
+  // Versions whose stage waited for the metadata store are recorded once it answers again.
+  deps.metadata.onReachable(() => {
+    for (const key of deps.metadataBacklog) controller.enqueue(key);
+    deps.metadataBacklog.clear();
   });
-  const enqueue = (v: ModelVersion) => controller.enqueue(objectKey(v));
-  deps.modelVersions.addHandlers({ onAdd: enqueue, onUpdate: (_, v) => enqueue(v) });
   return controller;
 }

@@ -11,8 +11,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Cache } from '../../runtime/cache.ts';
 import type { Clock } from '../../runtime/clock.ts';
-import { Controller } from '../../runtime/controller.ts';
-import { objectKey } from '../../runtime/informer.ts';
+import { createController, type Controller } from '../../runtime/controller.ts';
 import { validatePipeline } from './validate.ts';
 
 export const PIPELINE_CONTROLLER = 'pipeline';
@@ -59,15 +58,5 @@ export async function reconcilePipeline(deps: PipelineDeps, key: string): Promis
 }
 
 export function createPipelineController(deps: PipelineDeps, workers: number): Controller {
-  const log = deps.log.child({ controller: PIPELINE_CONTROLLER });
-  const controller = new Controller({
-    name: PIPELINE_CONTROLLER,
-    workers,
-    log: deps.log,
-    metrics: deps.metrics,
-    reconcile: async (key) => reconcilePipeline({ ...deps, log }, key),
-  });
-  const enqueue = (p: Pipeline) => controller.enqueue(objectKey(p));
-  deps.pipelines.addHandlers({ onAdd: enqueue, onUpdate: (_, p) => enqueue(p) });
-  return controller;
+  return createController(PIPELINE_CONTROLLER, deps, workers, reconcilePipeline).watch(deps.pipelines);
 }
