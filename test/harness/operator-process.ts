@@ -1,8 +1,9 @@
 // Runs the real operator (operator/main.ts) as a child process against the test API server,
-// the way it runs in production, and keeps its JSON log lines for assertions.
+// the way it runs in production, and keeps its JSON log lines for assertions; reads its /metrics.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseMetrics, type Sample } from '../../bench/lib/prom.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -16,6 +17,8 @@ export interface OperatorProcess {
   logs: LogLine[];
   pid: number;
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** The samples of the operator's /metrics, on the port its 'operator starting' line names (FERRY_HTTP_PORT is 0). */
+  metrics(): Promise<Sample[]>;
   /** SIGKILL: a crash, no cleanup. */
   kill(): Promise<void>;
   /** SIGTERM: a graceful stop; resolves with the exit code. */
@@ -95,6 +98,12 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
         }, timeoutMs);
         waiters.push({ predicate, resolve: (l) => (clearTimeout(timer), resolve(l)) });
       });
+    },
+    async metrics() {
+      const starting = await this.waitForLog((l) => l.msg === 'operator starting');
+      const response = await fetch(`http://127.0.0.1:${Number(starting.httpPort)}/metrics`);
+      if (!response.ok) throw new Error(`GET /metrics: ${response.status}`);
+      return parseMetrics(await response.text());
     },
     async kill() {
       child.kill('SIGKILL');

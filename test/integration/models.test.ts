@@ -50,6 +50,7 @@ before(async () => {
 });
 
 after(async () => {
+  (await import('node:fs')).writeFileSync('/tmp/models-operator.log', operator.logs.map((l) => JSON.stringify(l)).join('\n'));
   await kubelet?.stop();
   await operator?.stop();
   await postgres?.stop();
@@ -149,11 +150,18 @@ describe('caching', () => {
       const rows = await query<{ phase: string }>('select phase from runs where name = $1', ['features-1']);
       return rows[0]?.phase === 'Succeeded' ? count() : undefined;
     });
-    // Touch every finished run so each is reconciled again.
-    for (const name of ['features-1', 'features-2', 'features-3', 'features-4']) {
+    // Touch every finished run so each is reconciled again, and wait until the operator has
+    // finished at least that many reconciles after the touches: only then can a double record show.
+    const reconciles = async () => (await operator.metrics())
+      .filter((s) => s.name === 'ferry_reconcile_total' && s.labels.controller === 'pipelinerun')
+      .reduce((sum, s) => sum + s.value, 0);
+    const touched = ['features-1', 'features-2', 'features-3', 'features-4'];
+    const reconciledBefore = await reconciles();
+    for (const name of touched) {
       await cluster.client.mergePatch(PIPELINE_RUNS, namespace, name, { metadata: { annotations: { 'test/touched': String(Date.now()) } } });
     }
-    await new Promise((r) => setTimeout(r, 1500));
+    await eventually(`${touched.length} pipelinerun reconciles after the touches`, async () =>
+      (await reconciles()) >= reconciledBefore + touched.length ? true : undefined);
     assert.deepEqual(await count(), before);
     assert.ok(Number(before.edges) > 0 && Number(before.artifacts) > 0);
     const executions = await query<{ step: string; phase: string }>(
@@ -360,7 +368,7 @@ describe('resume and outage', () => {
       await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'outage-1', namespace, pipeline: 'outage' }));
       const run = await finished('outage-1');
       assert.equal(run.status?.phase, 'Succeeded');
-      assert.ok(operator.logs.some((l) => l.msg === 'metadata not recorded; will retry when the database answers'));
+      assert.ok(operator.logs.some((l) => l.msg === 'lost metadata database'), 'the operator noticed the database was gone');
     } finally {
       await postgres.start();
     }
