@@ -61,8 +61,8 @@ export class Cache<T extends KubeObject, I extends string = never> {
     this.informerFor(object.metadata.namespace ?? '')?.recordWrite(object);
   }
 
-  recordCreate(object: T): void {
-    this.informerFor(object.metadata.namespace ?? '')?.recordCreate(object);
+  recordCreate(object: T, options: { announce?: boolean } = {}): void {
+    this.informerFor(object.metadata.namespace ?? '')?.recordCreate(object, options);
   }
 
   private informerFor(namespace: string): Informer<T> | undefined {

@@ -2,7 +2,7 @@
 // list's resourceVersion with bookmarks; relists on 410 Gone; restarts a watch that went
 // silent (watchdog); strips managedFields and what else the owner says it never reads; keeps
 // optional secondary indexes; tells handlers about adds, updates and deletes. Reads come from
-// here, writes go to the API.
+// here, writes go to the API. stop() interrupts a retry sleep and a relist at once.
 import type { KubeObject } from '../api/v1alpha1/common.ts';
 import type { KubeClient, WatchEvent } from '../kube/client.ts';
 import { errorMessage } from '../kube/errors.ts';
@@ -15,6 +15,9 @@ export interface InformerHandlers<T> {
   onUpdate?(previous: T, current: T): void;
   onDelete?(object: T): void;
 }
+
+/** What an informer needs of the API: KubeClient's list and watch. */
+export type ListWatchClient = Pick<KubeClient, 'list' | 'watch'>;
 
 /** Index name → the values an object is filed under in that index. */
 export type Indexers<T> = Record<string, (object: T) => string[]>;
@@ -51,16 +54,18 @@ export class Informer<T extends KubeObject> {
   private readonly indexed = new Map<string, Map<string, Map<string, T>>>();
   private readonly handlers: InformerHandlers<T>[] = [];
   private readonly options: InformerOptions<T>;
-  private readonly client: KubeClient;
+  private readonly client: ListWatchClient;
   private readonly log: Logger;
   private resourceVersion = '';
   private synced = false;
   private stopped = false;
+  /** Aborted by stop(): ends a retry sleep and a relist in progress. */
+  private readonly stopping = new AbortController();
   private watchAbort: AbortController | undefined;
   private syncWaiters: Array<() => void> = [];
   private loop: Promise<void> | undefined;
 
-  constructor(client: KubeClient, options: InformerOptions<T>, log: Logger) {
+  constructor(client: ListWatchClient, options: InformerOptions<T>, log: Logger) {
     this.client = client;
     this.options = options;
     this.log = log.child({ informer: options.resource.plural, namespace: options.namespace ?? '*' });
@@ -76,6 +81,7 @@ export class Informer<T extends KubeObject> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     this.watchAbort?.abort();
     await this.loop;
   }
@@ -116,14 +122,18 @@ export class Informer<T extends KubeObject> {
    * Takes in an object this process just created, so that a reconcile running before the watch
    * delivers it does not create it again (a POST answered AlreadyExists, then a GET). Only while
    * the watch is behind the create: once the watch has passed its resourceVersion, the cache
-   * already holds the object, or saw it deleted. The watch's ADDED event for it is then a no-op.
+   * already holds the object, or saw it deleted. The watch's ADDED event for it is then a no-op,
+   * so with `announce` the handlers are told of the add now, as the watch would have: another
+   * controller may own the object (a ModelVersion a run registered). Without it they are not
+   * (a step Pod: the pass that created it is its owner's own).
    */
-  recordCreate(object: T): void {
+  recordCreate(object: T, options: { announce?: boolean } = {}): void {
     const key = objectKey(object);
     const created = Number(object.metadata.resourceVersion);
     const watched = Number(this.resourceVersion);
     if (this.store.has(key) || !Number.isFinite(created) || !Number.isFinite(watched) || created <= watched) return;
-    this.put(key, this.slim(object));
+    if (options.announce) this.apply(key, this.slim(object));
+    else this.put(key, this.slim(object));
   }
 
   private async run(): Promise<void> {
@@ -134,17 +144,20 @@ export class Informer<T extends KubeObject> {
         failures = 0;
         await this.watchOnce();
       } catch (err) {
+        if (this.stopped) return;
         failures++;
         const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
         this.log.warn('watch failed', { error: errorMessage(err), retryInMs: delay });
-        await sleep(delay);
+        await sleep(delay, this.stopping.signal);
       }
     }
   }
 
   private async relist(): Promise<void> {
     const { resource, namespace, labelSelector } = this.options;
-    const { items, resourceVersion } = await this.client.list<T>(resource, namespace, labelSelector, (item) => this.slim(item));
+    const { items, resourceVersion } = await this.client.list<T>(
+      resource, namespace, labelSelector, (item) => this.slim(item), { signal: this.stopping.signal },
+    );
     const seen = new Set<string>();
     for (const item of items) {
       const key = objectKey(item);

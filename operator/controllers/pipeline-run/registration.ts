@@ -128,7 +128,7 @@ async function createVersion(
     const version = buildModelVersion(deps, run, status, step, model, number, artifact, configuration, bound);
     const result = await createModelVersion(deps.client, version, run.metadata.uid ?? '');
     if (result.kind === 'created' || result.kind === 'ours') {
-      deps.modelVersions.recordCreate(result.version);
+      deps.modelVersions.recordCreate(result.version, { announce: true }); // the ModelVersion controller takes it from here
       return result.version;
     }
     if (reserved !== undefined || attempt >= MAX_NUMBER_ATTEMPTS) {
