@@ -47,18 +47,37 @@ export interface Operator {
 export async function createOperator(config: Config, log: Logger, clock: Clock): Promise<Operator> {
   const metrics = new Metrics();
   const kubeConfig = loadKubeConfig(config.kubeconfig);
-  const newClient = () => new KubeClient(kubeConfig, {
+  const newClient = (fence?: () => boolean) => new KubeClient(kubeConfig, {
     qps: config.apiQps,
     burst: config.apiBurst,
     fieldManager: 'ferry-operator',
     observer: metrics.requestObserver(),
+    ...(fence ? { fence } : {}),
   });
-  const client = newClient();
   // NOTE: Events and the Lease each have a client of their own, with its own rate limit, as in
   // controller-runtime: a burst of Events must not hold back Pods and status writes behind the
   // client-side limiter, and nothing may hold back a Lease renewal.
-  const eventClient = newClient();
   const leaseClient = newClient();
+  const elector = config.leaderElection
+    ? new LeaderElector(
+        leaseClient,
+        {
+          namespace: config.leaseNamespace,
+          name: config.leaseName,
+          identity: config.identity,
+          leaseDurationMs: config.leaseDurationMs,
+          renewDeadlineMs: config.renewDeadlineMs,
+          retryPeriodMs: config.retryPeriodMs,
+        },
+        clock,
+        log,
+      )
+    : undefined;
+  // NOTE: every write but the Lease's is fenced on leadership: a leader past its renew deadline
+  // sends nothing more, before a standby can take the Lease over. Reads go on (warm caches).
+  const whileLeader = () => elector?.isLeader() ?? true;
+  const client = newClient(whileLeader);
+  const eventClient = newClient(whileLeader);
   const idleTimeoutMs = config.watchIdleTimeoutMs;
   const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
   const runs = new Cache<PipelineRun, keyof typeof runIndexes>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, indexes: runIndexes }, log);
@@ -102,21 +121,6 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     ),
     createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new Set() }, config.workers),
   ];
-  const elector = config.leaderElection
-    ? new LeaderElector(
-        leaseClient,
-        {
-          namespace: config.leaseNamespace,
-          name: config.leaseName,
-          identity: config.identity,
-          leaseDurationMs: config.leaseDurationMs,
-          renewDeadlineMs: config.renewDeadlineMs,
-          retryPeriodMs: config.retryPeriodMs,
-        },
-        clock,
-        log,
-      )
-    : undefined;
   const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions], controllers, ...(elector ? { elector } : {}), log });
   metrics.leaderProbe = () => manager.isLeader();
   metrics.runPhases = () => {

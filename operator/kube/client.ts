@@ -1,13 +1,14 @@
 // The one door to the Kubernetes API: typed JSON requests over client-node's auth (kubeconfig,
 // in-cluster token, exec plugins) and one pooled connection, behind a client-side token bucket,
 // with errors that name the request. Watches use client-node's Watch on the same config.
+// An optional write fence (leadership) stops every mutating request before it is sent.
 import { createHash } from 'node:crypto';
 import type { RequestOptions } from 'node:https';
 import { HttpMethod, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
 import { Agent, fetch, type Dispatcher } from 'undici';
 import type { KubeObject } from '../api/v1alpha1/common.ts';
 import { TokenBucket } from '../runtime/token-bucket.ts';
-import { ApiError, isNotFound } from './errors.ts';
+import { ApiError, FencedError, isNotFound } from './errors.ts';
 import { resourcePath, type Resource } from './resources.ts';
 
 export interface ListResult<T> {
@@ -29,7 +30,19 @@ export interface KubeClientOptions {
   burst: number;
   fieldManager: string;
   observer?: RequestObserver;
+  /**
+   * Writes (POST, PUT, PATCH, DELETE) are sent only while this returns true, checked just before
+   * each is sent; otherwise they throw FencedError. Reads and watches go on, so caches stay warm.
+   */
+  fence?: () => boolean;
 }
+
+/** Per request: `signal` aborts it (with the client's own 60 s timeout, whichever comes first). */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+const REQUEST_TIMEOUT_MS = 60_000;
 
 /** TLS settings of a connection, from the kubeconfig (read again on every request: files rotate). */
 type TlsOptions = Pick<RequestOptions, 'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'rejectUnauthorized' | 'servername'>;
@@ -47,13 +60,13 @@ export class KubeClient {
     this.limiter = new TokenBucket(options.qps, options.burst);
   }
 
-  async get<T>(r: Resource, namespace: string | undefined, name: string): Promise<T> {
-    return this.request<T>('GET', resourcePath(r, namespace, name));
+  async get<T>(r: Resource, namespace: string | undefined, name: string, options: CallOptions = {}): Promise<T> {
+    return this.request<T>('GET', resourcePath(r, namespace, name), undefined, undefined, options);
   }
 
-  async getOrUndefined<T>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
+  async getOrUndefined<T>(r: Resource, namespace: string | undefined, name: string, options: CallOptions = {}): Promise<T | undefined> {
     try {
-      return await this.get<T>(r, namespace, name);
+      return await this.get<T>(r, namespace, name, options);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -64,7 +77,7 @@ export class KubeClient {
    * Lists every page of a collection. `slim` is applied page by page, so a list of 10k Pods never
    * holds 10k whole Pods at once when only part of each is kept.
    */
-  async list<T>(r: Resource, namespace?: string, labelSelector?: string, slim?: (item: T) => T): Promise<ListResult<T>> {
+  async list<T>(r: Resource, namespace?: string, labelSelector?: string, slim?: (item: T) => T, options: CallOptions = {}): Promise<ListResult<T>> {
     const items: T[] = [];
     let continueToken: string | undefined;
     let resourceVersion = '';
@@ -75,6 +88,9 @@ export class KubeClient {
       const page = await this.request<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
         'GET',
         `${resourcePath(r, namespace)}?${query}`,
+        undefined,
+        undefined,
+        options,
       );
       for (const item of page.items) items.push(slim ? slim(item) : item);
       resourceVersion = page.metadata.resourceVersion;
@@ -83,13 +99,13 @@ export class KubeClient {
     return { items, resourceVersion };
   }
 
-  async create<T extends KubeObject>(r: Resource, namespace: string | undefined, object: T): Promise<T> {
-    return this.request<T>('POST', `${resourcePath(r, namespace)}?fieldManager=${this.options.fieldManager}`, object);
+  async create<T extends KubeObject>(r: Resource, namespace: string | undefined, object: T, options: CallOptions = {}): Promise<T> {
+    return this.request<T>('POST', `${resourcePath(r, namespace)}?fieldManager=${this.options.fieldManager}`, object, undefined, options);
   }
 
-  async replace<T extends KubeObject>(r: Resource, object: T): Promise<T> {
+  async replace<T extends KubeObject>(r: Resource, object: T, options: CallOptions = {}): Promise<T> {
     const path = resourcePath(r, object.metadata.namespace, object.metadata.name);
-    return this.request<T>('PUT', `${path}?fieldManager=${this.options.fieldManager}`, object);
+    return this.request<T>('PUT', `${path}?fieldManager=${this.options.fieldManager}`, object, undefined, options);
   }
 
   /** Replaces the status subresource; the object's resourceVersion makes a stale write fail with 409. */
@@ -153,7 +169,7 @@ export class KubeClient {
     return controller;
   }
 
-  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', options: CallOptions = {}): Promise<T> {
     const cluster = this.config.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     await this.limiter.take();
@@ -161,6 +177,9 @@ export class KubeClient {
     const { headers: auth, dispatcher } = await this.connection(cluster.server + path, method);
     const headers: Record<string, string> = { ...auth, Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = contentType;
+    // NOTE: after the last await before sending: a fence closed while this waited for a token holds.
+    if (this.options.fence && method !== 'GET' && !this.options.fence()) throw new FencedError(method, path);
+    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     let status = 0;
     try {
       const response = await fetch(cluster.server + path, {
@@ -168,7 +187,7 @@ export class KubeClient {
         headers,
         dispatcher,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(60_000),
+        signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
       });
       status = response.status;
       const text = await response.text();

@@ -15,6 +15,21 @@ export class ApiError extends Error {
   }
 }
 
+/** A write refused by the client's fence before it was sent: this replica is not (or no longer) the leader. */
+export class FencedError extends Error {
+  readonly method: string;
+  readonly path: string;
+
+  constructor(method: string, path: string) {
+    super(`${method} ${path}: not sent, this replica is not the leader (write fenced)`);
+    this.name = 'FencedError';
+    this.method = method;
+    this.path = path;
+  }
+}
+
+export const isFenced = (err: unknown): err is FencedError => err instanceof FencedError;
+
 const hasStatus = (err: unknown, status: number): boolean => err instanceof ApiError && err.status === status;
 
 export const isNotFound = (err: unknown) => hasStatus(err, 404);

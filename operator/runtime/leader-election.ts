@@ -2,6 +2,13 @@
 // the Lease every retry period; others take it over only after they have seen it unchanged
 // for a whole lease duration (their own clock, so clock skew between nodes does not matter).
 // Writes carry resourceVersion, so two candidates can never both win the same round.
+//
+// NOTE: leadership cannot overlap. A leader leads until renewDeadline after the START of its
+// last successful renewal (or acquire) request; every request is aborted at that deadline and
+// a timer flips isLeader() to false at it, whatever a hung request does. A standby measures its
+// lease duration from when it saw that renewal's record, which is later, and renewDeadline <
+// leaseDuration: the old leader has stopped (its writes are fenced on isLeader()) before anyone
+// can acquire. Every time here is the injected Clock's.
 import type { KubeObject } from '../api/v1alpha1/common.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { errorMessage, isAlreadyExists, isConflict } from '../kube/errors.ts';
@@ -9,7 +16,7 @@ import { LEASES } from '../kube/resources.ts';
 import type { Logger } from '../observability/logger.ts';
 import { sleep, type Clock } from './clock.ts';
 
-interface Lease extends KubeObject {
+export interface Lease extends KubeObject {
   spec: {
     holderIdentity?: string | null;
     leaseDurationSeconds?: number;
@@ -18,6 +25,9 @@ interface Lease extends KubeObject {
     leaseTransitions?: number;
   };
 }
+
+/** The requests the elector makes: the (unfenced) Lease client, or an in-memory store in tests. */
+export type LeaseClient = Pick<KubeClient, 'get' | 'getOrUndefined' | 'create' | 'replace'>;
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -30,37 +40,48 @@ export interface LeaderElectionOptions {
 
 const microTime = (d: Date) => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 
+const deadlinePassed = () => new DOMException('the renew deadline passed', 'TimeoutError');
+
 export class LeaderElector {
-  private readonly client: KubeClient;
+  private readonly client: LeaseClient;
   private readonly options: LeaderElectionOptions;
   private readonly clock: Clock;
   private readonly log: Logger;
+  /** The Lease record last seen and when (clock ms) it was first seen so. */
   private observed: { record: string; at: number } | undefined;
   private leading = false;
+  /** Clock ms at which leadership ends unless a renewal succeeds: renewDeadline after the start of the last good one. */
+  private deadline = 0;
+  private deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The acquire or renewal request in flight, aborted at the deadline and on release. */
+  private inflight: AbortController | undefined;
+  private onLost: () => void = () => {};
   private readonly stopController = new AbortController();
 
-  constructor(client: KubeClient, options: LeaderElectionOptions, clock: Clock, log: Logger) {
+  constructor(client: LeaseClient, options: LeaderElectionOptions, clock: Clock, log: Logger) {
+    if (!(options.renewDeadlineMs < options.leaseDurationMs)) throw new Error('the renew deadline must be shorter than the lease duration');
     this.client = client;
     this.options = options;
     this.clock = clock;
     this.log = log.child({ lease: `${options.namespace}/${options.name}`, identity: options.identity });
   }
 
+  /** True while this replica leads: false from the renew deadline on, even before a timer or a hung request says so. */
   isLeader(): boolean {
-    return this.leading;
+    return this.leading && this.now() < this.deadline;
   }
 
   /**
    * Campaigns until this replica leads, then keeps renewing. Resolves once leadership is
-   * acquired; `onLost` is called if it is lost later (the caller should stop acting).
+   * acquired; `onLost` is called if it is lost later (isLeader() is already false then).
    */
   async acquire(onLost: () => void): Promise<boolean> {
+    this.onLost = onLost;
     const signal = this.stopController.signal;
     while (!signal.aborted) {
       if (await this.tryAcquireOrRenew()) {
-        this.leading = true;
         this.log.info('became leader');
-        void this.renewLoop(onLost).catch((err: unknown) => this.log.error('lease renewal crashed', { error: errorMessage(err) }));
+        void this.renewLoop().catch((err: unknown) => this.log.error('lease renewal crashed', { error: errorMessage(err) }));
         return true;
       }
       await sleep(this.options.retryPeriodMs, signal);
@@ -68,64 +89,93 @@ export class LeaderElector {
     return false;
   }
 
-  /** Stops campaigning; a leader gives the Lease up so a standby takes over at once. */
+  /** Stops campaigning; a leader stops leading, then gives the Lease up so a standby takes over at once. */
   async release(): Promise<void> {
     this.stopController.abort();
+    this.inflight?.abort(new DOMException('released', 'AbortError'));
+    clearTimeout(this.deadlineTimer);
     if (!this.leading) return;
     this.leading = false;
     try {
-      const lease = await this.client.get<Lease>(LEASES, this.options.namespace, this.options.name);
+      const signal = AbortSignal.timeout(this.options.renewDeadlineMs);
+      const lease = await this.client.get<Lease>(LEASES, this.options.namespace, this.options.name, { signal });
       if (lease.spec.holderIdentity !== this.options.identity) return;
       lease.spec = { ...lease.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: microTime(this.clock.now()) };
-      await this.client.replace(LEASES, lease);
+      await this.client.replace(LEASES, lease, { signal });
       this.log.info('released leadership');
     } catch (err) {
       this.log.warn('could not release the lease', { error: errorMessage(err) });
     }
   }
 
-  private async renewLoop(onLost: () => void): Promise<void> {
+  private now(): number {
+    return this.clock.now().getTime();
+  }
+
+  private async renewLoop(): Promise<void> {
     const signal = this.stopController.signal;
-    let lastRenew = Date.now();
-    while (!signal.aborted) {
+    while (!signal.aborted && this.leading) {
       await sleep(this.options.retryPeriodMs, signal);
-      if (signal.aborted) return;
-      if (await this.tryAcquireOrRenew()) {
-        lastRenew = Date.now();
-      } else if (Date.now() - lastRenew > this.options.renewDeadlineMs || !this.leading) {
-        this.leading = false;
-        this.log.warn('lost leadership');
-        onLost();
-        return;
-      }
+      if (signal.aborted || !this.leading) return;
+      // A failed renewal is retried every retry period until the deadline timer ends leadership.
+      await this.tryAcquireOrRenew();
     }
+  }
+
+  /** A successful request that started at `started` (clock ms) extends leadership to renewDeadline after it. */
+  private renewed(started: number): boolean {
+    const deadline = started + this.options.renewDeadlineMs;
+    if (this.stopController.signal.aborted || deadline <= this.now()) return false;
+    this.leading = true;
+    this.deadline = deadline;
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(() => this.lose('the renew deadline passed'), deadline - this.now());
+    return true;
+  }
+
+  private lose(reason: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    clearTimeout(this.deadlineTimer);
+    this.inflight?.abort(deadlinePassed());
+    this.log.warn('lost leadership', { reason });
+    this.onLost();
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.options;
-    const now = this.clock.now();
+    const started = this.now();
+    // NOTE: a leader's request ends at its deadline; a candidate's at renewDeadline after it starts.
+    const abortAt = this.leading ? this.deadline : started + this.options.renewDeadlineMs;
+    const attempt = new AbortController();
+    this.inflight = attempt;
+    const timer = setTimeout(() => attempt.abort(deadlinePassed()), Math.max(0, abortAt - started));
+    const signal = attempt.signal;
+    const now = new Date(started);
     const durationSeconds = Math.ceil(this.options.leaseDurationMs / 1000);
     try {
-      const lease = await this.client.getOrUndefined<Lease>(LEASES, namespace, name);
+      const lease = await this.client.getOrUndefined<Lease>(LEASES, namespace, name, { signal });
       if (!lease) {
         await this.client.create<Lease>(LEASES, namespace, {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
           metadata: { name, namespace },
           spec: { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
-        });
-        return true;
+        }, { signal });
+        return this.renewed(started);
       }
       const spec = lease.spec;
       const record = JSON.stringify([spec.holderIdentity, spec.renewTime, spec.leaseDurationSeconds]);
-      if (this.observed?.record !== record) this.observed = { record, at: Date.now() };
+      // Seen now, after the request that read it: later than the holder's renewal started.
+      if (this.observed?.record !== record) this.observed = { record, at: this.now() };
       const holder = spec.holderIdentity ?? '';
       const heldByUs = holder === identity;
-      const expiredMs = (spec.leaseDurationSeconds ?? durationSeconds) * 1000;
-      if (!heldByUs && holder !== '' && Date.now() - this.observed.at < expiredMs) {
-        this.leading = false;
+      if (this.leading && !heldByUs) {
+        this.lose(`the lease is held by ${holder || 'nobody'}`);
         return false;
       }
+      const expiredMs = (spec.leaseDurationSeconds ?? durationSeconds) * 1000;
+      if (!heldByUs && holder !== '' && this.now() - this.observed.at < expiredMs) return false;
       lease.spec = {
         ...spec,
         holderIdentity: identity,
@@ -133,11 +183,14 @@ export class LeaderElector {
         renewTime: microTime(now),
         ...(heldByUs ? {} : { acquireTime: microTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 }),
       };
-      await this.client.replace(LEASES, lease);
-      return true;
+      await this.client.replace(LEASES, lease, { signal });
+      return this.renewed(started);
     } catch (err) {
       if (!isConflict(err) && !isAlreadyExists(err)) this.log.warn('lease update failed', { error: errorMessage(err) });
       return false;
+    } finally {
+      clearTimeout(timer);
+      if (this.inflight === attempt) this.inflight = undefined;
     }
   }
 }

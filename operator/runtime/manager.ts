@@ -44,7 +44,8 @@ export class Manager {
       const won = await this.elector.acquire(() => {
         void this.stopControllers().finally(onLostLeadership);
       });
-      if (!won || this.stopping) return;
+      // NOTE: a leadership already lost again (a late acquire past its deadline) starts nothing.
+      if (!won || this.stopping || !this.elector.isLeader()) return;
     }
     for (const controller of this.controllers) controller.start();
     this.controllersStarted = true;
