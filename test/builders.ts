@@ -46,7 +46,10 @@ export interface PipelineRunOptions extends Partial<PipelineRunSpec> {
   namespace?: string;
   /** Default RUN_UID. */
   uid?: string;
-  /** The Pipeline named by spec.pipelineRef; default PIPELINE_NAME. */
+  /**
+   * The Pipeline named by spec.pipelineRef; default PIPELINE_NAME. A run that starts from
+   * elsewhere (reproduceFrom, resumeFrom, modelRef) has no pipelineRef: the CRD allows one of the four.
+   */
   pipeline?: string;
   /** The status a previous reconcile wrote; none by default. */
   status?: PipelineRunStatus;
@@ -59,7 +62,7 @@ export function pipelineRun(options: PipelineRunOptions = {}): PipelineRun {
     apiVersion: API_VERSION,
     kind: 'PipelineRun',
     metadata: { name, namespace, uid, generation: 1 },
-    spec: { pipelineRef: { name: pipelineName }, ...spec },
+    spec: { ...(spec.reproduceFrom || spec.resumeFrom || spec.modelRef ? {} : { pipelineRef: { name: pipelineName } }), ...spec },
     ...(status ? { status } : {}),
   };
 }

@@ -140,7 +140,7 @@ describe('artifacts and the frozen configuration', () => {
   });
 
   it('reproduces a run from its configuration byte for byte, except its identity', async () => {
-    await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun({ name: 'etl-1-again', namespace, pipeline: 'unused' }), spec: { reproduceFrom: { run: 'etl-1' } } });
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'etl-1-again', namespace, reproduceFrom: { run: 'etl-1' } }));
     const again = await finished('etl-1-again');
     assert.equal(again.status?.phase, 'Succeeded', JSON.stringify(again.status?.conditions));
     const a = await configurationOf(first);
@@ -157,10 +157,9 @@ describe('artifacts and the frozen configuration', () => {
 
   it('refuses to reproduce a configuration whose digest does not match', async () => {
     const uri = first.status!.configuration!.uri;
-    await cluster.client.create(PIPELINE_RUNS, namespace, {
-      ...pipelineRun({ name: 'etl-bad-digest', namespace, pipeline: 'unused' }),
-      spec: { reproduceFrom: { configuration: { uri, digest: `sha256:${'0'.repeat(64)}` } } },
-    });
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({
+      name: 'etl-bad-digest', namespace, reproduceFrom: { configuration: { uri, digest: `sha256:${'0'.repeat(64)}` } },
+    }));
     const run = await finished('etl-bad-digest');
     const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
     assert.equal(condition?.reason, 'ConfigurationDigestMismatch');

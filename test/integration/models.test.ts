@@ -50,7 +50,6 @@ before(async () => {
 });
 
 after(async () => {
-  (await import('node:fs')).writeFileSync('/tmp/models-operator.log', operator.logs.map((l) => JSON.stringify(l)).join('\n'));
   await kubelet?.stop();
   await operator?.stop();
   await postgres?.stop();
