@@ -1,8 +1,8 @@
 // Unit tests of freezing a run (freeze.ts) with fake dependencies: an in-memory artifact store
 // with the write-once contract, a fake registry, the real LRU cache and cache lookups as
-// closures over arrays. First the outcomes that need one call, as a table; then the ones that
-// need a store with history (read back, adopt, conflict, tamper, reproduce, resume) and the
-// external inputs (registered models, other pipelines' outputs).
+// closures over arrays. First the outcomes that need one call, as a table, and the pure
+// checkPipeline; then the ones that need a store with history (read back, adopt, conflict,
+// tamper, reproduce, resume) and the external inputs (registered models, other pipelines' outputs).
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -16,7 +16,7 @@ import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { configurationKey, serializeConfiguration, type PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { ImageResolutionError, type ImageResolver, type ResolvedImage } from '../../images/resolver.ts';
 import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipeline, pipelineRun, step } from '../../../test/builders.ts';
-import { freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
+import { checkPipeline, freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}` as const;
 const TAG = 'registry.local/ferry/train:1.0';
@@ -233,6 +233,21 @@ describe('freezeRun: a run that cannot start (yet)', () => {
     const deps = depsOf({ pipelines: [trainer({ imagePolicy: 'RequireDigest' })] });
     await freezeRun(deps, pipelineRun());
     assert.deepEqual(deps.images.asked, []);
+  });
+});
+
+describe('checkPipeline', () => {
+  it('gives the Pipeline and the parameters resolved from the run and the defaults', () => {
+    const p = trainer({ parameters: [{ name: 'epochs', type: 'int', default: 3 }, { name: 'lr', type: 'float', default: '0.1' }] });
+    const checked = checkPipeline(pipelineRun({ parameters: [{ name: 'epochs', value: 5 }] }), p);
+    assert.equal(checked.kind, 'ok');
+    assert.equal(checked.pipeline, p);
+    assert.deepEqual(checked.parameters, [{ name: 'epochs', value: '5', source: 'run' }, { name: 'lr', value: '0.1', source: 'default' }]);
+  });
+
+  it('names the missing Pipeline by the run\'s pipelineRef', () => {
+    const checked = checkPipeline(pipelineRun({ namespace: 'team-a', pipeline: 'nightly' }), undefined);
+    assert.deepEqual(checked, { kind: 'waiting', reason: Reasons.PipelineNotFound, message: 'pipeline "nightly" not found in namespace "team-a"' });
   });
 });
 
