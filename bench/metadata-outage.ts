@@ -1,9 +1,10 @@
 // `npm run bench:outage`: what a PostgreSQL outage costs the PipelineRun controller. The real
 // operator against a real kube-apiserver and a real PostgreSQL (a fake kubelet moves the Pods):
-// N runs with the database up, then N runs while it is down (killed), then it comes back. It
-// reports the reconcile duration p50 and p90 of each phase (ferry_reconcile_duration_seconds,
-// side by side in one run), how long after the database returned every run was recorded, and
-// whether every record arrived. Writes bench/results/<date>-metadata-outage.json.
+// N runs with the database up, N runs while it is down (killed), then it comes back and N more
+// run with it up (so drift over the run, the cluster filling, shows in neither side alone). It
+// reports the reconcile duration p50 and p90 of the phases (ferry_reconcile_duration_seconds,
+// side by side in one run: down against both up phases together), how long after the database
+// returned every run was recorded, and whether every record arrived. Writes bench/results/<date>-metadata-outage.json.
 //
 //   node bench/metadata-outage.ts [--runs=20] [--phase-s=120] [--out=FILE]
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -39,10 +40,17 @@ function histogramOf(samples: Sample[]): Map<number, number> {
   return buckets;
 }
 
-/** A quantile of the reconciles between two readings, interpolated within buckets as histogram_quantile does. */
-function quantile(q: number, before: Map<number, number>, after: Map<number, number>): { seconds: number; count: number } {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
-  const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
+/** after − before, bucket by bucket. */
+const minus = (after: Map<number, number>, before: Map<number, number>): Map<number, number> =>
+  new Map([...after].map(([le, n]) => [le, n - (before.get(le) ?? 0)]));
+
+const plus = (a: Map<number, number>, b: Map<number, number>): Map<number, number> =>
+  new Map([...a].map(([le, n]) => [le, n + (b.get(le) ?? 0)]));
+
+/** A quantile of cumulative bucket counts, interpolated within its bucket as histogram_quantile does. */
+function quantile(q: number, buckets: Map<number, number>): { seconds: number; count: number } {
+  const bounds = [...buckets.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((b) => buckets.get(b) ?? 0);
   const total = counts.at(-1) ?? 0;
   const rank = q * total;
   for (let i = 0; i < bounds.length; i++) {
@@ -81,7 +89,8 @@ async function main(): Promise<void> {
       name: 'chain', namespace: NAMESPACE, steps: [step('a'), step('b', { dependsOn: ['a'] }), step('c', { dependsOn: ['b'] })],
     }));
 
-    const runPhase = async (label: string): Promise<{ p50: number; p90: number; reconciles: number; names: string[] }> => {
+    const runPhase = async (label: string): Promise<{ buckets: Map<number, number>; names: string[] }> => {
+      process.stderr.write(`phase ${label}: ${RUNS} runs over ${PHASE_MS / 1000} s\n`);
       const before = histogramOf(await scrape());
       const names = Array.from({ length: RUNS }, (_, i) => `${label}-${i + 1}`);
       for (const name of names) {
@@ -93,43 +102,46 @@ async function main(): Promise<void> {
         if (names.every((n) => runs.items.find((r) => r.metadata.name === n)?.status?.phase === 'Succeeded')) break;
         await sleep(500);
       }
-      const after = histogramOf(await scrape());
-      const p50 = quantile(0.5, before, after);
-      return { p50: p50.seconds, p90: quantile(0.9, before, after).seconds, reconciles: p50.count, names };
+      return { buckets: minus(histogramOf(await scrape()), before), names };
     };
 
-    process.stderr.write(`phase 1: ${RUNS} runs over ${PHASE_MS / 1000} s with PostgreSQL up\n`);
-    const up = await runPhase('up');
-    process.stderr.write(`phase 2: ${RUNS} runs over ${PHASE_MS / 1000} s with PostgreSQL down\n`);
+    const first = await runPhase('up');
     await postgres.kill();
     const down = await runPhase('down');
     await postgres.start();
     const back = Date.now();
     const db = new pg.Client({ connectionString: postgres.url(database) });
     await db.connect();
+    const recordedOf = async (names: string[]) => Number((await db.query<{ n: string }>(
+      `select count(*) n from runs where phase = 'Succeeded' and name = any($1)`, [names])).rows[0]?.n ?? 0);
     let recorded = 0;
     for (const deadline = back + 120_000; Date.now() < deadline; await sleep(250)) {
-      const { rows } = await db.query<{ n: string }>(`select count(*) n from runs where phase = 'Succeeded' and name = any($1)`, [[...up.names, ...down.names]]);
-      recorded = Number(rows[0]?.n ?? 0);
+      recorded = await recordedOf([...first.names, ...down.names]);
       if (recorded === 2 * RUNS) break;
     }
+    const secondsAfterReturn = (Date.now() - back) / 1000;
+    const second = await runPhase('up-again');
     const { rows: executions } = await db.query<{ n: string }>('select count(*) n from step_executions');
+    const recordedAll = await recordedOf([...first.names, ...down.names, ...second.names]);
     await db.end();
+    const upBuckets = plus(first.buckets, second.buckets);
+    const up = { p50: quantile(0.5, upBuckets).seconds, p90: quantile(0.9, upBuckets).seconds, reconciles: quantile(0.5, upBuckets).count };
+    const downQ = { p50: quantile(0.5, down.buckets).seconds, p90: quantile(0.9, down.buckets).seconds, reconciles: quantile(0.5, down.buckets).count };
     const result = {
       date: new Date().toISOString(),
-      runs: RUNS, phaseSeconds: PHASE_MS / 1000, steps: 3,
-      reconcileSeconds: { up: { p50: up.p50, p90: up.p90, reconciles: up.reconciles }, down: { p50: down.p50, p90: down.p90, reconciles: down.reconciles } },
-      p50Ratio: down.p50 / up.p50,
-      recorded: { runs: recorded, of: 2 * RUNS, executions: Number(executions[0]?.n ?? 0), secondsAfterReturn: (Date.now() - back) / 1000 },
+      runsPerPhase: RUNS, phaseSeconds: PHASE_MS / 1000, steps: 3,
+      reconcileSeconds: { up, down: downQ },
+      p50Ratio: downQ.p50 / up.p50,
+      recorded: { runsOfOutage: recorded, of: 2 * RUNS, secondsAfterReturn, allRuns: recordedAll, executions: Number(executions[0]?.n ?? 0) },
     };
     const out = values.out ?? join('bench', 'results', `${new Date().toISOString().slice(0, 19).replace(/:/g, '')}-metadata-outage.json`);
     await mkdir(dirname(out), { recursive: true });
     await writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
     const ms = (s: number) => `${(s * 1000).toFixed(2)} ms`;
-    console.log(`reconcile p50: PostgreSQL up ${ms(up.p50)} (${up.reconciles} reconciles), down ${ms(down.p50)} (${down.reconciles}); ratio ${result.p50Ratio.toFixed(2)}`);
-    console.log(`reconcile p90: up ${ms(up.p90)}, down ${ms(down.p90)}`);
-    console.log(`recorded after PostgreSQL came back: ${recorded}/${2 * RUNS} runs, ${result.recorded.executions} executions, ${result.recorded.secondsAfterReturn.toFixed(1)} s after; wrote ${out}`);
-    if (recorded !== 2 * RUNS) process.exitCode = 1;
+    console.log(`reconcile p50: PostgreSQL up ${ms(up.p50)} (${up.reconciles} reconciles), down ${ms(downQ.p50)} (${downQ.reconciles}); ratio ${result.p50Ratio.toFixed(2)}`);
+    console.log(`reconcile p90: up ${ms(up.p90)}, down ${ms(downQ.p90)}`);
+    console.log(`recorded ${secondsAfterReturn.toFixed(1)} s after PostgreSQL came back: ${recorded}/${2 * RUNS} runs; in the end ${recordedAll}/${3 * RUNS} runs, ${result.recorded.executions} executions; wrote ${out}`);
+    if (recorded !== 2 * RUNS || recordedAll !== 3 * RUNS) process.exitCode = 1;
   } finally {
     for (const kubelet of kubelets) await kubelet.stop();
     await operator?.stop();
