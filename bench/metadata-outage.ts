@@ -7,7 +7,8 @@
 // returned every run was recorded, and whether every record arrived. Writes bench/results/<date>-metadata-outage.json.
 //
 //   node bench/metadata-outage.ts [--runs=20] [--phase-s=120] [--out=FILE]
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
   const server = await startApiServer({ log: (line) => process.stderr.write(`[apiserver] ${line}\n`) });
   const postgres = await startPostgres();
   const kubelets: FakeKubelet[] = [];
+  const storeDir = await mkdtemp(join(tmpdir(), 'ferry-outage-store-'));
   let operator: ReturnType<typeof startOperator> | undefined;
   try {
     await installCrds(server);
@@ -79,7 +81,7 @@ async function main(): Promise<void> {
     const database = await postgres.createDatabase('outage');
     operator = startOperator({
       kubeconfigPath: server.kubeconfigPath, namespaces: [NAMESPACE], leaseName: 'ferry', leaseNamespace: NAMESPACE,
-      env: { FERRY_DATABASE_URL: postgres.url(database), FERRY_LOG_LEVEL: 'info' },
+      env: { FERRY_DATABASE_URL: postgres.url(database), FERRY_LOG_LEVEL: 'info', FERRY_ARTIFACT_STORE: `file://${storeDir}` },
     });
     const starting = await operator.waitForLog((l) => l.msg === 'operator starting', 60_000);
     await operator.waitForLog((l) => l.msg === 'controller started', 60_000);
@@ -99,7 +101,10 @@ async function main(): Promise<void> {
       }
       for (;;) {
         const runs = await client.list<PipelineRun>(PIPELINE_RUNS, NAMESPACE);
-        if (names.every((n) => runs.items.find((r) => r.metadata.name === n)?.status?.phase === 'Succeeded')) break;
+        const phases = names.map((n) => runs.items.find((r) => r.metadata.name === n)?.status?.phase);
+        const failed = runs.items.find((r) => names.includes(r.metadata.name) && (r.status?.phase === 'Failed' || r.status?.phase === 'Cancelled'));
+        if (failed) throw new Error(`run ${failed.metadata.name} ended ${failed.status?.phase}: ${JSON.stringify(failed.status?.conditions)}`);
+        if (phases.every((p) => p === 'Succeeded')) break;
         await sleep(500);
       }
       return { buckets: minus(histogramOf(await scrape()), before), names };
@@ -147,6 +152,7 @@ async function main(): Promise<void> {
     await operator?.stop();
     await postgres.stop();
     await server.stop();
+    await rm(storeDir, { recursive: true, force: true });
   }
 }
 
