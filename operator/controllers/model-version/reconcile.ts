@@ -56,10 +56,11 @@ async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Pr
 /**
  * Records the version's current stage in the metadata store. While the database is known to be
  * down nothing is tried (no worker waits on it): the key waits in the backlog, replayed when the
- * database answers again. Returns whether the record is stored.
+ * database answers again. A failure while the database answers is retried with the key's
+ * backoff. Returns whether the pass must be retried for it.
  */
 async function recordVersion(deps: ModelVersionDeps, key: string, version: ModelVersion): Promise<boolean> {
-  if (deps.recorded.get(key) === version.spec.stage) return true;
+  if (deps.recorded.get(key) === version.spec.stage) return false;
   if (!deps.metadata.healthy()) {
     deps.metadataBacklog.add(key);
     return false;
@@ -79,18 +80,19 @@ async function recordVersion(deps: ModelVersionDeps, key: string, version: Model
       stage: version.spec.stage,
     });
     deps.recorded.set(key, version.spec.stage);
-    return true;
-  } catch (err) {
-    deps.log.warn('model version not recorded in the metadata store; will retry when the database answers', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err) });
-    deps.metadataBacklog.add(key);
     return false;
+  } catch (err) {
+    const reachable = deps.metadata.healthy();
+    deps.log.warn('model version not recorded in the metadata store; will retry', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err), databaseReachable: reachable });
+    if (!reachable) deps.metadataBacklog.add(key);
+    return reachable;
   }
 }
 
 export async function reconcileModelVersion(deps: ModelVersionDeps, key: string): Promise<ReconcileResult> {
   const cached = deps.modelVersions.get(key);
   if (!cached || cached.metadata.deletionTimestamp) return {};
-  await recordVersion(deps, key, cached);
+  const retry: ReconcileResult = (await recordVersion(deps, key, cached)) ? { requeue: true } : {};
   const version = structuredClone(cached);
   const { namespace, name } = version.metadata;
   const now = deps.clock.now();
@@ -139,11 +141,11 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
     observedGeneration: version.metadata.generation ?? 0,
   }, now);
 
-  if (canonicalJson(status) === canonicalJson(cached.status ?? {})) return {};
+  if (canonicalJson(status) === canonicalJson(cached.status ?? {})) return retry;
   const written = await deps.client.replaceStatus<ModelVersion>(MODEL_VERSIONS, { ...version, status });
   deps.modelVersions.recordWrite(written);
   const reference = { ...version, apiVersion: API_VERSION, kind: 'ModelVersion' };
   for (const [reason, message] of events) deps.events.record(reference, 'Normal', reason, message);
   if (events.length > 0) deps.log.info('model version reconciled', { namespace, name, stage: status.stage });
-  return {};
+  return retry;
 }

@@ -138,7 +138,8 @@ async function passOfFinishedRun(deps: PipelineRunDeps, facts: FinishedRunFacts)
 /** The tail of every pass, in the one write order: record → write status → delete Pods → Events. */
 async function commit(deps: PipelineRunDeps, key: string, run: PipelineRun, result: PassResult): Promise<ReconcileResult> {
   const log = deps.log.child({ namespace: run.metadata.namespace, name: run.metadata.name });
-  const status = result.configuration ? await recordMetadata(deps, key, run, result.status, result.configuration) : result.status;
+  const recorded = result.configuration ? await recordMetadata(deps, key, run, result.status, result.configuration) : { status: result.status, retry: false };
+  const { status } = recorded;
   let statusWrites = 0;
   if (statusChanged(run, status)) {
     deps.runs.recordWrite(await writeRunStatus(deps.client, run, status));
@@ -160,7 +161,7 @@ async function commit(deps: PipelineRunDeps, key: string, run: PipelineRun, resu
 
   return {
     ...(result.requeueAfterMs !== undefined ? { requeueAfterMs: result.requeueAfterMs } : {}),
-    ...(result.backoff ? { requeue: true } : {}),
+    ...(result.backoff || recorded.retry ? { requeue: true } : {}),
   };
 }
 
@@ -168,25 +169,27 @@ async function commit(deps: PipelineRunDeps, key: string, run: PipelineRun, resu
  * Records the run in the metadata store, derived from the status about to be written, and
  * notes in that status what was recorded (so a record missed while the database was down is
  * replayed). While the database is known to be down nothing is tried: the run waits in the
- * backlog, which is replayed when the database answers again.
+ * backlog, which is replayed when the database answers again. A failure while the database
+ * answers (a deadlock, a statement timeout) is retried with the key's backoff instead.
  */
 async function recordMetadata(
   deps: PipelineRunDeps, key: string, run: PipelineRun, status: PipelineRunStatus, configuration: PipelineConfiguration,
-): Promise<PipelineRunStatus> {
+): Promise<{ status: PipelineRunStatus; retry: boolean }> {
   const records = recordsOf(run, status, configuration);
   const digest = recordsDigest(records);
-  if (status.metadataRecorded === digest) return status;
+  if (status.metadataRecorded === digest) return { status, retry: false };
   if (!deps.metadata.healthy()) {
     deps.metadataBacklog.add(key);
-    return status;
+    return { status, retry: false };
   }
   try {
     await deps.metadata.recordRun(records);
-    return { ...status, metadataRecorded: digest };
+    return { status: { ...status, metadataRecorded: digest }, retry: false };
   } catch (err) {
-    deps.log.warn('metadata not recorded; will retry when the database answers', { namespace: run.metadata.namespace, name: run.metadata.name, error: errorMessage(err) });
-    deps.metadataBacklog.add(key);
-    return status;
+    const reachable = deps.metadata.healthy();
+    deps.log.warn('metadata not recorded; will retry', { namespace: run.metadata.namespace, name: run.metadata.name, error: errorMessage(err), databaseReachable: reachable });
+    if (!reachable) deps.metadataBacklog.add(key);
+    return { status, retry: reachable };
   }
 }
 
