@@ -114,7 +114,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     createPipelineRunController(
       {
         client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata,
-        stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), metadataBacklog: new Set(),
+        stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), claimedVersions: new Map(), metadataBacklog: new Set(),
       },
       pipelines,
       config.workers,

@@ -118,10 +118,13 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
     status.stage = version.spec.stage;
     events.push([EventReasons.StageChanged, `${from} → ${version.spec.stage}: ${reason}`]);
     deps.metrics.modelPromotions.inc({ stage: version.spec.stage });
-    try {
-      await deps.metadata.recordStageTransition({ namespace: namespace ?? '', model: version.spec.modelName, version: version.spec.version, from, to: version.spec.stage, at, by, reason });
-    } catch (err) {
-      deps.log.warn('stage transition not recorded in the metadata store; the status history keeps it', { namespace, name, error: errorMessage(err) });
+    // NOTE: while the database is known to be down no worker waits on it; the status history keeps the transition.
+    if (deps.metadata.healthy()) {
+      try {
+        await deps.metadata.recordStageTransition({ namespace: namespace ?? '', model: version.spec.modelName, version: version.spec.version, from, to: version.spec.stage, at, by, reason });
+      } catch (err) {
+        deps.log.warn('stage transition not recorded in the metadata store; the status history keeps it', { namespace, name, error: errorMessage(err) });
+      }
     }
   }
 

@@ -388,6 +388,7 @@ function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineC
         continue;
       }
       if (slots <= 0) continue;
+      if (cache) p.lookups.push('miss'); // counted when the step runs, not on each pass it waits for a slot
       const attempt = (step.attempts ?? 0) + 1;
       const podName = stepPodName(run.metadata.name, spec.name, attempt);
       set(startAttempt(step, attempt, podName, p.facts.now, cache?.key));
@@ -402,11 +403,11 @@ function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineC
   if (status.startedAt === undefined && steps.some((s) => s.phase === 'Cached')) status.startedAt = iso(p.facts.now);
 }
 
-/** Asks the step cache for a key, counting the answer; a resumed result is not a lookup. */
+/** Asks the step cache for a key, counting a hit or a wait (a miss is counted when the step starts); a resumed result is not a lookup. */
 function lookUp(p: Planner, cache: CacheKey | undefined, spec: StepSpec): { hit: Reused } | { runningIn: string } | undefined {
   if (!cache || !p.facts.cache) return undefined;
   const answer = p.facts.cache.lookup(cache.key, spec);
-  p.lookups.push('hit' in answer ? 'hit' : 'runningIn' in answer ? 'wait' : 'miss');
+  if (!('miss' in answer)) p.lookups.push('hit' in answer ? 'hit' : 'wait');
   return 'miss' in answer ? undefined : answer;
 }
 

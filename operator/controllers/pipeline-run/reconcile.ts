@@ -46,6 +46,8 @@ export interface PipelineRunDeps {
   metadata: MetadataStore;
   /** Version numbers this process handed out, by `namespace/model`. */
   issuedVersions: Map<string, number>;
+  /** The number each registering output was given, by `<run uid>/<step>/<output>` (registration.ts). */
+  claimedVersions: Map<string, number>;
   /**
    * Runs whose records wait for the metadata store, by key: while it is down no pass spends a
    * worker on it; when it answers again the controller enqueues them (their status says what is unrecorded).
@@ -109,11 +111,14 @@ async function passOfLiveRun(deps: PipelineRunDeps, facts: RunFacts): Promise<Pa
  * whose artifact is gone is never offered again and the run is planned anew without it.
  */
 async function planWithVerifiedResults(deps: PipelineRunDeps, facts: RunFacts): Promise<RunPlan> {
+  const namespace = facts.run.metadata.namespace ?? '';
   for (;;) {
     const plan = planRun(facts);
-    deps.stepCache.claim(facts.run.metadata.namespace ?? '', facts.run.metadata.name, plan.create);
+    deps.stepCache.claim(namespace, facts.run.metadata.name, plan.create);
     const stale = await deps.stepCache.verify(plan.reused);
     if (stale.length === 0) return plan;
+    // The plan is discarded: so are its claims (a step it would have started may wait again).
+    deps.stepCache.release(namespace, facts.run.metadata.name, plan.create);
     for (const step of stale) facts.resumed.delete(step);
   }
 }

@@ -28,6 +28,11 @@ export interface RegistrationDeps {
   metadata: MetadataStore;
   /** Version numbers this process handed out, by `namespace/model`, so concurrent runs never share one. */
   issuedVersions: Map<string, number>;
+  /**
+   * The number each registering output was given, by claim: a retry after a create whose reply
+   * was lost (and before the watch shows the object) gets the same number back and adopts it.
+   */
+  claimedVersions: Map<string, number>;
 }
 
 /** What registering a run's models did: the versions each step now has, and a refusal if one was refused. */
@@ -148,18 +153,22 @@ function highestKnown(deps: RegistrationDeps, namespace: string, model: string):
   return Math.max(0, deps.issuedVersions.get(`${namespace}/${model}`) ?? 0, ...existing, ...reserved);
 }
 
-/** `claim` identifies the registering output, so a retried registration gets the same number back. */
-async function allocateVersion(deps: RegistrationDeps, namespace: string, model: string, claim: string, attempt: number): Promise<number> {
+/** `output` (`<run uid>/<step>/<output>`) identifies the registering output, so a retried registration gets the same number back. */
+async function allocateVersion(deps: RegistrationDeps, namespace: string, model: string, output: string, attempt: number): Promise<number> {
+  const claim = attempt === 1 ? output : `${output}#${attempt}`;
+  const given = deps.claimedVersions.get(claim);
+  if (given !== undefined) return given;
   let next = highestKnown(deps, namespace, model) + 1;
   if (deps.metadata.healthy()) {
     // The database's counter survives deleted ModelVersions and runs, so numbers are never reused.
     try {
-      next = await deps.metadata.nextModelVersion(namespace, model, { claim: attempt === 1 ? claim : `${claim}#${attempt}`, atLeast: next });
+      next = await deps.metadata.nextModelVersion(namespace, model, { claim, atLeast: next });
     } catch {
       // Without the database the Kubernetes view alone decides; it is recorded later.
     }
   }
   deps.issuedVersions.set(`${namespace}/${model}`, Math.max(next, deps.issuedVersions.get(`${namespace}/${model}`) ?? 0));
+  deps.claimedVersions.set(claim, next);
   return next;
 }
 

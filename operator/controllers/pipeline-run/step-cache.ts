@@ -69,6 +69,14 @@ export class StepCache {
     }
   }
 
+  /** Takes back the claims `claim` made for these launches (their plan was discarded). */
+  release(namespace: string, self: string, launches: StepLaunch[]): void {
+    for (const launch of launches) {
+      const key = launch.cache && inNamespace(namespace, launch.cache.key);
+      if (key && this.claims.get(key)?.run === self) this.claims.delete(key);
+    }
+  }
+
   /**
    * Checks that every artifact of the results a plan reused still exists; returns the steps
    * whose result is gone, and never offers that result again.
