@@ -108,8 +108,9 @@ export class LeaderElector {
     }
   }
 
+  /** Time for every duration the elector measures (lease expiry, renew deadline): monotonic where the clock has it, as client-go's. */
   private now(): number {
-    return this.clock.now().getTime();
+    return this.clock.monotonicMs?.() ?? this.clock.now().getTime();
   }
 
   private async renewLoop(): Promise<void> {
@@ -151,7 +152,7 @@ export class LeaderElector {
     this.inflight = attempt;
     const timer = setTimeout(() => attempt.abort(deadlinePassed()), Math.max(0, abortAt - started));
     const signal = attempt.signal;
-    const now = new Date(started);
+    const now = this.clock.now(); // wall time, for the Lease's timestamps only
     const durationSeconds = Math.ceil(this.options.leaseDurationMs / 1000);
     try {
       const lease = await this.client.getOrUndefined<Lease>(LEASES, namespace, name, { signal });
