@@ -47,12 +47,13 @@ export interface Operator {
 export async function createOperator(config: Config, log: Logger, clock: Clock): Promise<Operator> {
   const metrics = new Metrics();
   const kubeConfig = loadKubeConfig(config.kubeconfig);
-  const newClient = (fence?: () => boolean) => new KubeClient(kubeConfig, {
+  const newClient = (fence?: () => boolean, fenceSignal?: () => AbortSignal) => new KubeClient(kubeConfig, {
     qps: config.apiQps,
     burst: config.apiBurst,
     fieldManager: 'ferry-operator',
     observer: metrics.requestObserver(),
     ...(fence ? { fence } : {}),
+    ...(fenceSignal ? { fenceSignal } : {}),
   });
   // NOTE: Events and the Lease each have a client of their own, with its own rate limit, as in
   // controller-runtime: a burst of Events must not hold back Pods and status writes behind the
@@ -76,8 +77,9 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   // NOTE: every write but the Lease's is fenced on leadership: a leader past its renew deadline
   // sends nothing more, before a standby can take the Lease over. Reads go on (warm caches).
   const whileLeader = () => elector?.isLeader() ?? true;
-  const client = newClient(whileLeader);
-  const eventClient = newClient(whileLeader);
+  const termSignal = elector ? () => elector.leadershipSignal() : undefined;
+  const client = newClient(whileLeader, termSignal);
+  const eventClient = newClient(whileLeader, termSignal);
   const idleTimeoutMs = config.watchIdleTimeoutMs;
   const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
   const runs = new Cache<PipelineRun, keyof typeof runIndexes>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, indexes: runIndexes }, log);

@@ -55,6 +55,8 @@ export class LeaderElector {
   private deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   /** The acquire or renewal request in flight, aborted at the deadline and on release. */
   private inflight: AbortController | undefined;
+  /** Aborted when this term of leadership ends (leadershipSignal). */
+  private term = new AbortController();
   private onLost: () => void = () => {};
   private readonly stopController = new AbortController();
 
@@ -69,6 +71,11 @@ export class LeaderElector {
   /** True while this replica leads: false from the renew deadline on, even before a timer or a hung request says so. */
   isLeader(): boolean {
     return this.leading && this.now() < this.deadline;
+  }
+
+  /** Aborted when the current (or next) term of leadership ends: for fenced writes still in flight. */
+  leadershipSignal(): AbortSignal {
+    return this.term.signal;
   }
 
   /**
@@ -127,6 +134,7 @@ export class LeaderElector {
   private renewed(started: number): boolean {
     const deadline = started + this.options.renewDeadlineMs;
     if (this.stopController.signal.aborted || deadline <= this.now()) return false;
+    if (!this.leading && this.term.signal.aborted) this.term = new AbortController(); // a new term
     this.leading = true;
     this.deadline = deadline;
     clearTimeout(this.deadlineTimer);
@@ -138,6 +146,7 @@ export class LeaderElector {
     if (!this.leading) return;
     this.leading = false;
     clearTimeout(this.deadlineTimer);
+    this.term.abort(deadlinePassed()); // writes of this term still in flight are cut off
     this.inflight?.abort(deadlinePassed());
     this.log.warn('lost leadership', { reason });
     this.onLost();

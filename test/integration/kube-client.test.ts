@@ -86,4 +86,24 @@ describe('KubeClient', () => {
     await assert.rejects(pending, (err: Error) => err.message === 'the renew deadline passed');
     lift();
   });
+
+  it('cuts off a write already sent when the fence closes, and it never lands', async () => {
+    let term = new AbortController();
+    const client = new KubeClient(loadKubeConfig(proxy.kubeconfigPath), {
+      qps: 100, burst: 100, fieldManager: 'ferry-test', fence: () => !term.signal.aborted, fenceSignal: () => term.signal,
+    });
+    const lift = proxy.stall((r) => r.method === 'POST' && r.path.includes('/configmaps'));
+    const pending = client.create(CONFIG_MAPS, namespace, configMap('in-flight'));
+    await eventually('the write reached the proxy', async () => (proxy.records.some((r) => r.stalled && r.method === 'POST') ? true : undefined));
+    term.abort(new DOMException('the renew deadline passed', 'TimeoutError'));
+    await assert.rejects(pending, (err: Error) => err.message === 'the renew deadline passed');
+    lift();
+    // The proxy drops a held request whose client gave up: the write never reaches the API server.
+    await eventually('the proxy dropped the abandoned write', async () =>
+      (proxy.records.some((r) => r.method === 'POST' && r.path.includes('/configmaps') && r.abandoned) ? true : undefined));
+    assert.equal(await cluster.client.getOrUndefined(CONFIG_MAPS, namespace, 'in-flight'), undefined);
+    term = new AbortController(); // a new term: writes go again, reads never stopped
+    await client.create(CONFIG_MAPS, namespace, configMap('next-term'));
+    assert.ok(await cluster.client.getOrUndefined(CONFIG_MAPS, namespace, 'next-term'));
+  });
 });
