@@ -20,6 +20,7 @@ import type { ModelVersion } from './api/v1alpha1/model-version.ts';
 import { createModelVersionController } from './controllers/model-version/controller.ts';
 import { StepCache } from './controllers/pipeline-run/step-cache.ts';
 import { podForCache } from './controllers/pipeline-run/pod-status.ts';
+import { MetadataBacklog } from './metadata/backlog.ts';
 import { openMetadataStore } from './metadata/open.ts';
 import { MODEL_VERSIONS } from './kube/resources.ts';
 import { errorMessage } from './kube/errors.ts';
@@ -116,12 +117,12 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     createPipelineRunController(
       {
         client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata,
-        stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), claimedVersions: new Map(), metadataBacklog: new Set(),
+        stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), claimedVersions: new Map(), metadataBacklog: new MetadataBacklog(),
       },
       pipelines,
       config.workers,
     ),
-    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new Set() }, config.workers),
+    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new MetadataBacklog() }, config.workers),
   ];
   const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions], controllers, ...(elector ? { elector } : {}), log });
   metrics.leaderProbe = () => manager.isLeader();

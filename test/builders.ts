@@ -1,6 +1,7 @@
 // Builders for test objects (steps, Pipelines, PipelineRuns), shared by the unit tests under
 // operator/ and the integration tests and bench under test/ and bench/: each test names only
 // what matters to it. Planning fixtures build on these (operator/controllers/pipeline-run/testing.ts).
+import type { Resource } from '../operator/kube/resources.ts';
 import { API_VERSION } from '../operator/api/v1alpha1/common.ts';
 import type { PipelineRun, PipelineRunSpec, PipelineRunStatus } from '../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pipeline, PipelineSpec, StepSpec } from '../operator/api/v1alpha1/pipeline.ts';
@@ -66,3 +67,16 @@ export function pipelineRun(options: PipelineRunOptions = {}): PipelineRun {
     ...(status ? { status } : {}),
   };
 }
+
+/** ConfigMaps: the plainest object there is, for tests of the client and the harness themselves. */
+export const CONFIG_MAPS: Resource = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
+
+export interface ConfigMap {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  data?: Record<string, string>;
+}
+
+export const configMap = (name: string, namespace: string, data: Record<string, string> = { k: 'v' }): ConfigMap =>
+  ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data });

@@ -4,25 +4,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KubeClient, loadKubeConfig, type WatchEvent } from '../../operator/kube/client.ts';
-import type { Resource } from '../../operator/kube/resources.ts';
+import { CONFIG_MAPS, configMap as configMapIn, type ConfigMap } from '../builders.ts';
 import { startApiProxy, type ApiProxy } from './api-proxy.ts';
 import { connect, eventually, type TestCluster } from './cluster.ts';
-
-const CONFIG_MAPS: Resource = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
-
-interface ConfigMap {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string };
-  data?: Record<string, string>;
-}
 
 let cluster: TestCluster;
 let namespace: string;
 let proxy: ApiProxy;
 let client: KubeClient;
 
-const configMap = (name: string, data: Record<string, string> = {}): ConfigMap => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data });
+const configMap = (name: string, data: Record<string, string> = {}): ConfigMap => configMapIn(name, namespace, data);
 
 before(async () => {
   cluster = connect();

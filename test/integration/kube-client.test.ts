@@ -5,18 +5,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KubeClient, loadKubeConfig } from '../../operator/kube/client.ts';
 import { FencedError } from '../../operator/kube/errors.ts';
-import type { Resource } from '../../operator/kube/resources.ts';
+import { CONFIG_MAPS, configMap as configMapIn, type ConfigMap } from '../builders.ts';
 import { startApiProxy, type ApiProxy } from '../harness/api-proxy.ts';
 import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
-
-const CONFIG_MAPS: Resource = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
-
-interface ConfigMap {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string };
-  data?: Record<string, string>;
-}
 
 let cluster: TestCluster;
 let namespace: string;
@@ -33,7 +24,7 @@ after(async () => {
   await cluster?.cleanup();
 });
 
-const configMap = (name: string): ConfigMap => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data: { k: 'v' } });
+const configMap = (name: string): ConfigMap => configMapIn(name, namespace);
 
 describe('KubeClient', () => {
   it('sends writes only while the fence is open; reads and watches go on behind a closed fence', async () => {

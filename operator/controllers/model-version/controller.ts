@@ -9,9 +9,6 @@ export const MODEL_VERSION_CONTROLLER = 'modelversion';
 export function createModelVersionController(deps: ModelVersionDeps, workers: number): Controller {
   const controller = createController(MODEL_VERSION_CONTROLLER, deps, workers, reconcileModelVersion).watch(deps.modelVersions);
   // Versions whose stage waited for the metadata store are recorded once it answers again.
-  deps.metadata.onReachable(() => {
-    for (const key of deps.metadataBacklog) controller.enqueue(key);
-    deps.metadataBacklog.clear();
-  });
+  deps.metadataBacklog.replayWhenReachable(deps.metadata, (key) => controller.enqueue(key));
   return controller;
 }

@@ -10,6 +10,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import { errorMessage } from '../../kube/errors.ts';
 import type { EventRecorder } from '../../kube/events.ts';
 import { MODEL_VERSIONS } from '../../kube/resources.ts';
+import type { MetadataBacklog } from '../../metadata/backlog.ts';
 import type { MetadataStore } from '../../metadata/records.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
@@ -29,7 +30,7 @@ export interface ModelVersionDeps {
   /** Stage last recorded in the metadata store per `namespace/name`; replayed after an outage or restart. */
   recorded: Map<string, string>;
   /** Versions whose record waits for the metadata store, by key; enqueued again when it answers. */
-  metadataBacklog: Set<string>;
+  metadataBacklog: MetadataBacklog;
 }
 
 const MAX_HISTORY = 64;
@@ -54,39 +55,30 @@ async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Pr
 }
 
 /**
- * Records the version's current stage in the metadata store. While the database is known to be
- * down nothing is tried (no worker waits on it): the key waits in the backlog, replayed when the
- * database answers again. A failure while the database answers is retried with the key's
- * backoff. Returns whether the pass must be retried for it.
+ * Records the version's current stage in the metadata store; the backlog decides whether to try
+ * (metadata/backlog.ts). Returns whether the pass must be retried with backoff for it.
  */
 async function recordVersion(deps: ModelVersionDeps, key: string, version: ModelVersion): Promise<boolean> {
   if (deps.recorded.get(key) === version.spec.stage) return false;
-  if (!deps.metadata.healthy()) {
-    deps.metadataBacklog.add(key);
-    return false;
-  }
-  try {
-    await deps.metadata.recordModelVersion({
-      namespace: version.metadata.namespace ?? '',
-      model: version.spec.modelName,
-      version: version.spec.version,
-      artifactUri: version.spec.artifact.uri,
-      artifactDigest: version.spec.artifact.digest,
-      ...(version.metadata.labels?.[LABEL_RUN_UID] ? { runUid: version.metadata.labels[LABEL_RUN_UID] } : {}),
-      ...(version.spec.source?.run ? { runName: version.spec.source.run } : {}),
-      ...(version.spec.source?.step ? { step: version.spec.source.step } : {}),
-      ...(version.spec.source?.configurationDigest ? { configurationDigest: version.spec.source.configurationDigest } : {}),
-      metrics: version.spec.metrics ?? {},
-      stage: version.spec.stage,
-    });
+  const outcome = await deps.metadataBacklog.write(deps.metadata, key, () => deps.metadata.recordModelVersion({
+    namespace: version.metadata.namespace ?? '',
+    model: version.spec.modelName,
+    version: version.spec.version,
+    artifactUri: version.spec.artifact.uri,
+    artifactDigest: version.spec.artifact.digest,
+    ...(version.metadata.labels?.[LABEL_RUN_UID] ? { runUid: version.metadata.labels[LABEL_RUN_UID] } : {}),
+    ...(version.spec.source?.run ? { runName: version.spec.source.run } : {}),
+    ...(version.spec.source?.step ? { step: version.spec.source.step } : {}),
+    ...(version.spec.source?.configurationDigest ? { configurationDigest: version.spec.source.configurationDigest } : {}),
+    metrics: version.spec.metrics ?? {},
+    stage: version.spec.stage,
+  }));
+  if (outcome.kind === 'stored') {
     deps.recorded.set(key, version.spec.stage);
-    return false;
-  } catch (err) {
-    const reachable = deps.metadata.healthy();
-    deps.log.warn('model version not recorded in the metadata store; will retry', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(err), databaseReachable: reachable });
-    if (!reachable) deps.metadataBacklog.add(key);
-    return reachable;
+  } else if (outcome.error !== undefined) {
+    deps.log.warn('model version not recorded in the metadata store; will retry', { namespace: version.metadata.namespace, name: version.metadata.name, error: errorMessage(outcome.error), databaseReachable: outcome.kind === 'retry' });
   }
+  return outcome.kind === 'retry';
 }
 
 export async function reconcileModelVersion(deps: ModelVersionDeps, key: string): Promise<ReconcileResult> {

@@ -6,7 +6,7 @@ import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
 import type { Cache } from '../../runtime/cache.ts';
 import { createController, type Controller } from '../../runtime/controller.ts';
 import { objectKey } from '../../runtime/informer.ts';
-import { runKeyOfPod } from '../indexes.ts';
+import { podIndexes } from '../indexes.ts';
 import { reconcilePipelineRun, type PipelineRunDeps } from './reconcile.ts';
 
 export const PIPELINE_RUN_CONTROLLER = 'pipelinerun';
@@ -14,16 +14,12 @@ export const PIPELINE_RUN_CONTROLLER = 'pipelinerun';
 export function createPipelineRunController(deps: PipelineRunDeps, pipelines: Cache<Pipeline>, workers: number): Controller {
   const controller = createController(PIPELINE_RUN_CONTROLLER, deps, workers, reconcilePipelineRun)
     .watch(deps.runs)
-    .watch(deps.pods, (pod) => [runKeyOfPod(pod) ?? ''].filter(Boolean))
+    .watch(deps.pods, podIndexes.run)
     .watch(pipelines, (pipeline) => deps.runs.byIndex('pipeline', objectKey(pipeline))
       .filter((run) => !FINAL_RUN_PHASES.has(run.status?.phase ?? ''))
       .map(objectKey));
 
-  deps.metadata.onReachable(() => {
-    const waiting = [...deps.metadataBacklog];
-    deps.metadataBacklog.clear();
-    if (waiting.length > 0) controller.log.info('replaying metadata records', { runs: waiting.length });
-    for (const key of waiting) controller.enqueue(key);
-  });
+  deps.metadataBacklog.replayWhenReachable(deps.metadata, (key) => controller.enqueue(key),
+    (runs) => controller.log.info('replaying metadata records', { runs }));
   return controller;
 }

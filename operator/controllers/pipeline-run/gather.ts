@@ -39,8 +39,6 @@ export interface FinishedRunFacts {
   registered: ModelVersion[];
   /** Loaded only when the run must still register models or be recorded. */
   configuration?: PipelineConfiguration;
-  /** Why the configuration could not be loaded (the run stays as it is; nothing to register from). */
-  unavailable?: string;
 }
 
 export type GatheredRun = { kind: 'live'; facts: RunFacts } | { kind: 'finished'; facts: FinishedRunFacts };
@@ -61,9 +59,8 @@ export async function gatherRun(deps: GatherDeps, key: string): Promise<Gathered
     const needsConfiguration = status.configuration !== undefined && (!recordedAsFinished(status) || registrationPending(status, undefined));
     if (!needsConfiguration) return { kind: 'finished', facts: { run, pods, now, registered } };
     const start = await freezeRun(deps.freeze, run);
-    return start.kind === 'frozen'
-      ? { kind: 'finished', facts: { run, pods, now, registered, configuration: start.configuration } }
-      : { kind: 'finished', facts: { run, pods, now, registered, unavailable: start.message } };
+    // A configuration that cannot be loaded (missing, tampered) leaves nothing to register or record from.
+    return { kind: 'finished', facts: { run, pods, now, registered, ...(start.kind === 'frozen' ? { configuration: start.configuration } : {}) } };
   }
 
   const start: FreezeOutcome = await freezeRun(deps.freeze, run);

@@ -14,6 +14,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import { errorMessage } from '../../kube/errors.ts';
 import type { EventRecorder } from '../../kube/events.ts';
 import type { Pod } from '../../kube/pod.ts';
+import type { MetadataBacklog } from '../../metadata/backlog.ts';
 import type { MetadataStore } from '../../metadata/records.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
@@ -52,7 +53,7 @@ export interface PipelineRunDeps {
    * Runs whose records wait for the metadata store, by key: while it is down no pass spends a
    * worker on it; when it answers again the controller enqueues them (their status says what is unrecorded).
    */
-  metadataBacklog: Set<string>;
+  metadataBacklog: MetadataBacklog;
 }
 
 /** What a pass ends with: the status to write, what to delete and emit after, and how to come back. */
@@ -173,9 +174,7 @@ async function commit(deps: PipelineRunDeps, key: string, run: PipelineRun, resu
 /**
  * Records the run in the metadata store, derived from the status about to be written, and
  * notes in that status what was recorded (so a record missed while the database was down is
- * replayed). While the database is known to be down nothing is tried: the run waits in the
- * backlog, which is replayed when the database answers again. A failure while the database
- * answers (a deadlock, a statement timeout) is retried with the key's backoff instead.
+ * replayed). The backlog decides whether to try (metadata/backlog.ts).
  */
 async function recordMetadata(
   deps: PipelineRunDeps, key: string, run: PipelineRun, status: PipelineRunStatus, configuration: PipelineConfiguration,
@@ -183,19 +182,12 @@ async function recordMetadata(
   const records = recordsOf(run, status, configuration);
   const digest = recordsDigest(records);
   if (status.metadataRecorded === digest) return { status, retry: false };
-  if (!deps.metadata.healthy()) {
-    deps.metadataBacklog.add(key);
-    return { status, retry: false };
+  const outcome = await deps.metadataBacklog.write(deps.metadata, key, () => deps.metadata.recordRun(records));
+  if (outcome.kind === 'stored') return { status: { ...status, metadataRecorded: digest }, retry: false };
+  if (outcome.error !== undefined) {
+    deps.log.warn('metadata not recorded; will retry', { namespace: run.metadata.namespace, name: run.metadata.name, error: errorMessage(outcome.error), databaseReachable: outcome.kind === 'retry' });
   }
-  try {
-    await deps.metadata.recordRun(records);
-    return { status: { ...status, metadataRecorded: digest }, retry: false };
-  } catch (err) {
-    const reachable = deps.metadata.healthy();
-    deps.log.warn('metadata not recorded; will retry', { namespace: run.metadata.namespace, name: run.metadata.name, error: errorMessage(err), databaseReachable: reachable });
-    if (!reachable) deps.metadataBacklog.add(key);
-    return { status, retry: reachable };
-  }
+  return { status, retry: outcome.kind === 'retry' };
 }
 
 /** Says, for each step the plan starts from scratch, why the cache had nothing for it: what differs from the nearest earlier execution. */
