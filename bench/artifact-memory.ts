@@ -135,7 +135,7 @@ async function runPhase(op: 'put' | 'read', storeUri: string, target: string, ex
   const started = performance.now();
   let uri: string;
   if (op === 'put') {
-    const stored = await store.putBlob(createReadStream(target));
+    const stored = await store.putBlob('bench', createReadStream(target));
     if (stored.digest !== expectedDigest) throw new Error(`putBlob into ${storeUri} returned ${stored.digest}; expected ${expectedDigest}`);
     uri = stored.uri;
   } else {

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     const database = await postgres.createDatabase('outage');
     operator = startOperator({
       kubeconfigPath: server.kubeconfigPath, namespaces: [NAMESPACE], leaseName: 'ferry', leaseNamespace: NAMESPACE,
-      env: { FERRY_DATABASE_URL: postgres.url(database), FERRY_LOG_LEVEL: 'info', FERRY_ARTIFACT_STORE: `file://${storeDir}` },
+      env: { FERRY_DATABASE_URL: postgres.url(database), FERRY_LOG_LEVEL: 'info', FERRY_ARTIFACT_STORE: `file://${storeDir}`, FERRY_ARTIFACT_SERVER_LISTEN: '127.0.0.1:0' },
     });
     const starting = await operator.waitForLog((l) => l.msg === 'operator starting', 60_000);
     await operator.waitForLog((l) => l.msg === 'controller started', 60_000);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { SIGNING_KEY_MIN_BYTES } from './artifacts/signed-urls.ts';
 import { OPERATOR_VERSION } from './version.ts';
 
 export interface Config {
@@ -25,7 +26,12 @@ export interface Config {
   /** A watch that sends nothing for this long is restarted. */
   watchIdleTimeoutMs: number;
   artifactStore: string;
-  artifactClaim: string | undefined;
+  /** Where the artifact server of a file:// store listens (the chart's Service). */
+  artifactServer: string | undefined;
+  /** host:port of an artifact server run inside this process (development and tests). */
+  artifactServerListen: { host: string; port: number } | undefined;
+  /** The key that signs artifact URLs (shared with the artifact server); random for an in-process server. */
+  artifactSigningKey: Buffer | undefined;
   agentImage: string;
   gcsEndpoint: string | undefined;
   gcsCredentialsSecret: string | undefined;
@@ -51,7 +57,9 @@ export const SETTINGS = {
   'log-level': { env: 'FERRY_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
   'watch-idle-timeout-seconds': { env: 'FERRY_WATCH_IDLE_TIMEOUT_SECONDS', default: '120', help: 'restart a watch silent this long' },
   'artifact-store': { env: 'FERRY_ARTIFACT_STORE', default: 'file:///var/lib/ferry/artifacts', help: 'artifact store: file:///path or gs://bucket/prefix' },
-  'artifact-pvc': { env: 'FERRY_ARTIFACT_PVC', default: '', help: 'PersistentVolumeClaim holding a file:// store, mounted into step Pods' },
+  'artifact-server': { env: 'FERRY_ARTIFACT_SERVER', default: '', help: 'URL of the artifact server that serves a file:// store (ferry artifact-server)' },
+  'artifact-server-listen': { env: 'FERRY_ARTIFACT_SERVER_LISTEN', default: '', help: 'host:port to serve a file:// store from this process instead (development)' },
+  'artifact-signing-key-file': { env: 'FERRY_ARTIFACT_SIGNING_KEY_FILE', default: '', help: 'file holding the key that signs artifact URLs (at least 32 bytes)' },
   'agent-image': { env: 'FERRY_AGENT_IMAGE', default: `ferry:${OPERATOR_VERSION}`, help: "image of the step agent (the operator's own image)" },
   'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
   'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
@@ -114,7 +122,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     logLevel: level as Config['logLevel'],
     watchIdleTimeoutMs: integer('watch-idle-timeout-seconds', 5, 3600) * 1000,
     artifactStore: raw('artifact-store'),
-    artifactClaim: raw('artifact-pvc') || undefined,
+    artifactServer: raw('artifact-server') || undefined,
+    artifactServerListen: hostPort(raw('artifact-server-listen'), named('artifact-server-listen')),
+    artifactSigningKey: signingKey(raw('artifact-signing-key-file'), named('artifact-signing-key-file')),
     agentImage: raw('agent-image'),
     gcsEndpoint: raw('gcs-endpoint') || undefined,
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
@@ -125,10 +135,41 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (!/^(file:\/\/\/|gs:\/\/)/.test(config.artifactStore)) {
     throw new ConfigError(`--artifact-store (FERRY_ARTIFACT_STORE) must be file:///absolute/path or gs://bucket/prefix, got "${config.artifactStore}"`);
   }
+  if (config.artifactStore.startsWith('file:')) {
+    if (!config.artifactServer && !config.artifactServerListen) {
+      throw new ConfigError(`a file:// artifact store is served to step Pods by an artifact server: set ${named('artifact-server')} (the chart does) or ${named('artifact-server-listen')} (one process, for development)`);
+    }
+    if (config.artifactServer && !config.artifactSigningKey) {
+      throw new ConfigError(`${named('artifact-server')} needs ${named('artifact-signing-key-file')}: the key the server checks signatures with`);
+    }
+  }
   if (config.renewDeadlineMs >= config.leaseDurationMs) {
     throw new ConfigError(`${named('renew-deadline-seconds')} must be shorter than ${named('lease-duration-seconds')}`);
   }
   return Object.freeze(config);
+}
+
+/** `host:port` → parts; empty → undefined. */
+export function hostPort(text: string, name: string): { host: string; port: number } | undefined {
+  if (text === '') return undefined;
+  const match = /^(.+):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new ConfigError(`${name} must be host:port, got "${text}"`);
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** The signing key in a file (a mounted Secret); empty path → undefined. */
+export function signingKey(path: string, name: string): Buffer | undefined {
+  if (path === '') return undefined;
+  let key: Buffer;
+  try {
+    key = readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${name}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const trimmed = Buffer.from(key.toString('utf8').trim());
+  if (trimmed.length < SIGNING_KEY_MIN_BYTES) throw new ConfigError(`${name}: the key in ${path} has ${trimmed.length} bytes; at least ${SIGNING_KEY_MIN_BYTES} are needed`);
+  return trimmed;
 }
 
 function inClusterNamespace(): string | undefined {

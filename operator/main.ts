@@ -7,6 +7,8 @@ import { errorMessage } from './kube/errors.ts';
 
 const USAGE = `usage: ferry operator [--flag=value ...]
        ferry agent fetch-inputs|publish-outputs   (inside step Pods)
+       ferry artifact-server                      (serves a file:// store; FERRY_ARTIFACT_STORE,
+                                                   FERRY_ARTIFACT_SERVER_LISTEN, FERRY_ARTIFACT_SIGNING_KEY_FILE)
 
 flags (or environment variables):
 ${Object.entries(SETTINGS)
@@ -48,6 +50,27 @@ async function runOperator(argv: string[]): Promise<void> {
   });
 }
 
+/** `ferry artifact-server`: serves the file:// store to requests the operator signed, until SIGTERM. */
+async function runArtifactServer(): Promise<void> {
+  const { hostPort, signingKey } = await import('./config.ts');
+  const env = process.env;
+  const log = createLogger({ level: (env.FERRY_LOG_LEVEL as 'info' | undefined) ?? 'info', base: { component: 'artifact-server' } });
+  const listen = hostPort(env.FERRY_ARTIFACT_SERVER_LISTEN || '0.0.0.0:8081', 'FERRY_ARTIFACT_SERVER_LISTEN');
+  const key = signingKey(env.FERRY_ARTIFACT_SIGNING_KEY_FILE ?? '', 'FERRY_ARTIFACT_SIGNING_KEY_FILE');
+  if (!key) throw new ConfigError('FERRY_ARTIFACT_SIGNING_KEY_FILE must name the file holding the signing key');
+  const { FileArtifactStore } = await import('./artifacts/file-store.ts');
+  const { startArtifactServer } = await import('./artifacts/artifact-server.ts');
+  const store = new FileArtifactStore(env.FERRY_ARTIFACT_STORE || 'file:///var/lib/ferry/artifacts');
+  const server = await startArtifactServer({ ...listen!, store, signingKey: key, log });
+  log.info('artifact server started', { url: server.url, root: store.root });
+  const stop = (signal: string) => {
+    log.info('shutting down', { signal });
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
 async function main(): Promise<void> {
   const [command = 'operator', ...rest] = process.argv.slice(2);
   switch (command) {
@@ -58,6 +81,8 @@ async function main(): Promise<void> {
       const { runAgent } = await import('./agent/agent.ts');
       process.exit(await runAgent(rest[0] ?? '', process.env, log));
     }
+    case 'artifact-server':
+      return runArtifactServer();
     case 'help':
     case '--help':
       console.log(USAGE);

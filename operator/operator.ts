@@ -10,7 +10,12 @@ import { createPipelineRunController } from './controllers/pipeline-run/controll
 import { modelVersionIndexes, podIndexes, runIndexes, inNamespace } from './controllers/indexes.ts';
 import type { FreezeDeps } from './controllers/pipeline-run/freeze.ts';
 import { LruCache } from './artifacts/config-cache.ts';
+import { randomBytes } from 'node:crypto';
+import { startArtifactServer, type RunningArtifactServer } from './artifacts/artifact-server.ts';
+import { FileArtifactStore } from './artifacts/file-store.ts';
+import { HttpArtifactStore } from './artifacts/http-store.ts';
 import { openArtifactStore } from './artifacts/open.ts';
+import type { ArtifactStore } from './artifacts/store.ts';
 import type { PipelineConfiguration } from './configuration/pipeline-configuration.ts';
 import { RegistryImageResolver, credentialsFromDockerConfig } from './images/registry-client.ts';
 import type { RegistryCredentials } from './images/resolver.ts';
@@ -92,7 +97,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     client, config.namespaces, { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, indexes: podIndexes, transform: podForCache }, log,
   );
   const events = new EventRecorder(eventClient, config.identity, clock, log);
-  const store = openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {});
+  const { store, artifactServer } = await openOperatorStore(config, log);
   const freeze: FreezeDeps = {
     store,
     images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries, cacheTtlMs: config.imageCacheMs }),
@@ -108,7 +113,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const agent = {
     image: config.agentImage,
     storeRoot: store.root,
-    ...(config.artifactClaim ? { storeClaim: config.artifactClaim } : {}),
+    signedUrls: store.grants !== undefined,
     ...(config.gcsCredentialsSecret ? { gcsCredentialsSecret: config.gcsCredentialsSecret } : {}),
     ...(config.gcsEndpoint ? { gcsEndpoint: config.gcsEndpoint } : {}),
   };
@@ -152,9 +157,27 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
       stopMigrations.abort();
       await manager.stop();
       await metadata.close();
+      await artifactServer?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * The store the operator reads and writes, and hands step Pods URLs of. A file:// store is
+ * reached through its artifact server (the chart's), or one this process runs (development).
+ */
+async function openOperatorStore(config: Readonly<Config>, log: Logger): Promise<{ store: ArtifactStore; artifactServer?: RunningArtifactServer }> {
+  if (!config.artifactStore.startsWith('file:')) {
+    return { store: openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {}) };
+  }
+  const signingKey = config.artifactSigningKey ?? randomBytes(32);
+  if (config.artifactServer) return { store: new HttpArtifactStore(config.artifactStore, config.artifactServer, signingKey) };
+  const listen = config.artifactServerListen!;
+  const served = new FileArtifactStore(config.artifactStore);
+  const artifactServer = await startArtifactServer({ ...listen, store: served, signingKey, log: log.child({ component: 'artifact-server' }) });
+  log.info('artifact server started', { url: artifactServer.url, root: served.root });
+  return { store: new HttpArtifactStore(config.artifactStore, artifactServer.url, signingKey), artifactServer };
 }
 
 /** Credentials from dockerconfigjson Secrets, merged in the order named (first match wins). */

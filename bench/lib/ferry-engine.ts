@@ -86,7 +86,7 @@ export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, s
         namespaces: [namespace],
         leaseName: 'ferry-bench',
         leaseNamespace: namespace,
-        env: { ...DEFAULTS_RESTORED, ...shipped, FERRY_ARTIFACT_STORE: `file://${join(ctx.workDir, 'ferry-artifacts')}`, ...extraEnv },
+        env: { ...DEFAULTS_RESTORED, ...shipped, FERRY_ARTIFACT_STORE: `file://${join(ctx.workDir, 'ferry-artifacts')}`, FERRY_ARTIFACT_SERVER_LISTEN: '127.0.0.1:0', ...extraEnv },
         ...(compiled ? { entry: compiled.entry } : {}),
       });
       const starting = await operator.waitForLog((l) => l.msg === 'operator starting', 60_000);

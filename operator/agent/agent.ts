@@ -1,19 +1,20 @@
 // The step agent: the operator's own program run inside step Pods, before and after the user's
 // container. fetch-inputs downloads each input into /ferry/inputs/<name>, verifying its sha256,
 // and writes the frozen configuration to /ferry/config.json; publish-outputs uploads each
-// declared output as a content-addressed tar and reports URIs and digests through the
-// termination message. It needs no Kubernetes API access.
+// declared output as a tar and reports URIs and digests through the termination message. It
+// needs no Kubernetes API access, and with signed URLs (object-access.ts) no store credential.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { openArtifactStore } from '../artifacts/open.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Logger } from '../observability/logger.ts';
+import { fetchObject, uploadObject } from './object-access.ts';
 import {
-  ENV, FERRY_DIR, METRICS_FILE, TERMINATION_MESSAGE_LIMIT, numericMetrics,
-  type InputSpec, type OutputSpec, type PublishedOutput, type StepReport, type TerminationMessage,
+  ENV, FERRY_DIR, METRICS_FILE, METRICS_FILE_MAX_BYTES, TERMINATION_MESSAGE_LIMIT, numericMetrics,
+  type ConfigurationSpec, type InputSpec, type OutputSpec, type PublishedOutput, type ReportSpec, type StepReport, type TerminationMessage,
 } from './protocol.ts';
 import { extractArtifact, packArtifact } from './tar.ts';
 
@@ -31,6 +32,16 @@ function openStore(env: NodeJS.ProcessEnv): ArtifactStore {
   if (!root) throw new AgentError(`${ENV.store} is not set`);
   const endpoint = env[ENV.gcsEndpoint];
   return openArtifactStore(root, endpoint ? { gcsApiEndpoint: endpoint } : {});
+}
+
+function parseJson<T>(env: NodeJS.ProcessEnv, name: string): T | undefined {
+  const text = env[name];
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new AgentError(`${name} is not JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 function parseList<T>(env: NodeJS.ProcessEnv, name: string): T[] {
@@ -60,29 +71,33 @@ function hashing(): Transform & { digest(): string } {
 export async function fetchInputs({ env, log }: AgentContext): Promise<void> {
   const dir = dirOf(env);
   const inputs = parseList<InputSpec>(env, ENV.inputs);
+  const configuration = parseJson<ConfigurationSpec>(env, ENV.configuration);
   await mkdir(join(dir, 'inputs'), { recursive: true });
   await mkdir(join(dir, 'outputs'), { recursive: true });
-  const store = inputs.length > 0 || env[ENV.configuration] ? openStore(env) : undefined;
+  // Only a step without signed URLs opens the store itself.
+  const direct = [configuration, ...inputs].some((o) => o && !o.url) ? openStore(env) : undefined;
+  const source = async (o: { uri: string; url?: string }) => (o.url ? fetchObject(o.url, o.uri) : direct!.read(o.uri));
 
-  const configurationText = env[ENV.configuration];
-  const configuration = configurationText ? (JSON.parse(configurationText) as { uri: string; digest: string }) : undefined;
-  if (configuration && store) {
-    const bytes = await store.readAll(configuration.uri);
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    if (digest !== configuration.digest) {
-      throw new AgentError(`configuration ${configuration.uri} has digest ${digest}, expected ${configuration.digest}`);
+  if (configuration) {
+    const hasher = hashing();
+    const chunks: Buffer[] = [];
+    await pipeline(await source(configuration), hasher, async function* (data: AsyncIterable<Buffer>) {
+      for await (const chunk of data) chunks.push(chunk);
+    });
+    if (hasher.digest() !== configuration.digest) {
+      throw new AgentError(`configuration ${configuration.uri} does not have the expected digest ${configuration.digest}`);
     }
-    await writeFile(join(dir, 'config.json'), bytes);
+    await writeFile(join(dir, 'config.json'), Buffer.concat(chunks));
   }
 
   for (const input of inputs) {
     const target = join(dir, 'inputs', input.name);
     const hasher = hashing();
-    await Promise.all([pipeline(await store!.read(input.uri), hasher), extractArtifact(hasher, target)]);
+    await Promise.all([pipeline(await source(input), hasher), extractArtifact(hasher, target)]);
     const digest = hasher.digest();
     if (digest !== input.digest) {
       await rm(target, { recursive: true, force: true });
-      throw new AgentError(`input "${input.name}" from ${input.uri} has digest ${digest}, expected ${input.digest}`);
+      throw new AgentError(`input "${input.name}" from ${input.uri} does not have the expected digest ${input.digest}`);
     }
     log.info('fetched input', { input: input.name, uri: input.uri, digest });
   }
@@ -91,30 +106,68 @@ export async function fetchInputs({ env, log }: AgentContext): Promise<void> {
 export async function publishOutputs({ env, log }: AgentContext): Promise<TerminationMessage> {
   const dir = dirOf(env);
   const outputs = parseList<OutputSpec>(env, ENV.outputs);
-  const store = openStore(env);
+  const reportSpec = parseJson<ReportSpec>(env, ENV.report);
+  const direct = outputs.some((o) => !o.url) || !reportSpec ? openStore(env) : undefined;
+  const namespace = env[ENV.namespace] ?? '';
+  const outputsDir = await checkedOutputsDir(dir);
   const published: PublishedOutput[] = [];
   for (const output of outputs) {
-    const path = join(dir, 'outputs', output.name);
-    const exists = await stat(path).then(() => true, () => false);
-    if (!exists) throw new AgentError(`declared output "${output.name}" was not written to ${join(FERRY_DIR, 'outputs', output.name)}`);
-    const stored = await store.putBlob(packArtifact(path));
+    const path = await checkedOutputPath(outputsDir, output.name);
+    const stored = output.url && output.uri
+      ? await uploadObject(output.url, output.uri, packArtifact(path))
+      : await direct!.putBlob(namespace, packArtifact(path));
     published.push({ name: output.name, uri: stored.uri, digest: stored.digest, size: stored.size });
     log.info('published output', { output: output.name, uri: stored.uri, digest: stored.digest, bytes: stored.size });
   }
   const report: StepReport = { outputs: published };
-  const metricsText = await readFile(join(dir, 'outputs', METRICS_FILE), 'utf8').catch(() => undefined);
-  if (metricsText !== undefined) {
-    try {
-      report.metrics = numericMetrics(JSON.parse(metricsText));
-    } catch (err) {
-      throw new AgentError(`${METRICS_FILE} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
+  const metrics = await readMetrics(join(outputsDir, METRICS_FILE));
+  if (metrics) report.metrics = metrics;
   const message: TerminationMessage = { v: 1, report };
   if (JSON.stringify(message).length <= TERMINATION_MESSAGE_LIMIT) return message;
   // Too large for the kubelet's 4 KiB: store the report and point at it.
-  const manifest = await store.putBlob(Readable.from([Buffer.from(JSON.stringify(report))]));
+  const bytes = Readable.from([Buffer.from(JSON.stringify(report))]);
+  const manifest = reportSpec ? await uploadObject(reportSpec.url, reportSpec.uri, bytes) : await direct!.putBlob(namespace, bytes);
   return { v: 1, manifest: { uri: manifest.uri, digest: manifest.digest } };
+}
+
+/**
+ * /ferry/outputs itself, refused when the user's container replaced it with a symlink (which
+ * could point the agent at files of its own image or at another volume).
+ */
+async function checkedOutputsDir(dir: string): Promise<string> {
+  const outputsDir = join(dir, 'outputs');
+  const stats = await lstat(outputsDir).catch(() => undefined);
+  if (!stats?.isDirectory()) throw new AgentError(`${join(FERRY_DIR, 'outputs')} is not a directory (a symlink is refused)`);
+  return outputsDir;
+}
+
+/** The path of a declared output; its real path must stay inside /ferry/outputs. */
+async function checkedOutputPath(outputsDir: string, name: string): Promise<string> {
+  const path = join(outputsDir, name);
+  const shown = join(FERRY_DIR, 'outputs', name);
+  const real = await realpath(path).catch(() => undefined);
+  if (real === undefined) throw new AgentError(`declared output "${name}" was not written to ${shown}`);
+  const root = await realpath(outputsDir);
+  if (real !== path && !real.startsWith(`${root}/`)) throw new AgentError(`declared output "${name}" at ${shown} resolves outside ${join(FERRY_DIR, 'outputs')}`);
+  return path;
+}
+
+/** metrics.json, if the step wrote one: its size is checked before it is read. */
+async function readMetrics(path: string): Promise<Record<string, number> | undefined> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const { size } = await fh.stat();
+    if (size > METRICS_FILE_MAX_BYTES) throw new AgentError(`${METRICS_FILE} is ${size} bytes, more than the limit of ${METRICS_FILE_MAX_BYTES}`);
+    const text = await fh.readFile('utf8');
+    try {
+      return numericMetrics(JSON.parse(text));
+    } catch (err) {
+      throw new AgentError(`${METRICS_FILE} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Runs `ferry agent <phase>`; writes the outcome to the termination log and returns the exit code. */

@@ -1,6 +1,7 @@
 // The contract between the operator and the step agent: the environment the operator gives the
 // agent containers, and the report publish-outputs returns through its termination message.
 // Both sides import this file, so they cannot drift apart.
+import { createHash } from 'node:crypto';
 
 /** Everything a step sees lives under this directory (an emptyDir shared by the Pod's containers). */
 export const FERRY_DIR = '/ferry';
@@ -16,22 +17,53 @@ export const ENV = {
   inputs: 'FERRY_INPUTS',
   outputs: 'FERRY_OUTPUTS',
   configuration: 'FERRY_CONFIGURATION',
+  report: 'FERRY_REPORT',
+  namespace: 'FERRY_NAMESPACE',
   terminationLog: 'FERRY_TERMINATION_LOG',
 } as const;
 
 /** The kubelet reads at most 4096 bytes of a termination message. */
 export const TERMINATION_MESSAGE_LIMIT = 4096;
 export const MAX_METRICS = 64;
+/** Metric names are Kubernetes-label-sized: they become status keys and lineage columns. */
+export const METRIC_NAME_MAX_LENGTH = 63;
+/** The largest metrics.json the agent reads (checked before reading). */
+export const METRICS_FILE_MAX_BYTES = 1024 * 1024;
+/** The largest stored step report the operator reads (checked before reading). */
+export const REPORT_MAX_BYTES = 1024 * 1024;
 
+/**
+ * With signed URLs (the default store, served by the artifact server), every object a step
+ * reads or writes comes with the one URL that allows it; the Pod holds no store credential.
+ * Without (a gs:// store for now), the agent opens the store at FERRY_ARTIFACT_STORE itself.
+ */
 export interface InputSpec {
   name: string;
   uri: string;
   digest: string;
+  /** A signed GET of `uri`. */
+  url?: string;
 }
 
 export interface OutputSpec {
   name: string;
   type: string;
+  /** Where the output goes, and a signed create-once PUT of it. */
+  uri?: string;
+  url?: string;
+}
+
+/** The configuration the step receives at /ferry/config.json. */
+export interface ConfigurationSpec {
+  uri: string;
+  digest: string;
+  url?: string;
+}
+
+/** Where a report too large for a termination message goes (with signed URLs). */
+export interface ReportSpec {
+  uri: string;
+  url: string;
 }
 
 export interface PublishedOutput {
@@ -62,11 +94,26 @@ export function parseTerminationMessage(text: string | undefined): TerminationMe
   return undefined;
 }
 
-/** Keeps numeric top-level values of a metrics.json document, at most MAX_METRICS of them. */
+/** A stored report, checked against the digest its termination message gave, and its shape. */
+export function parseStepReport(bytes: Buffer, digest: string): StepReport {
+  const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  if (actual !== digest) throw new SyntaxError(`the stored report does not have the digest ${digest}`);
+  const value = JSON.parse(bytes.toString('utf8')) as Partial<StepReport>;
+  const outputs = value.outputs;
+  if (!Array.isArray(outputs) || !outputs.every((o) => typeof o?.name === 'string' && typeof o.uri === 'string' && typeof o.digest === 'string')) {
+    throw new SyntaxError('the stored report has no list of outputs with name, uri and digest');
+  }
+  return { outputs, ...(value.metrics ? { metrics: numericMetrics(value.metrics) } : {}) };
+}
+
+/**
+ * Keeps numeric top-level values of a metrics.json document whose names are at most
+ * METRIC_NAME_MAX_LENGTH characters, at most MAX_METRICS of them (the first by name).
+ */
 export function numericMetrics(document: unknown): Record<string, number> {
   if (!document || typeof document !== 'object' || Array.isArray(document)) return {};
   const entries = Object.entries(document as Record<string, unknown>)
-    .filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]))
+    .filter((e): e is [string, number] => e[0].length <= METRIC_NAME_MAX_LENGTH && typeof e[1] === 'number' && Number.isFinite(e[1]))
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .slice(0, MAX_METRICS);
   return Object.fromEntries(entries);

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ObjectExistsError, ObjectNotFoundError } from './store.ts';
+import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost } from './store.ts';
 import type { ArtifactStore, StoredObject } from './store.ts';
 
 /**
@@ -17,7 +17,6 @@ import type { ArtifactStore, StoredObject } from './store.ts';
  * store, which keeps its temporary upload objects under the same name.
  */
 export const tmpDirName = '.ferry-tmp';
-const blobPrefix = 'blobs/sha256/';
 
 export class FileArtifactStore implements ArtifactStore {
   readonly root: string;
@@ -35,33 +34,32 @@ export class FileArtifactStore implements ArtifactStore {
     return pathToFileURL(join(this.rootDir, ...key.split('/'))).href;
   }
 
-  async putBlob(source: Readable): Promise<StoredObject> {
-    const hash = createHash('sha256');
-    let size = 0;
-    const tmp = await this.writeTemp(this.root, 'putBlob', async (path) => {
-      // NOTE: pipeline keeps memory bounded by the streams' highWaterMarks and destroys
-      // `source` on any failure; `flush` fsyncs the file before it is closed.
-      await pipeline(
-        source,
-        async function* (chunks: AsyncIterable<Uint8Array | string>) {
-          for await (const chunk of chunks) {
-            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-            hash.update(bytes);
-            size += bytes.length;
-            yield bytes;
-          }
-        },
-        createWriteStream(path, { flags: 'wx', mode: 0o600, flush: true }),
-      );
-    });
-    const hex = hash.digest('hex');
-    const key = `${blobPrefix}${hex}`;
+  keyOf(uri: string): string {
+    return relative(this.rootDir, this.pathOf(uri)).split(sep).join('/');
+  }
+
+  async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
+    checkKey(namespace, this.root);
+    const { tmp, hex, size } = await this.streamToTemp(this.root, 'putBlob', source);
+    const key = blobKey(namespace, hex);
     const uri = this.uriFor(key);
     try {
       // An existing blob has the same content by construction: keep it, drop ours.
       await this.linkIntoPlace(tmp, key, uri, 'putBlob');
     } catch (err) {
       if (!(err instanceof ObjectExistsError)) throw err;
+    } finally {
+      await unlinkQuietly(tmp);
+    }
+    return { uri, digest: `sha256:${hex}`, size };
+  }
+
+  /** Like createOnce, streaming: the artifact server writes request bodies with it. */
+  async createOnceFrom(key: string, source: Readable): Promise<StoredObject> {
+    const uri = this.uriFor(key);
+    const { tmp, hex, size } = await this.streamToTemp(uri, 'createOnce', source);
+    try {
+      await this.linkIntoPlace(tmp, key, uri, 'createOnce');
     } finally {
       await unlinkQuietly(tmp);
     }
@@ -83,6 +81,11 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   async read(uri: string): Promise<Readable> {
+    return (await this.readWithSize(uri)).body;
+  }
+
+  /** A stream of the object and its size (the artifact server sends it as Content-Length). */
+  async readWithSize(uri: string): Promise<{ body: Readable; size: number }> {
     const path = this.pathOf(uri);
     const fh = await open(path, 'r').catch((err: unknown) => {
       throw isCode(err, 'ENOENT', 'ENOTDIR') ? new ObjectNotFoundError(uri) : wrap(err, `read ${uri}`);
@@ -98,16 +101,25 @@ export class FileArtifactStore implements ArtifactStore {
       await fh.close();
       throw new ObjectNotFoundError(uri);
     }
-    return fh.createReadStream(); // autoClose: the handle closes when the stream ends or is destroyed
+    // autoClose: the handle closes when the stream ends or is destroyed
+    return { body: fh.createReadStream(), size: stats.size };
   }
 
-  async readAll(uri: string): Promise<Buffer> {
+  async readAll(uri: string, maxBytes: number): Promise<Buffer> {
     const path = this.pathOf(uri);
+    const fh = await open(path, 'r').catch((err: unknown) => {
+      throw isCode(err, 'ENOENT', 'ENOTDIR') ? new ObjectNotFoundError(uri) : wrap(err, `readAll ${uri}`);
+    });
     try {
-      return await readFile(path);
+      const stats = await fh.stat();
+      if (!stats.isFile()) throw new ObjectNotFoundError(uri);
+      if (stats.size > maxBytes) throw new ObjectTooLargeError(uri, maxBytes);
+      const stream = fh.createReadStream({ autoClose: false });
+      return await collectAtMost(stream, maxBytes, uri, () => stream.destroy());
     } catch (err) {
-      if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new ObjectNotFoundError(uri);
       throw wrap(err, `readAll ${uri}`);
+    } finally {
+      await fh.close();
     }
   }
 
@@ -160,6 +172,29 @@ export class FileArtifactStore implements ArtifactStore {
     }
     checkKey(rel.split(sep).join('/'), this.root);
     return path;
+  }
+
+  /** Streams `source` into a fresh temp file, hashing as it goes (bounded memory). */
+  private async streamToTemp(target: string, operation: string, source: Readable): Promise<{ tmp: string; hex: string; size: number }> {
+    const hash = createHash('sha256');
+    let size = 0;
+    const tmp = await this.writeTemp(target, operation, async (path) => {
+      // NOTE: pipeline keeps memory bounded by the streams' highWaterMarks and destroys
+      // `source` on any failure; `flush` fsyncs the file before it is closed.
+      await pipeline(
+        source,
+        async function* (chunks: AsyncIterable<Uint8Array | string>) {
+          for await (const chunk of chunks) {
+            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+            hash.update(bytes);
+            size += bytes.length;
+            yield bytes;
+          }
+        },
+        createWriteStream(path, { flags: 'wx', mode: 0o600, flush: true }),
+      );
+    });
+    return { tmp, hex: hash.digest('hex'), size };
   }
 
   /**
@@ -285,7 +320,7 @@ function isCode(err: unknown, ...codes: string[]): boolean {
 }
 
 function wrap(err: unknown, context: string): Error {
-  if (err instanceof ObjectExistsError || err instanceof ObjectNotFoundError) return err;
+  if (err instanceof ObjectExistsError || err instanceof ObjectNotFoundError || err instanceof ObjectTooLargeError) return err;
   return new Error(`${context}: ${errorMessage(err)}`, { cause: err });
 }
 

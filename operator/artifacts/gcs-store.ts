@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket, DeleteFileOptions, File, PreconditionOptions, StorageOptions } from '@google-cloud/storage';
 import { checkKey, checkPrefix, tmpDirName } from './file-store.ts';
-import { ObjectExistsError, ObjectNotFoundError } from './store.ts';
+import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost } from './store.ts';
 import type { ArtifactStore, StoredObject } from './store.ts';
 
 export interface GcsArtifactStoreOptions {
@@ -34,7 +34,6 @@ const defaultUploadChunkBytes = 16 * 1024 * 1024;
 /** Custom metadata key with a per-call id, to recognise our own write behind a retried 412. */
 const writeIdKey = 'ferry-write-id';
 const contentType = 'application/octet-stream';
-const blobPrefix = 'blobs/sha256/';
 
 export class GcsArtifactStore implements ArtifactStore {
   readonly root: string;
@@ -91,7 +90,13 @@ export class GcsArtifactStore implements ArtifactStore {
     return `${this.root}/${key}`;
   }
 
-  async putBlob(source: Readable): Promise<StoredObject> {
+  keyOf(uri: string): string {
+    const name = this.nameOf(uri);
+    return this.prefix === '' ? name : name.slice(this.prefix.length + 1);
+  }
+
+  async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
+    checkKey(namespace, this.root);
     const hash = createHash('sha256');
     let size = 0;
     const chunks: AsyncIterator<unknown> = source[Symbol.asyncIterator]();
@@ -116,7 +121,7 @@ export class GcsArtifactStore implements ArtifactStore {
       }
       if (ended) {
         const hex = hash.digest('hex');
-        const key = `${blobPrefix}${hex}`;
+        const key = blobKey(namespace, hex);
         await this.writeIfAbsent(await this.fileFor(key), Buffer.concat(head), {}, `putBlob ${this.uriFor(key)}`);
         return { uri: this.uriFor(key), digest: `sha256:${hex}`, size };
       }
@@ -124,7 +129,7 @@ export class GcsArtifactStore implements ArtifactStore {
         for (let bytes = head.shift(); bytes !== undefined; bytes = head.shift()) yield bytes;
         for (let bytes = await nextChunk(); bytes !== undefined; bytes = await nextChunk()) yield bytes;
       };
-      return await this.putLargeBlob(rest(), hash, () => size);
+      return await this.putLargeBlob(namespace, rest(), hash, () => size);
     } catch (err) {
       source.destroy(); // stop the producer; a half-read source is of no use to anyone
       throw err;
@@ -133,9 +138,9 @@ export class GcsArtifactStore implements ArtifactStore {
 
   /**
    * Streams to `.ferry-tmp/<uuid>` (the name is unknown until the last byte is hashed), copies
-   * that to `blobs/sha256/<hex>` only if absent, and deletes the temporary object.
+   * that to `<namespace>/blobs/sha256/<hex>` only if absent, and deletes the temporary object.
    */
-  private async putLargeBlob(data: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>, size: () => number): Promise<StoredObject> {
+  private async putLargeBlob(namespace: string, data: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>, size: () => number): Promise<StoredObject> {
     const tmpUri = this.uriForTmp(randomUUID());
     const tmp = (await this.bucket()).file(this.nameOf(tmpUri, true));
     try {
@@ -150,7 +155,7 @@ export class GcsArtifactStore implements ArtifactStore {
       throw wrap(err, `putBlob: uploading ${tmpUri}`);
     }
     const hex = hash.digest('hex');
-    const key = `${blobPrefix}${hex}`;
+    const key = blobKey(namespace, hex);
     const uri = this.uriFor(key);
     try {
       // The usual repeat (same outputs again) needs no copy. The precondition still decides
@@ -191,11 +196,14 @@ export class GcsArtifactStore implements ArtifactStore {
     return (await this.bucket()).file(name, { generation }).createReadStream();
   }
 
-  async readAll(uri: string): Promise<Buffer> {
+  async readAll(uri: string, maxBytes: number): Promise<Buffer> {
     const name = this.nameOf(uri);
     try {
-      const [contents] = await (await this.bucket()).file(name).download();
-      return contents;
+      const [metadata] = await (await this.bucket()).file(name).getMetadata();
+      if (Number(metadata.size ?? 0) > maxBytes) throw new ObjectTooLargeError(uri, maxBytes);
+      if (metadata.generation === undefined) throw new Error(`gs://${this.bucketName}/${name} has no generation in its metadata`);
+      const stream = (await this.bucket()).file(name, { generation: metadata.generation }).createReadStream();
+      return await collectAtMost(stream, maxBytes, uri, () => stream.destroy());
     } catch (err) {
       if (httpStatus(err) === 404) throw new ObjectNotFoundError(uri);
       throw wrap(err, `readAll ${uri}`);
@@ -346,7 +354,7 @@ function httpStatus(err: unknown): number | undefined {
 }
 
 function wrap(err: unknown, context: string): Error {
-  if (err instanceof ObjectExistsError || err instanceof ObjectNotFoundError) return err;
+  if (err instanceof ObjectExistsError || err instanceof ObjectNotFoundError || err instanceof ObjectTooLargeError) return err;
   const status = httpStatus(err);
   const message = err instanceof Error ? err.message : String(err);
   return new Error(`${context}: ${status !== undefined ? `HTTP ${status}: ` : ''}${message}`, { cause: err });

@@ -23,6 +23,16 @@ export class ObjectExistsError extends Error {
   }
 }
 
+/** The object is larger than the caller is willing to read (checked before reading). */
+export class ObjectTooLargeError extends Error {
+  readonly uri: string;
+  constructor(uri: string, limitBytes: number) {
+    super(`${uri} is larger than the limit of ${limitBytes} bytes`);
+    this.name = 'ObjectTooLargeError';
+    this.uri = uri;
+  }
+}
+
 /** The object does not exist. */
 export class ObjectNotFoundError extends Error {
   readonly uri: string;
@@ -33,19 +43,39 @@ export class ObjectNotFoundError extends Error {
   }
 }
 
+/** One request a step Pod may make without holding any store credential: a URL and the headers to send. */
+export interface Grant {
+  url: string;
+  headers?: Record<string, string>;
+}
+
+/** A store that can hand out expiring, single-object access (signed URLs). */
+export interface ObjectGrants {
+  /** Read one object (GET) until `expiresAt`. */
+  readGrant(uri: string, expiresAt: Date): Grant;
+  /** Create one object at `key`, once (PUT), until `expiresAt`. */
+  createGrant(key: string, expiresAt: Date): Grant;
+}
+
 export interface ArtifactStore {
   /** The store's root URI, e.g. file:///var/lib/ferry/artifacts or gs://bucket/prefix. */
   readonly root: string;
 
+  /** Set when step Pods can be given signed URLs instead of credentials. */
+  readonly grants?: ObjectGrants;
+
   /** The URI of a key (a relative path with / separators) under the root. */
   uriFor(key: string): string;
 
+  /** The key of a URI under the root; throws for a URI outside it. */
+  keyOf(uri: string): string;
+
   /**
-   * Streams `source` into a content-addressed blob at `blobs/sha256/<hex>`, hashing while it
-   * uploads (bounded memory, no whole-file buffering). Writing content that is already stored
-   * returns the existing object.
+   * Streams `source` into a content-addressed blob of one namespace, `<namespace>/blobs/sha256/<hex>`,
+   * hashing while it uploads (bounded memory, no whole-file buffering). Writing content that is
+   * already stored returns the existing object.
    */
-  putBlob(source: Readable): Promise<StoredObject>;
+  putBlob(namespace: string, source: Readable): Promise<StoredObject>;
 
   /** Writes `data` at `key` once; throws ObjectExistsError if anything is there already. */
   createOnce(key: string, data: Uint8Array): Promise<StoredObject>;
@@ -53,8 +83,11 @@ export interface ArtifactStore {
   /** Streams an object by URI; throws ObjectNotFoundError if missing. */
   read(uri: string): Promise<Readable>;
 
-  /** Reads a whole (small) object by URI. */
-  readAll(uri: string): Promise<Buffer>;
+  /**
+   * Reads a whole (small) object by URI. Its size is checked before any byte is read, and again
+   * while reading: more than `maxBytes` throws ObjectTooLargeError.
+   */
+  readAll(uri: string, maxBytes: number): Promise<Buffer>;
 
   exists(uri: string): Promise<boolean>;
 
@@ -63,4 +96,23 @@ export interface ArtifactStore {
 
   /** Removes an object (cache invalidation tests, garbage collection); missing is fine. */
   delete(uri: string): Promise<void>;
+}
+
+/** The key of a namespace's content-addressed blob. */
+export const blobKey = (namespace: string, hex: string) => `${namespace}/blobs/sha256/${hex}`;
+
+/** Collects a stream into one buffer, refusing more than `maxBytes` (a size header can lie). */
+export async function collectAtMost(source: AsyncIterable<Uint8Array | string>, maxBytes: number, uri: string, destroy: () => void): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    size += bytes.byteLength;
+    if (size > maxBytes) {
+      destroy();
+      throw new ObjectTooLargeError(uri, maxBytes);
+    }
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks, size);
 }

@@ -8,6 +8,11 @@ import type { ResolvedImage } from '../images/resolver.ts';
 import { canonicalJson, digestOf, sha256Hex } from './canonical-json.ts';
 
 export const CONFIGURATION_FILE = 'pipeline-configuration.json';
+/**
+ * The largest configuration Ferry reads (docs/limits.md). A Pipeline is at most ~1.5 MiB (etcd's
+ * object limit), and pinning adds little, so anything larger was not written by Ferry.
+ */
+export const CONFIGURATION_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface RunIdentity {
   namespace: string;
@@ -113,13 +118,14 @@ export function serializeConfiguration(configuration: PipelineConfiguration): { 
 
 export function parseConfiguration(bytes: Buffer, expectedDigest: string, uri: string): PipelineConfiguration {
   const digest = `sha256:${sha256Hex(bytes)}`;
-  if (digest !== expectedDigest) throw new ConfigurationDigestError(uri, digest, expectedDigest);
+  if (digest !== expectedDigest) throw new ConfigurationDigestError(uri, expectedDigest);
   return JSON.parse(bytes.toString('utf8')) as PipelineConfiguration;
 }
 
 export class ConfigurationDigestError extends Error {
-  constructor(uri: string, actual: string, expected: string) {
-    super(`configuration ${uri} has digest ${actual}, expected ${expected}`);
+  // NOTE: the actual digest is not named: it would tell what the object holds to anyone who can guess its URI.
+  constructor(uri: string, expected: string) {
+    super(`configuration ${uri} does not have the expected digest ${expected}`);
     this.name = 'ConfigurationDigestError';
   }
 }

@@ -1,6 +1,7 @@
 // Runs the ArtifactStore contract against FileArtifactStore in a temp dir, plus what only the
 // file:// store promises: read-only objects, no leftover temp files, root URI checks.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { FileArtifactStore } from '../../operator/artifacts/file-store.ts';
 import { openArtifactStore, parseStoreUri } from '../../operator/artifacts/open.ts';
+import { ObjectExistsError, ObjectNotFoundError } from '../../operator/artifacts/store.ts';
 import { describeArtifactStoreContract } from './artifact-store-contract.ts';
 
 async function openTempStore(): Promise<{ store: FileArtifactStore; dir: string; cleanup(): Promise<void> }> {
@@ -24,7 +26,7 @@ describe('FileArtifactStore', () => {
   it('makes objects read-only and leaves no temp files behind', async () => {
     const { store, cleanup } = await openTempStore();
     try {
-      const blob = await store.putBlob(Readable.from([Buffer.from('blob')]));
+      const blob = await store.putBlob('team-a', Readable.from([Buffer.from('blob')]));
       const object = await store.createOnce('a/b', Buffer.from('object'));
       await assert.rejects(store.createOnce('a/b', Buffer.from('again')));
       for (const uri of [blob.uri, object.uri]) {
@@ -43,8 +45,27 @@ describe('FileArtifactStore', () => {
         yield Buffer.from('partial');
         throw new Error('source broke');
       })());
-      await assert.rejects(store.putBlob(source), /source broke/);
+      await assert.rejects(store.putBlob('team-a', source), /source broke/);
       assert.deepEqual(await store.list(''), []);
+      assert.deepEqual(await readdir(join(store.rootDir, '.ferry-tmp')), []);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('createOnceFrom streams a body in once and readWithSize gives its size', async () => {
+    // The artifact server writes PUT bodies with createOnceFrom and sends readWithSize's size
+    // as Content-Length, so both must agree with createOnce and the bytes on disk.
+    const { store, cleanup } = await openTempStore();
+    try {
+      const bytes = Buffer.from('streamed object');
+      const stored = await store.createOnceFrom('runs/r1/out', Readable.from(chunksOf(bytes, 4)));
+      assert.deepEqual(stored, { uri: store.uriFor('runs/r1/out'), digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length });
+      await assert.rejects(store.createOnceFrom('runs/r1/out', Readable.from([Buffer.from('again')])), ObjectExistsError);
+      const { body, size } = await store.readWithSize(stored.uri);
+      assert.equal(size, bytes.length);
+      assert.deepEqual(Buffer.concat(await body.toArray()), bytes);
+      await assert.rejects(store.readWithSize(store.uriFor('runs/r1')), ObjectNotFoundError, 'a directory is not an object');
       assert.deepEqual(await readdir(join(store.rootDir, '.ferry-tmp')), []);
     } finally {
       await cleanup();
@@ -56,7 +77,7 @@ describe('FileArtifactStore', () => {
     try {
       const { uri } = await store.createOnce('runs/with space/#1%.json', Buffer.from('{}'));
       assert.match(uri, /with%20space\/%231%25\.json$/);
-      assert.deepEqual(await store.readAll(uri), Buffer.from('{}'));
+      assert.deepEqual(await store.readAll(uri, 2), Buffer.from('{}'));
       assert.deepEqual(await store.list('runs/'), ['runs/with space/#1%.json']);
     } finally {
       await cleanup();
@@ -89,3 +110,7 @@ describe('openArtifactStore', () => {
     assert.throws(() => openArtifactStore('gs://bucket/a/../b'), /invalid prefix/);
   });
 });
+
+function* chunksOf(bytes: Buffer, size: number): Generator<Buffer> {
+  for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+}

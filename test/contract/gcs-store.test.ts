@@ -47,10 +47,10 @@ describe('GcsArtifactStore', () => {
     const prefix = `tmp-check/${randomUUID()}`;
     const store = new GcsArtifactStore(`gs://${bucket}/${prefix}`, { apiEndpoint: endpoint() });
     const bytes = randomBytes(9 * 1024 * 1024); // above the 8 MiB single-request threshold
-    const first = await store.putBlob(Readable.from([bytes]));
-    const second = await store.putBlob(Readable.from([bytes])); // copy hits 412: already there
+    const first = await store.putBlob('team-a', Readable.from([bytes]));
+    const second = await store.putBlob('team-a', Readable.from([bytes])); // copy hits 412: already there
     assert.equal(second.uri, first.uri);
-    assert.deepEqual(await rawNames(`${prefix}/`), [`${prefix}/${first.uri.slice(store.root.length + 1)}`]);
+    assert.deepEqual(await rawNames(`${prefix}/`), [`${prefix}/${store.keyOf(first.uri)}`]);
   });
 
   it('works at the bucket root', async () => {
@@ -60,13 +60,13 @@ describe('GcsArtifactStore', () => {
     const { uri } = await store.createOnce('a/b', Buffer.from('x'));
     assert.equal(uri, `gs://${rootBucket}/a/b`);
     assert.deepEqual(await store.list(''), ['a/b']);
-    assert.deepEqual(await store.readAll(uri), Buffer.from('x'));
+    assert.deepEqual(await store.readAll(uri, 1), Buffer.from('x'));
   });
 
   it('refuses URIs under another prefix of the same bucket', async () => {
     const store = new GcsArtifactStore(`gs://${bucket}/one`, { apiEndpoint: endpoint() });
-    await assert.rejects(store.readAll(`gs://${bucket}/other/x`), /does not name an object under the artifact store gs:\/\/ferry-contract\/one/);
-    await assert.rejects(store.readAll(`gs://${bucket}/one/.ferry-tmp/x`), /reserved/);
+    await assert.rejects(store.readAll(`gs://${bucket}/other/x`, 1024), /does not name an object under the artifact store gs:\/\/ferry-contract\/one/);
+    await assert.rejects(store.readAll(`gs://${bucket}/one/.ferry-tmp/x`, 1024), /reserved/);
   });
 
   it('reports a missing bucket with the URI and operation', async () => {

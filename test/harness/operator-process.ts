@@ -46,6 +46,8 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
       FERRY_HTTP_PORT: '0',
       // Operators of one test namespace share a store, as replicas of one deployment do.
       FERRY_ARTIFACT_STORE: `file://${join(tmpdir(), 'ferry-test-artifacts', options.leaseNamespace)}`,
+      // The file store is served to step Pods by an artifact server inside the operator process.
+      FERRY_ARTIFACT_SERVER_LISTEN: '127.0.0.1:0',
       FERRY_LOG_LEVEL: 'debug',
       // Short lease timings keep failover tests fast.
       FERRY_LEASE_DURATION_SECONDS: '4',

@@ -248,13 +248,13 @@ describe('model registry', () => {
     await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'iris-predict-1', namespace, pipeline: 'iris-predict' }));
     const run = await finished('iris-predict-1');
     assert.equal(run.status?.phase, 'Succeeded');
-    const configuration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(run.status!.configuration!.uri)).toString()) as PipelineConfiguration;
+    const configuration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(run.status!.configuration!.uri, 1 << 20)).toString()) as PipelineConfiguration;
     assert.deepEqual(configuration.externalInputs.map((e) => [e.model?.name, e.model?.version, e.digest]), [['iris', 2, v2.spec.artifact.digest]]);
     // Bound inference: a run that names only the model runs the pipeline bound to it.
     await cluster.client.create(PIPELINE_RUNS, namespace, { ...pipelineRun({ name: 'iris-bound-1', namespace, pipeline: 'unused' }), spec: { modelRef: { name: 'iris', version: 1 } } });
     const bound = await finished('iris-bound-1');
     assert.equal(bound.status?.pipeline?.name, 'iris-predict');
-    const boundConfiguration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(bound.status!.configuration!.uri)).toString()) as PipelineConfiguration;
+    const boundConfiguration = JSON.parse((await openArtifactStore(`file://${storeDir}`).readAll(bound.status!.configuration!.uri, 1 << 20)).toString()) as PipelineConfiguration;
     assert.equal(boundConfiguration.externalInputs[0]?.digest, (await version('iris-v1')).spec.artifact.digest);
   });
 

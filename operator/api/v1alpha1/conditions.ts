@@ -32,7 +32,12 @@ export const Reasons = {
   ConfigurationConflict: 'ConfigurationConflict',
   ConfigurationDigestMismatch: 'ConfigurationDigestMismatch',
   ReproductionSourceNotFound: 'ReproductionSourceNotFound',
+  ReproductionSourceTooLarge: 'ReproductionSourceTooLarge',
+  /** A URI the user gave names no object of the run's own namespace. */
+  CrossNamespaceReference: 'CrossNamespaceReference',
   MissingOutput: 'MissingOutput',
+  /** A succeeded step's report names objects outside its namespace, or is too large or malformed. */
+  InvalidStepReport: 'InvalidStepReport',
   ModelNotFound: 'ModelNotFound',
   ModelNotBound: 'ModelNotBound',
   ArtifactNotFound: 'ArtifactNotFound',

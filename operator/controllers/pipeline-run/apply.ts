@@ -10,8 +10,10 @@ import type { KubeClient } from '../../kube/client.ts';
 import { errorMessage, isAlreadyExists, isRejected } from '../../kube/errors.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PODS } from '../../kube/resources.ts';
+import type { ArtifactStore } from '../../artifacts/store.ts';
 import { buildStepPod, type AgentSettings } from './pod-spec.ts';
 import type { RunPlan } from './plan.ts';
+import { stepAccess } from './step-access.ts';
 
 /** What creating a pass's Pods did. */
 export interface PodsCreated {
@@ -22,7 +24,7 @@ export interface PodsCreated {
 
 /** Creates the planned Pods; `onCreated` puts each in the Pod cache at once, so the next pass does not create it again. */
 export async function createStepPods(
-  client: KubeClient, run: PipelineRun, plan: RunPlan, agent: AgentSettings, onCreated: (pod: Pod) => void,
+  client: KubeClient, run: PipelineRun, plan: RunPlan, agent: AgentSettings, store: ArtifactStore, now: Date, onCreated: (pod: Pod) => void,
 ): Promise<PodsCreated> {
   const rejected = new Map<string, string>();
   let created = 0;
@@ -31,11 +33,13 @@ export async function createStepPods(
   const pipelineName = configuration.spec.pipeline.name;
   await Promise.all(
     plan.create.map(async ({ step, attempt, podName, inputs }) => {
-      const pod = buildStepPod({
-        run, pipelineName, step, attempt, inputs, agent,
-        parameters: plan.parameters,
+      const access = stepAccess({
+        store, step, attempt, inputs, now,
+        namespace: run.metadata.namespace ?? '',
+        runUid: run.metadata.uid ?? '',
         configuration: { uri: configuration.uri, digest: configuration.digest },
       });
+      const pod = buildStepPod({ run, pipelineName, step, attempt, agent, access, parameters: plan.parameters });
       try {
         onCreated(await client.create<Pod>(PODS, run.metadata.namespace, pod));
         created++;

@@ -11,9 +11,9 @@ import type { ModelStage, ModelVersion } from '../../api/v1alpha1/model-version.
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
 import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
 import { LruCache } from '../../artifacts/config-cache.ts';
-import { ObjectExistsError, ObjectNotFoundError, type ArtifactStore, type StoredObject } from '../../artifacts/store.ts';
+import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, type ArtifactStore, type StoredObject } from '../../artifacts/store.ts';
 import { sha256Hex } from '../../configuration/canonical-json.ts';
-import { configurationKey, serializeConfiguration, type PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
+import { CONFIGURATION_MAX_BYTES, configurationKey, serializeConfiguration, type PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { ImageResolutionError, type ImageResolver, type ResolvedImage } from '../../images/resolver.ts';
 import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import { checkPipeline, freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
@@ -33,12 +33,17 @@ class MemoryStore implements ArtifactStore {
     return `${this.root}/${key}`;
   }
 
-  async putBlob(source: Readable): Promise<StoredObject> {
+  keyOf(uri: string): string {
+    if (!uri.startsWith(`${this.root}/`)) throw new Error(`${uri} is not under ${this.root}`);
+    return uri.slice(this.root.length + 1);
+  }
+
+  async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
     const chunks: Buffer[] = [];
     for await (const chunk of source) chunks.push(Buffer.from(chunk as Uint8Array));
     const bytes = Buffer.concat(chunks);
     const hex = sha256Hex(bytes);
-    const uri = this.uriFor(`blobs/sha256/${hex}`);
+    const uri = this.uriFor(`${namespace}/blobs/sha256/${hex}`);
     if (!this.objects.has(uri)) this.objects.set(uri, bytes);
     return { uri, digest: `sha256:${hex}`, size: bytes.length };
   }
@@ -52,12 +57,13 @@ class MemoryStore implements ArtifactStore {
   }
 
   async read(uri: string): Promise<Readable> {
-    return Readable.from([await this.readAll(uri)]);
+    return Readable.from([await this.readAll(uri, Number.MAX_SAFE_INTEGER)]);
   }
 
-  async readAll(uri: string): Promise<Buffer> {
+  async readAll(uri: string, maxBytes: number): Promise<Buffer> {
     const bytes = this.objects.get(uri);
     if (!bytes) throw new ObjectNotFoundError(uri);
+    if (bytes.length > maxBytes) throw new ObjectTooLargeError(uri, maxBytes);
     this.reads++;
     return Buffer.from(bytes);
   }
@@ -133,7 +139,7 @@ function modelVersion(model: string, version: number, stage: ModelStage, extra: 
     apiVersion: 'ferry.dev/v1alpha1',
     kind: 'ModelVersion',
     metadata: { name: `${model}-v${version}`, namespace: NAMESPACE },
-    spec: { modelName: model, version, stage, artifact: { uri: `mem://store/blobs/sha256/${String(version).repeat(64)}`, digest: digest(String(version)) }, ...extra },
+    spec: { modelName: model, version, stage, artifact: { uri: `mem://store/${NAMESPACE}/blobs/sha256/${String(version).repeat(64)}`, digest: digest(String(version)) }, ...extra },
   };
 }
 
@@ -332,7 +338,7 @@ describe('freezeRun: freezing once and reading back', () => {
     const outcome = await freezeRun(depsOf({ store }), recorded(pipelineRun(), first));
     assert.equal(outcome.kind, 'failed');
     assert.equal(outcome.reason, Reasons.ConfigurationTampered);
-    assert.match(outcome.message, new RegExp(`expected ${first.digest}`));
+    assert.match(outcome.message, new RegExp(`expected digest ${first.digest}`));
   });
 
   it('fails a run whose stored configuration is gone (ConfigurationMissing)', async () => {
@@ -347,7 +353,7 @@ describe('freezeRun: freezing once and reading back', () => {
   it('passes store errors other than not-found on (a transient failure, retried)', async () => {
     const store = new MemoryStore();
     store.readAll = async () => { throw new Error('connection reset'); };
-    await assert.rejects(freezeRun(depsOf({ store }), recorded(pipelineRun(), { uri: 'mem://store/x', digest: digest('1') })), /connection reset/);
+    await assert.rejects(freezeRun(depsOf({ store }), recorded(pipelineRun(), { uri: `mem://store/${NAMESPACE}/x`, digest: digest('1') })), /connection reset/);
   });
 });
 
@@ -394,14 +400,45 @@ describe('freezeRun: reproducing and resuming', () => {
     const result = await freezeRun(depsOf({ store }), wrong);
     assert.equal(result.kind, 'failed');
     assert.equal(result.reason, Reasons.ConfigurationDigestMismatch);
-    assert.match(result.message, new RegExp(`^refusing to reproduce: configuration ${outcome.uri} has digest ${outcome.digest}, expected ${digest('0')}$`));
+    assert.equal(result.message, `refusing to reproduce: configuration ${outcome.uri} does not have the expected digest ${digest('0')}`);
+    assert.ok(!result.message.includes(outcome.digest), 'the real digest is not disclosed');
     assert.equal(store.writes, 1, 'only the source was ever written');
   });
 
   it('refuses to reproduce a {uri, digest} that is not in the store', async () => {
-    const result = await freezeRun(depsOf(), pipelineRun({ name: 'r2', reproduceFrom: { configuration: { uri: 'mem://store/nothing', digest: digest('0') } } }));
+    const result = await freezeRun(depsOf(), pipelineRun({ name: 'r2', reproduceFrom: { configuration: { uri: `mem://store/${NAMESPACE}/nothing`, digest: digest('0') } } }));
     assert.equal(result.kind, 'failed');
     assert.equal(result.reason, Reasons.ReproductionSourceNotFound);
+  });
+
+  it('refuses to reproduce another namespace\'s configuration, without reading it or saying what it holds (CrossNamespaceReference)', async () => {
+    const store = new MemoryStore();
+    const other = frozen(await freezeRun(depsOf({ store, pipelines: [{ ...trainer(), metadata: { ...trainer().metadata, namespace: 'team-b' } }] }), pipelineRun({ namespace: 'team-b', uid: 'uid-b' })));
+    const reads = store.reads;
+    const result = await freezeRun(depsOf({ store }), pipelineRun({ name: 'r2', reproduceFrom: { configuration: { uri: other.uri, digest: digest('0') } } }));
+    assert.equal(result.kind, 'failed');
+    assert.equal(result.reason, Reasons.CrossNamespaceReference);
+    assert.equal(result.message, `refusing to reproduce: the configuration to reproduce does not name an object of namespace "${NAMESPACE}" in the artifact store`);
+    assert.equal(store.reads, reads, 'nothing was read');
+  });
+
+  it('refuses a URI outside the store and a legacy blob URI another namespace never copied', async () => {
+    for (const uri of ['file:///etc/passwd', `mem://store/../team-b/x`, `mem://store/blobs/sha256/${'a'.repeat(64)}`]) {
+      const result = await freezeRun(depsOf(), pipelineRun({ name: 'r2', reproduceFrom: { configuration: { uri, digest: digest('0') } } }));
+      assert.equal(result.kind, 'failed', uri);
+      assert.ok(result.reason === Reasons.CrossNamespaceReference || result.reason === Reasons.ReproductionSourceNotFound, `${uri}: ${result.reason}`);
+      assert.ok(!result.message.includes('sha256:a'), 'no digest disclosed');
+    }
+  });
+
+  it('refuses to reproduce an object over the configuration limit before reading it (ReproductionSourceTooLarge)', async () => {
+    const store = new MemoryStore();
+    const uri = store.uriFor(`${NAMESPACE}/outputs/huge`);
+    store.objects.set(uri, Buffer.alloc(CONFIGURATION_MAX_BYTES + 1));
+    const result = await freezeRun(depsOf({ store }), pipelineRun({ name: 'r2', reproduceFrom: { configuration: { uri, digest: digest('0') } } }));
+    assert.equal(result.kind, 'failed');
+    assert.equal(result.reason, Reasons.ReproductionSourceTooLarge);
+    assert.equal(store.reads, 0);
   });
 
   it('resumeFrom a run freezes the same configuration, reproduced from it', async () => {
@@ -424,6 +461,16 @@ describe('freezeRun: inputs from outside the run are pinned', () => {
     ]);
   });
 
+  it('a model whose artifact is another namespace\'s object is refused (CrossNamespaceReference)', async () => {
+    const uses = pipeline({ steps: [step('score', { inputs: [{ name: 'base', model: { name: 'iris', stage: 'Production' } }] })] });
+    const forged = modelVersion('iris', 1, 'Production');
+    forged.spec.artifact.uri = `mem://store/team-b/blobs/sha256/${'1'.repeat(64)}`;
+    const outcome = await freezeRun(depsOf({ pipelines: [uses], models: [forged] }), pipelineRun());
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(outcome.reason, Reasons.CrossNamespaceReference);
+    assert.match(outcome.message, /^step "score" input "base": the artifact of iris-v1 does not name an object of namespace/);
+  });
+
   it('a run with modelRef runs the bound inference Pipeline on exactly that version', async () => {
     const predict = pipeline({ name: 'iris-predict', steps: [step('predict', { inputs: [{ name: 'model', model: { name: 'iris', stage: 'Production' } }] })] });
     const models = [
@@ -440,7 +487,7 @@ describe('freezeRun: inputs from outside the run are pinned', () => {
     const uses = pipeline({ steps: [step('use', { inputs: [{ name: 'd', fromPipeline: { name: 'etl', step: 'load', output: 'rows' } }] })] });
     const etlRun = (name: string, phase: 'Succeeded' | 'Failed', finishedAt: string, c: string) => pipelineRun({
       name, uid: `uid-${name}`, pipeline: 'etl',
-      status: { phase, finishedAt, steps: [{ name: 'load', phase, attempts: 1, outputs: [{ name: 'rows', uri: `mem://store/blobs/${c}`, digest: digest(c), size: 1 }] }] },
+      status: { phase, finishedAt, steps: [{ name: 'load', phase, attempts: 1, outputs: [{ name: 'rows', uri: `mem://store/${NAMESPACE}/blobs/${c}`, digest: digest(c), size: 1 }] }] },
     });
     const runs = [
       etlRun('etl-1', 'Succeeded', '2030-01-01T10:00:00Z', '1'),
@@ -449,7 +496,7 @@ describe('freezeRun: inputs from outside the run are pinned', () => {
     ];
     const outcome = frozen(await freezeRun(depsOf({ pipelines: [uses], runs }), pipelineRun()));
     assert.deepEqual(outcome.configuration.externalInputs, [{
-      step: 'use', input: 'd', uri: 'mem://store/blobs/2', digest: digest('2'),
+      step: 'use', input: 'd', uri: `mem://store/${NAMESPACE}/blobs/2`, digest: digest('2'),
       pipelineOutput: { pipeline: 'etl', run: 'etl-2', step: 'load', output: 'rows' },
     }]);
   });

@@ -7,9 +7,10 @@ import { Reasons } from '../../api/v1alpha1/conditions.ts';
 import type { PipelineRun, ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
 import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
 import type { LruCache } from '../../artifacts/config-cache.ts';
-import { ObjectExistsError, ObjectNotFoundError, type ArtifactStore } from '../../artifacts/store.ts';
+import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, type ArtifactStore } from '../../artifacts/store.ts';
+import { CrossNamespaceReferenceError, uriInNamespace } from '../../artifacts/tenancy.ts';
 import {
-  ConfigurationDigestError, configurationKey, freezeConfiguration, parseConfiguration, reproduceConfiguration,
+  CONFIGURATION_MAX_BYTES, ConfigurationDigestError, configurationKey, freezeConfiguration, parseConfiguration, reproduceConfiguration,
   serializeConfiguration, type PipelineConfiguration, type RunIdentity,
 } from '../../configuration/pipeline-configuration.ts';
 import { ImageResolutionError, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
@@ -60,7 +61,7 @@ const identityOf = (run: PipelineRun): RunIdentity => ({
 export async function loadConfiguration(deps: FreezeDeps, uri: string, digest: string): Promise<PipelineConfiguration> {
   const cached = deps.configurations.get(digest);
   if (cached) return cached;
-  const configuration = parseConfiguration(await deps.store.readAll(uri), digest, uri);
+  const configuration = parseConfiguration(await deps.store.readAll(uri, CONFIGURATION_MAX_BYTES), digest, uri);
   deps.configurations.set(digest, configuration);
   return configuration;
 }
@@ -70,11 +71,14 @@ export async function freezeRun(deps: FreezeDeps, run: PipelineRun): Promise<Fre
   const recorded = run.status?.configuration;
   if (recorded) {
     try {
-      const configuration = await loadConfiguration(deps, recorded.uri, recorded.digest);
+      const uri = uriInNamespace(deps.store, recorded.uri, run.metadata.namespace ?? '', 'status.configuration.uri');
+      const configuration = await loadConfiguration(deps, uri, recorded.digest);
       return { kind: 'frozen', configuration, uri: recorded.uri, digest: recorded.digest, written: false };
     } catch (err) {
+      if (err instanceof CrossNamespaceReferenceError) return { kind: 'failed', reason: Reasons.CrossNamespaceReference, message: err.message };
       if (err instanceof ConfigurationDigestError) return { kind: 'failed', reason: Reasons.ConfigurationTampered, message: err.message };
       if (err instanceof ObjectNotFoundError) return { kind: 'failed', reason: Reasons.ConfigurationMissing, message: err.message };
+      if (err instanceof ObjectTooLargeError) return { kind: 'failed', reason: Reasons.ConfigurationTampered, message: err.message };
       throw err;
     }
   }
@@ -161,7 +165,9 @@ function resolveExternalInputs(
         const resolved = bound ? { version: bound } : resolveModelReference(input.model, deps.modelVersionsOf(namespace, input.model.name));
         if ('error' in resolved) return { reason: Reasons.ModelNotFound, error: `${where}: ${resolved.error}` };
         const v = resolved.version;
-        inputs.push({ step: step.name, input: input.name, uri: v.spec.artifact.uri, digest: v.spec.artifact.digest, model: { name: v.spec.modelName, version: v.spec.version } });
+        const uri = ownUri(deps.store, v.spec.artifact.uri, namespace, `${where}: the artifact of ${v.metadata.name}`);
+        if (typeof uri !== 'string') return uri;
+        inputs.push({ step: step.name, input: input.name, uri, digest: v.spec.artifact.digest, model: { name: v.spec.modelName, version: v.spec.version } });
       } else if (input.fromPipeline) {
         const { name, step: producer, output, run: runName } = input.fromPipeline;
         const candidates = deps.runsOfPipeline(namespace, name)
@@ -173,11 +179,23 @@ function resolveExternalInputs(
           const which = runName ? `run "${runName}"` : 'a succeeded run';
           return { reason: Reasons.ArtifactNotFound, error: `${where}: ${which} of pipeline "${name}" with output "${output}" of step "${producer}" does not exist` };
         }
-        inputs.push({ step: step.name, input: input.name, uri: published.uri, digest: published.digest, pipelineOutput: { pipeline: name, run: source.metadata.name, step: producer, output } });
+        const uri = ownUri(deps.store, published.uri, namespace, `${where}: output "${output}" of run "${source.metadata.name}"`);
+        if (typeof uri !== 'string') return uri;
+        inputs.push({ step: step.name, input: input.name, uri, digest: published.digest, pipelineOutput: { pipeline: name, run: source.metadata.name, step: producer, output } });
       }
     }
   }
   return { inputs };
+}
+
+/** A URI inside the namespace, or the failure that says it is not. */
+function ownUri(store: ArtifactStore, uri: string, namespace: string, what: string): string | { reason: string; error: string } {
+  try {
+    return uriInNamespace(store, uri, namespace, what);
+  } catch (err) {
+    if (err instanceof CrossNamespaceReferenceError) return { reason: Reasons.CrossNamespaceReference, error: err.message };
+    throw err;
+  }
 }
 
 async function reproduce(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
@@ -195,12 +213,15 @@ async function reproduce(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
     source = from.configuration!;
   }
   try {
-    const original = parseConfiguration(await deps.store.readAll(source.uri), source.digest, source.uri);
+    const readable = uriInNamespace(deps.store, source.uri, namespace, 'the configuration to reproduce');
+    const original = parseConfiguration(await deps.store.readAll(readable, CONFIGURATION_MAX_BYTES), source.digest, source.uri);
     const { uri, digest } = source;
     return { kind: 'built', configuration: reproduceConfiguration(original, { ...identityOf(run), reproducedFrom: { uri, digest } }) };
   } catch (err) {
+    if (err instanceof CrossNamespaceReferenceError) return { kind: 'failed', reason: Reasons.CrossNamespaceReference, message: `refusing to reproduce: ${err.message}` };
     if (err instanceof ConfigurationDigestError) return { kind: 'failed', reason: Reasons.ConfigurationDigestMismatch, message: `refusing to reproduce: ${err.message}` };
     if (err instanceof ObjectNotFoundError) return { kind: 'failed', reason: Reasons.ReproductionSourceNotFound, message: err.message };
+    if (err instanceof ObjectTooLargeError) return { kind: 'failed', reason: Reasons.ReproductionSourceTooLarge, message: `refusing to reproduce: ${err.message}, which no configuration Ferry writes exceeds` };
     throw err;
   }
 }
@@ -217,7 +238,7 @@ async function writeOnce(deps: FreezeDeps, run: PipelineRun, configuration: Pipe
   }
   // Written by an earlier pass whose status update was lost: adopt it if it is this run's.
   const uri = deps.store.uriFor(key);
-  const existing = await deps.store.readAll(uri);
+  const existing = await deps.store.readAll(uri, CONFIGURATION_MAX_BYTES);
   const existingDigest = `sha256:${sha256Hex(existing)}`;
   const adopted = parseConfiguration(existing, existingDigest, uri);
   if (adopted.run.uid !== run.metadata.uid) {

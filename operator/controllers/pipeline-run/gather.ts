@@ -6,14 +6,15 @@
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import { FINAL_RUN_PHASES } from '../../api/v1alpha1/labels.ts';
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
-import type { StepReport } from '../../agent/protocol.ts';
-import type { ArtifactStore } from '../../artifacts/store.ts';
+import { REPORT_MAX_BYTES, parseStepReport, type StepReport } from '../../agent/protocol.ts';
+import { ObjectNotFoundError, ObjectTooLargeError, type ArtifactStore } from '../../artifacts/store.ts';
+import { CrossNamespaceReferenceError, uriInNamespace } from '../../artifacts/tenancy.ts';
 import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import type { Pod } from '../../kube/pod.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import { inNamespace, type ModelVersionCache, type PodCache, type RunCache } from '../indexes.ts';
 import { freezeRun, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
-import type { RunFacts } from './plan.ts';
+import type { CheckedReport, RunFacts } from './plan.ts';
 import { attemptOutcome, terminationMessageOf } from './pod-status.ts';
 import { recordedAsFinished } from './records.ts';
 import { registrationPending } from './registration.ts';
@@ -72,25 +73,41 @@ export async function gatherRun(deps: GatherDeps, key: string): Promise<Gathered
       pods,
       now,
       registered,
-      manifests: await readManifests(deps.store, run, pods),
+      reports: await checkReports(deps.store, run, pods),
       resumed: resumedResults(deps.runs, run),
       cache: deps.stepCache.view(run.metadata.namespace ?? '', run.metadata.name),
     },
   };
 }
 
-/** Reads the reports that succeeded Pods stored as manifests because they were too large for a termination message. */
-async function readManifests(store: ArtifactStore, run: PipelineRun, pods: Pod[]): Promise<Map<string, StepReport>> {
+/**
+ * The reports of succeeded Pods not yet folded into status: from the termination message, or
+ * read from the store when it was too large for one. A report is refused (the step fails)
+ * when it names an object outside the run's namespace or cannot be read within its limit.
+ */
+async function checkReports(store: ArtifactStore, run: PipelineRun, pods: Pod[]): Promise<Map<string, CheckedReport>> {
+  const namespace = run.metadata.namespace ?? '';
   const done = new Set((run.status?.steps ?? []).filter((s) => s.phase === 'Succeeded').map((s) => s.podName));
-  const manifests = new Map<string, StepReport>();
+  const reports = new Map<string, CheckedReport>();
   for (const pod of pods) {
     if (done.has(pod.metadata.name) || attemptOutcome(pod).state !== 'succeeded') continue;
     const message = terminationMessageOf(pod);
-    if (message && 'manifest' in message) {
-      manifests.set(pod.metadata.name, JSON.parse((await store.readAll(message.manifest.uri)).toString('utf8')) as StepReport);
+    if (!message) continue;
+    try {
+      const report = 'report' in message ? message.report : await readReport(store, namespace, message.manifest);
+      for (const output of report.outputs) uriInNamespace(store, output.uri, namespace, `output "${output.name}"`);
+      reports.set(pod.metadata.name, report);
+    } catch (err) {
+      if (!(err instanceof CrossNamespaceReferenceError || err instanceof ObjectTooLargeError || err instanceof ObjectNotFoundError || err instanceof SyntaxError)) throw err;
+      reports.set(pod.metadata.name, { refused: `the step's report was refused: ${err.message}` });
     }
   }
-  return manifests;
+  return reports;
+}
+
+async function readReport(store: ArtifactStore, namespace: string, manifest: { uri: string; digest: string }): Promise<StepReport> {
+  const uri = uriInNamespace(store, manifest.uri, namespace, 'the step report');
+  return parseStepReport(await store.readAll(uri, REPORT_MAX_BYTES), manifest.digest);
 }
 
 /** Results of the run being resumed that may be reused (their artifacts are checked after planning). */

@@ -30,7 +30,7 @@ import type { InputSpec, StepReport } from '../../agent/protocol.ts';
 import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { attemptOutcome, isActive, stepReportOf, truncate } from './pod-status.ts';
+import { attemptOutcome, isActive, truncate } from './pod-status.ts';
 import { cacheKeyOf, isCacheable, type CacheKey } from './cache-key.ts';
 import type { FreezeOutcome } from './freeze.ts';
 import {
@@ -58,13 +58,16 @@ export interface RunFacts {
   now: Date;
   /** ModelVersions the run created (by its uid label): its registrations so far. */
   registered: ModelVersion[];
-  /** Step reports too large for a termination message, read from the store, by Pod name. */
-  manifests: Map<string, StepReport>;
+  /** Reports of succeeded Pods, checked (gather.ts); a Pod absent here has none. */
+  reports: Map<string, CheckedReport>;
   /** Results of the run being resumed (spec.resumeFrom), by step name. */
   resumed: Map<string, Reused>;
   /** Earlier executions of identical steps; undefined when nothing may be reused. */
   cache?: CacheView;
 }
+
+/** A succeeded Pod's report, or why it was refused (the step then fails). */
+export type CheckedReport = StepReport | { refused: string };
 
 export interface StepLaunch {
   step: StepSpec;
@@ -306,7 +309,8 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
     }
     const outcome = attemptOutcome(pod);
     if (outcome.state === 'succeeded') {
-      const report = p.facts.manifests.get(pod.metadata.name) ?? stepReportOf(pod);
+      const report = p.facts.reports.get(pod.metadata.name);
+      if (report && 'refused' in report) return failAttempt(p, spec, step, Reasons.InvalidStepReport, report.refused, false);
       const published = new Map((report?.outputs ?? []).map((o) => [o.name, o]));
       const missing = (spec.outputs ?? []).filter((o) => !published.has(o.name)).map((o) => o.name);
       if (missing.length > 0) {

@@ -3,8 +3,10 @@ import { describe, it } from 'node:test';
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import type { ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
 import type { InputSpec } from '../../agent/protocol.ts';
+import { HttpArtifactStore } from '../../artifacts/http-store.ts';
 import { buildStepPod, DEFAULT_RUN_AS_USER, type AgentSettings } from './pod-spec.ts';
 import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
+import { GRANT_SLACK_SECONDS, stepAccess } from './step-access.ts';
 import { NAMESPACE, RUN_UID, TEST_IMAGE, pipelineRun, step } from '../../../test/builders.ts';
 
 const parameters: ResolvedParameter[] = [
@@ -27,10 +29,13 @@ const trainStep = step('train', {
   tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
 });
 
-const agent: AgentSettings = { image: 'ferry:0.1.0', storeRoot: 'file:///var/lib/ferry/artifacts', storeClaim: 'ferry-artifacts' };
-const configuration = { uri: 'file:///var/lib/ferry/artifacts/ml/train/r1/pipeline-configuration.json', digest: `sha256:${'c'.repeat(64)}` };
-const inputs: InputSpec[] = [{ name: 'data', uri: `file:///var/lib/ferry/artifacts/blobs/sha256/${'e'.repeat(64)}`, digest: `sha256:${'e'.repeat(64)}` }];
-const base = { pipelineName: 'p', parameters, inputs, configuration, agent };
+const agent: AgentSettings = { image: 'ferry:0.1.0', storeRoot: 'file:///var/lib/ferry/artifacts', signedUrls: true };
+const store = new HttpArtifactStore('file:///var/lib/ferry/artifacts', 'http://ferry-artifacts.ferry-system.svc:8081', Buffer.alloc(32, 7));
+const configuration = { uri: `file:///var/lib/ferry/artifacts/${NAMESPACE}/train/r1/pipeline-configuration.json`, digest: `sha256:${'c'.repeat(64)}` };
+const inputs: InputSpec[] = [{ name: 'data', uri: `file:///var/lib/ferry/artifacts/${NAMESPACE}/blobs/sha256/${'e'.repeat(64)}`, digest: `sha256:${'e'.repeat(64)}` }];
+const NOW = new Date('2026-01-01T00:00:00Z');
+const access = stepAccess({ store, namespace: NAMESPACE, runUid: RUN_UID, step: { ...trainStep, outputs: [{ name: 'model', type: 'model' }] }, attempt: 2, inputs, configuration, now: NOW });
+const base = { pipelineName: 'p', parameters, access, agent };
 const build = (extra: Partial<Parameters<typeof buildStepPod>[0]> = {}) =>
   buildStepPod({ ...base, run: pipelineRun(), pipelineName: 'train-pipeline', step: trainStep, attempt: 2, ...extra });
 const stepContainer = (pod: ReturnType<typeof buildStepPod>) => pod.spec?.initContainers?.find((c) => c.name === STEP_CONTAINER);
@@ -90,20 +95,41 @@ describe('buildStepPod', () => {
     assert.deepEqual(pod.spec?.volumes?.[0], { name: 'ferry', emptyDir: {} });
   });
 
-  it('tells the agent what to fetch and publish, and mounts the file store for it', () => {
+  it('tells the agent what to fetch and publish, each object with its own signed URL and no store credential', () => {
     const fetch = pod.spec?.initContainers?.[0];
     const publish = pod.spec?.containers[0];
     const envOf = (c: typeof fetch) => new Map((c?.env ?? []).map((e) => [e.name, e.value]));
     assert.equal(fetch?.image, 'ferry:0.1.0');
     assert.deepEqual(fetch?.args, ['agent', 'fetch-inputs']);
     assert.deepEqual(publish?.args, ['agent', 'publish-outputs']);
-    assert.deepEqual(JSON.parse(envOf(fetch).get('FERRY_INPUTS') ?? ''), inputs);
-    assert.deepEqual(JSON.parse(envOf(fetch).get('FERRY_CONFIGURATION') ?? ''), configuration);
-    assert.equal(envOf(publish).get('FERRY_ARTIFACT_STORE'), 'file:///var/lib/ferry/artifacts');
-    assert.deepEqual(JSON.parse(envOf(publish).get('FERRY_OUTPUTS') ?? ''), []);
-    assert.ok(publish?.volumeMounts?.some((m) => m.mountPath === '/var/lib/ferry/artifacts'));
-    assert.deepEqual(pod.spec?.volumes?.[1], { name: 'ferry-artifacts', persistentVolumeClaim: { claimName: 'ferry-artifacts' } });
-    assert.equal(container?.volumeMounts?.length, 1, 'the user step does not see the store');
+    const fetched = JSON.parse(envOf(fetch).get('FERRY_INPUTS') ?? '') as InputSpec[];
+    assert.deepEqual(fetched.map(({ name, uri, digest }) => ({ name, uri, digest })), inputs);
+    assert.match(fetched[0]?.url ?? '', /^http:\/\/ferry-artifacts\.ferry-system\.svc:8081\/v1\/objects\/.+\?method=GET&expires=\d+&signature=/);
+    assert.match(JSON.parse(envOf(fetch).get('FERRY_CONFIGURATION') ?? '').url, /method=GET/);
+    const outputs = JSON.parse(envOf(publish).get('FERRY_OUTPUTS') ?? '') as Array<{ uri: string; url: string }>;
+    assert.equal(outputs[0]?.uri, `file:///var/lib/ferry/artifacts/${NAMESPACE}/runs/${RUN_UID}/train/2/model.tar`);
+    assert.match(outputs[0]?.url ?? '', /method=PUT/);
+    assert.match(JSON.parse(envOf(publish).get('FERRY_REPORT') ?? '').uri, new RegExp(`/${NAMESPACE}/runs/${RUN_UID}/train/2/report\\.json$`));
+    for (const c of [fetch, publish, container]) {
+      assert.equal(envOf(c).has('FERRY_ARTIFACT_STORE'), false, `${c?.name} is not told the store root`);
+      assert.equal(envOf(c).has('GOOGLE_APPLICATION_CREDENTIALS'), false);
+      assert.deepEqual(c?.volumeMounts?.map((m) => m.name), ['ferry'], `${c?.name} mounts only /ferry`);
+    }
+    assert.deepEqual(pod.spec?.volumes?.map((v) => v.name), ['ferry']);
+  });
+
+  it('signs URLs for the step timeout plus slack, counted from the Pod\'s creation', () => {
+    const expires = Number(new URL(access.inputs[0]?.url ?? '').searchParams.get('expires'));
+    assert.equal(expires, NOW.getTime() / 1000 + 900 + GRANT_SLACK_SECONDS);
+  });
+
+  it('without signed URLs (a gs:// store), gives the agent the store root and the key Secret, never the user step', () => {
+    const gcs: AgentSettings = { image: 'ferry:0.1.0', storeRoot: 'gs://bucket/ferry', signedUrls: false, gcsCredentialsSecret: 'gcs-key' };
+    const direct = build({ agent: gcs, access: { inputs, outputs: [], configuration } });
+    const publish = direct.spec?.containers[0];
+    assert.equal(publish?.env?.find((e) => e.name === 'FERRY_ARTIFACT_STORE')?.value, 'gs://bucket/ferry');
+    assert.ok(publish?.volumeMounts?.some((m) => m.name === 'ferry-gcs-key'));
+    assert.equal(stepContainer(direct)?.volumeMounts?.length, 1, 'the user step does not see the key');
   });
 
   it('runs the step with the image, command, resources and placement of the step', () => {

@@ -8,7 +8,7 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
-import { CONFIG_PATH, ENV, FERRY_DIR, INPUTS_DIR, OUTPUTS_DIR, type InputSpec } from '../../agent/protocol.ts';
+import { CONFIG_PATH, ENV, FERRY_DIR, INPUTS_DIR, OUTPUTS_DIR } from '../../agent/protocol.ts';
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import {
   LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP, MANAGED_BY,
@@ -19,6 +19,7 @@ import { labelValue, stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { parameterEnvName, substituteParameters } from './parameters.ts';
 import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
+import type { StepAccess } from './step-access.ts';
 
 /** Non-root user the step runs as unless its image says otherwise. */
 export const DEFAULT_RUN_AS_USER = 65532;
@@ -29,6 +30,8 @@ export interface AgentSettings {
   image: string;
   /** The artifact store root, e.g. file:///var/lib/ferry/artifacts or gs://bucket/prefix. */
   storeRoot: string;
+  /** Step Pods get signed URLs (step-access.ts): no store volume, credential or root is given to them. */
+  signedUrls: boolean;
   /** For a file:// store: the PersistentVolumeClaim mounted at the store's path. */
   storeClaim?: string;
   /** For gs://: a Secret with a service account key (`key.json`); workload identity needs none. */
@@ -43,8 +46,8 @@ export interface StepPodInput {
   step: StepSpec;
   attempt: number;
   parameters: ResolvedParameter[];
-  inputs: InputSpec[];
-  configuration: { uri: string; digest: string };
+  /** The objects the attempt reads and writes (step-access.ts). */
+  access: StepAccess;
   agent: AgentSettings;
 }
 
@@ -57,6 +60,7 @@ const restricted = { allowPrivilegeEscalation: false, capabilities: { drop: ['AL
 
 /** Volumes and mounts the agent needs to reach the store, and the env that points at it. */
 function storeAccess(agent: AgentSettings): { volumes: IVolume[]; mounts: IVolumeMount[]; env: IEnvVar[] } {
+  if (agent.signedUrls) return { volumes: [], mounts: [], env: [] };
   const env: IEnvVar[] = [{ name: ENV.store, value: agent.storeRoot }];
   if (agent.gcsEndpoint) env.push({ name: ENV.gcsEndpoint, value: agent.gcsEndpoint });
   if (agent.storeRoot.startsWith('file://') && agent.storeClaim) {
@@ -78,7 +82,7 @@ function storeAccess(agent: AgentSettings): { volumes: IVolume[]; mounts: IVolum
   return { volumes: [], mounts: [], env };
 }
 
-export function buildStepPod({ run, pipelineName, step, attempt, parameters, inputs, configuration, agent }: StepPodInput): Pod {
+export function buildStepPod({ run, pipelineName, step, attempt, parameters, access, agent }: StepPodInput): Pod {
   const runName = run.metadata.name;
   const values = new Map(parameters.map((p) => [p.name, p.value]));
   const substitute = (text: string) => substituteParameters(text, values);
@@ -129,11 +133,13 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, inp
     terminationMessagePolicy: 'FallbackToLogsOnError',
   });
   const fetch = agentContainer(FETCH_CONTAINER, 'fetch-inputs', [
-    { name: ENV.inputs, value: JSON.stringify(inputs) },
-    { name: ENV.configuration, value: JSON.stringify(configuration) },
+    { name: ENV.inputs, value: JSON.stringify(access.inputs) },
+    { name: ENV.configuration, value: JSON.stringify(access.configuration) },
   ]);
   const publish = agentContainer(PUBLISH_CONTAINER, 'publish-outputs', [
-    { name: ENV.outputs, value: JSON.stringify((step.outputs ?? []).map(({ name, type }) => ({ name, type }))) },
+    { name: ENV.namespace, value: run.metadata.namespace ?? '' },
+    { name: ENV.outputs, value: JSON.stringify(access.outputs) },
+    ...(access.report ? [{ name: ENV.report, value: JSON.stringify(access.report) }] : []),
   ]);
 
   return {

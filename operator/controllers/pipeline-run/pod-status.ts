@@ -1,6 +1,6 @@
 // What a step Pod's status means for its attempt (pure): still going, succeeded, or failed
 // with a message a person can act on (exit code, termination message, reason).
-import { parseTerminationMessage, type StepReport } from '../../agent/protocol.ts';
+import { parseTerminationMessage } from '../../agent/protocol.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
 
@@ -62,10 +62,4 @@ export function truncate(text: string, max = MAX_MESSAGE): string {
 export function terminationMessageOf(pod: Pod) {
   const publish = pod.status?.containerStatuses?.find((c) => c.name === PUBLISH_CONTAINER);
   return parseTerminationMessage(publish?.state?.terminated?.message);
-}
-
-/** The report of a succeeded step Pod when it fits in the termination message. */
-export function stepReportOf(pod: Pod): StepReport | undefined {
-  const message = terminationMessageOf(pod);
-  return message && 'report' in message ? message.report : undefined;
 }

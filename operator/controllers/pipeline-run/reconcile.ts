@@ -83,7 +83,7 @@ async function passOfLiveRun(deps: PipelineRunDeps, facts: RunFacts): Promise<Pa
   for (const result of plan.lookups) deps.metrics.cacheLookups.inc({ result });
 
   const created: Pod[] = [];
-  const pods = await createStepPods(deps.client, run, plan, deps.agent, (pod) => {
+  const pods = await createStepPods(deps.client, run, plan, deps.agent, deps.store, facts.now, (pod) => {
     deps.pods.recordCreate(pod); // the next pass must not create it again
     created.push(pod);
   });

@@ -120,7 +120,7 @@ export type ReusedLike = Omit<Reused, 'origin'> & { origin?: string };
 
 /** The whole facts of a pass over `run` at NOW, with nothing in them unless given. */
 export function factsFor(facts: Partial<RunFacts> & Pick<RunFacts, 'run' | 'start'>): RunFacts {
-  return { pods: [], now: NOW, registered: [], manifests: new Map(), resumed: new Map(), ...facts };
+  return { pods: [], now: NOW, registered: [], reports: new Map(), resumed: new Map(), ...facts };
 }
 
 /** A step cache that answers by step name: hits in `reuse`, identical steps running in the runs of `waitFor`. */

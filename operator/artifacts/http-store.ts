@@ -1,0 +1,123 @@
+// The operator's side of the artifact server: a file:// store reached over HTTP with requests
+// it signs itself (it holds the signing key), and the signed URLs it hands to step Pods. URIs
+// and keys are those of the file store the server serves, so status and lineage read the same
+// whichever process touches the bytes.
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { FileArtifactStore } from './file-store.ts';
+import { signedUrl, type UrlGrant } from './signed-urls.ts';
+import {
+  ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, collectAtMost,
+  type ArtifactStore, type Grant, type ObjectGrants, type StoredObject,
+} from './store.ts';
+
+/** How long the operator's own requests are signed for: each is made at once. */
+const OWN_REQUEST_SECONDS = 300;
+
+export class HttpArtifactStore implements ArtifactStore, ObjectGrants {
+  readonly root: string;
+  readonly grants: ObjectGrants = this;
+  /** Maps URIs to keys like the served store does; it does no I/O. */
+  private readonly layout: FileArtifactStore;
+  private readonly serverUrl: string;
+  private readonly signingKey: Buffer;
+
+  /** `rootUri` is the served store's file:// root; `serverUrl` where the artifact server listens. */
+  constructor(rootUri: string, serverUrl: string, signingKey: Buffer) {
+    this.layout = new FileArtifactStore(rootUri);
+    this.root = this.layout.root;
+    this.serverUrl = serverUrl;
+    this.signingKey = signingKey;
+  }
+
+  uriFor(key: string): string {
+    return this.layout.uriFor(key);
+  }
+
+  keyOf(uri: string): string {
+    return this.layout.keyOf(uri);
+  }
+
+  readGrant(uri: string, expiresAt: Date): Grant {
+    return { url: this.url({ method: 'GET', key: this.keyOf(uri), expiresAt: seconds(expiresAt) }) };
+  }
+
+  createGrant(key: string, expiresAt: Date): Grant {
+    this.layout.uriFor(key); // checks the key
+    return { url: this.url({ method: 'PUT', key, expiresAt: seconds(expiresAt) }) };
+  }
+
+  async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
+    const res = await this.request('POST', this.own('BLOB', namespace), { body: source, context: `putBlob into ${namespace}` });
+    return (await res.json()) as StoredObject;
+  }
+
+  async createOnce(key: string, data: Uint8Array): Promise<StoredObject> {
+    const uri = this.uriFor(key);
+    const res = await this.request('PUT', this.own('PUT', key), { body: data, context: `createOnce ${uri}`, uri });
+    return (await res.json()) as StoredObject;
+  }
+
+  async read(uri: string): Promise<Readable> {
+    const res = await this.request('GET', this.own('GET', this.keyOf(uri)), { context: `read ${uri}`, uri });
+    return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  }
+
+  async readAll(uri: string, maxBytes: number): Promise<Buffer> {
+    const res = await this.request('GET', this.own('GET', this.keyOf(uri)), { context: `readAll ${uri}`, uri });
+    const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+    if (Number(res.headers.get('content-length') ?? 0) > maxBytes) {
+      body.destroy();
+      throw new ObjectTooLargeError(uri, maxBytes);
+    }
+    return collectAtMost(body, maxBytes, uri, () => body.destroy());
+  }
+
+  async exists(uri: string): Promise<boolean> {
+    try {
+      await this.request('HEAD', this.own('GET', this.keyOf(uri)), { context: `exists ${uri}`, uri });
+      return true;
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return false;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const res = await this.request('GET', this.own('LIST', prefix), { context: `list ${this.root} prefix ${JSON.stringify(prefix)}` });
+    return ((await res.json()) as { keys: string[] }).keys;
+  }
+
+  async delete(uri: string): Promise<void> {
+    await this.request('DELETE', this.own('DELETE', this.keyOf(uri)), { context: `delete ${uri}`, uri }).catch((err: unknown) => {
+      if (!(err instanceof ObjectNotFoundError)) throw err;
+    });
+  }
+
+  private own(method: UrlGrant['method'], key: string): string {
+    return this.url({ method, key, expiresAt: Math.floor(Date.now() / 1000) + OWN_REQUEST_SECONDS });
+  }
+
+  private url(grant: UrlGrant): string {
+    return signedUrl(this.serverUrl, this.signingKey, grant);
+  }
+
+  private async request(method: string, url: string, options: { body?: Readable | Uint8Array; context: string; uri?: string }): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        ...(options.body !== undefined ? { body: options.body instanceof Readable ? (Readable.toWeb(options.body) as ReadableStream) : options.body, duplex: 'half' } : {}),
+      } as RequestInit);
+    } catch (err) {
+      throw new Error(`${options.context}: artifact server ${this.serverUrl} unreachable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (res.ok) return res;
+    const text = (await res.text().catch(() => '')).trim();
+    if (res.status === 404 && options.uri) throw new ObjectNotFoundError(options.uri);
+    if (res.status === 412 && options.uri) throw new ObjectExistsError(options.uri);
+    throw new Error(`${options.context}: artifact server answered HTTP ${res.status}${text ? `: ${text}` : ''}`);
+  }
+}
+
+const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
