@@ -32,6 +32,8 @@ export interface Config {
   artifactServerListen: { host: string; port: number } | undefined;
   /** The key that signs artifact URLs (shared with the artifact server); random for an in-process server. */
   artifactSigningKey: Buffer | undefined;
+  /** Or the Secret of the operator's namespace that holds it (made on first start). */
+  artifactSigningKeySecret: string | undefined;
   agentImage: string;
   gcsEndpoint: string | undefined;
   gcsCredentialsSecret: string | undefined;
@@ -60,6 +62,7 @@ export const SETTINGS = {
   'artifact-server': { env: 'FERRY_ARTIFACT_SERVER', default: '', help: 'URL of the artifact server that serves a file:// store (ferry artifact-server)' },
   'artifact-server-listen': { env: 'FERRY_ARTIFACT_SERVER_LISTEN', default: '', help: 'host:port to serve a file:// store from this process instead (development)' },
   'artifact-signing-key-file': { env: 'FERRY_ARTIFACT_SIGNING_KEY_FILE', default: '', help: 'file holding the key that signs artifact URLs (at least 32 bytes)' },
+  'artifact-signing-key-secret': { env: 'FERRY_ARTIFACT_SIGNING_KEY_SECRET', default: '', help: "Secret in the operator's namespace holding that key under 'key'; made on first start" },
   'agent-image': { env: 'FERRY_AGENT_IMAGE', default: `ferry:${OPERATOR_VERSION}`, help: "image of the step agent (the operator's own image)" },
   'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
   'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
@@ -125,6 +128,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     artifactServer: raw('artifact-server') || undefined,
     artifactServerListen: hostPort(raw('artifact-server-listen'), named('artifact-server-listen')),
     artifactSigningKey: signingKey(raw('artifact-signing-key-file'), named('artifact-signing-key-file')),
+    artifactSigningKeySecret: raw('artifact-signing-key-secret') || undefined,
     agentImage: raw('agent-image'),
     gcsEndpoint: raw('gcs-endpoint') || undefined,
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
@@ -139,8 +143,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (!config.artifactServer && !config.artifactServerListen) {
       throw new ConfigError(`a file:// artifact store is served to step Pods by an artifact server: set ${named('artifact-server')} (the chart does) or ${named('artifact-server-listen')} (one process, for development)`);
     }
-    if (config.artifactServer && !config.artifactSigningKey) {
-      throw new ConfigError(`${named('artifact-server')} needs ${named('artifact-signing-key-file')}: the key the server checks signatures with`);
+    if (config.artifactServer && !config.artifactSigningKey && !config.artifactSigningKeySecret) {
+      throw new ConfigError(`${named('artifact-server')} needs ${named('artifact-signing-key-secret')} or ${named('artifact-signing-key-file')}: the key the server checks signatures with`);
     }
   }
   if (config.renewDeadlineMs >= config.leaseDurationMs) {

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { startArtifactServer, type RunningArtifactServer } from './artifacts/artifact-server.ts';
 import { FileArtifactStore } from './artifacts/file-store.ts';
 import { HttpArtifactStore } from './artifacts/http-store.ts';
+import { ensureSigningKey } from './artifacts/signing-key.ts';
 import { openArtifactStore } from './artifacts/open.ts';
 import type { ArtifactStore } from './artifacts/store.ts';
 import type { PipelineConfiguration } from './configuration/pipeline-configuration.ts';
@@ -97,7 +98,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     client, config.namespaces, { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, indexes: podIndexes, transform: podForCache }, log,
   );
   const events = new EventRecorder(eventClient, config.identity, clock, log);
-  const { store, artifactServer } = await openOperatorStore(config, log);
+  const { store, artifactServer } = await openOperatorStore(config, client, log);
   const freeze: FreezeDeps = {
     store,
     images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries, cacheTtlMs: config.imageCacheMs }),
@@ -167,11 +168,12 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
  * The store the operator reads and writes, and hands step Pods URLs of. A file:// store is
  * reached through its artifact server (the chart's), or one this process runs (development).
  */
-async function openOperatorStore(config: Readonly<Config>, log: Logger): Promise<{ store: ArtifactStore; artifactServer?: RunningArtifactServer }> {
+async function openOperatorStore(config: Readonly<Config>, client: KubeClient, log: Logger): Promise<{ store: ArtifactStore; artifactServer?: RunningArtifactServer }> {
   if (!config.artifactStore.startsWith('file:')) {
     return { store: openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {}) };
   }
-  const signingKey = config.artifactSigningKey ?? randomBytes(32);
+  const signingKey = config.artifactSigningKey
+    ?? (config.artifactSigningKeySecret ? await ensureSigningKey(client, config.leaseNamespace, config.artifactSigningKeySecret) : randomBytes(32));
   if (config.artifactServer) return { store: new HttpArtifactStore(config.artifactStore, config.artifactServer, signingKey) };
   const listen = config.artifactServerListen!;
   const served = new FileArtifactStore(config.artifactStore);

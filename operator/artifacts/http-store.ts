@@ -4,7 +4,7 @@
 // whichever process touches the bytes.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { FileArtifactStore } from './file-store.ts';
+import { FileArtifactStore, checkKey, checkPrefix } from './file-store.ts';
 import { signedUrl, type UrlGrant } from './signed-urls.ts';
 import {
   ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, collectAtMost,
@@ -48,6 +48,7 @@ export class HttpArtifactStore implements ArtifactStore, ObjectGrants {
   }
 
   async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
+    checkKey(namespace, this.root); // here, like the other stores, not as an HTTP 500 from the server
     const res = await this.request('POST', this.own('BLOB', namespace), { body: source, context: `putBlob into ${namespace}` });
     return (await res.json()) as StoredObject;
   }
@@ -84,6 +85,7 @@ export class HttpArtifactStore implements ArtifactStore, ObjectGrants {
   }
 
   async list(prefix: string): Promise<string[]> {
+    checkPrefix(prefix, this.root);
     const res = await this.request('GET', this.own('LIST', prefix), { context: `list ${this.root} prefix ${JSON.stringify(prefix)}` });
     return ((await res.json()) as { keys: string[] }).keys;
   }

@@ -55,7 +55,9 @@ export function verifyRequest(signingKey: Buffer, httpMethod: string, url: URL, 
   }
   if (method === null || !Number.isInteger(expiresAt) || signature === '') return { ok: false, status: 403, reason: 'the URL is not signed' };
   const allowed: Record<GrantMethod, string[]> = { GET: ['GET', 'HEAD'], PUT: ['PUT'], DELETE: ['DELETE'], LIST: ['GET'], BLOB: ['POST'] };
-  if (!allowed[method]?.includes(httpMethod)) return { ok: false, status: 405, reason: `the URL does not allow ${httpMethod}` };
+  // NOTE: own properties only: `method` comes from the query, and names like "constructor"
+  // exist on every object (looking them up would throw below instead of refusing).
+  if (!Object.hasOwn(allowed, method) || !allowed[method].includes(httpMethod)) return { ok: false, status: 405, reason: `the URL does not allow ${httpMethod}` };
   const grant: UrlGrant = { method, key, expiresAt };
   const expected = Buffer.from(signatureOf(signingKey, grant));
   const given = Buffer.from(signature);

@@ -143,7 +143,8 @@ interface PodSpec {
   topologySpreadConstraints?: Array<{ topologyKey: string; labelSelector?: { matchLabels?: Record<string, string> } }>;
   serviceAccountName?: string;
 }
-const podSpecOf = (objects: KubeManifest[]) => (one(objects, 'Deployment') as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+/** The operator's Deployment (the artifact server of a file:// store is another one). */
+const podSpecOf = (objects: KubeManifest[]) => (one(objects.filter((o) => o.metadata.labels?.['app.kubernetes.io/component'] !== 'artifact-server'), 'Deployment') as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
 const operatorContainer = (objects: KubeManifest[]) => podSpecOf(objects).containers.find((c) => c.name === 'operator')!;
 const envOf = (objects: KubeManifest[]) => new Map((operatorContainer(objects).env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
 
@@ -280,7 +281,7 @@ describe('the schema and the templates reject wrong values with clear messages',
     ['zero replicas', { replicaCount: 0 }, /at '\/replicaCount': minimum: got 0, want 1/],
     ['a namespace that is not a DNS label', { watchNamespaces: ['Team_A'] }, /at '\/watchNamespaces\/0': 'Team_A' does not match pattern/],
     ['two replicas without leader election', { replicaCount: 2, leaderElection: { enabled: false } }, /replicaCount above 1 needs leaderElection.enabled=true/],
-    ['a file:// store without a volume', { artifacts: { persistence: { enabled: false } } }, /artifacts.persistence is disabled and no existingClaim is set: step Pods could not reach the store/],
+    ['a file:// store without a volume', { artifacts: { persistence: { enabled: false } } }, /artifacts.persistence is disabled and no existingClaim is set: the artifact server would have no volume/],
     ['both an external and the in-chart database', { database: { external: { secretName: 'db' }, postgresql: { enabled: true } } }, /set either database.external.secretName or database.postgresql.enabled, not both/],
   ];
   for (const [name, values, message] of cases) {
@@ -334,16 +335,24 @@ describe('what the chart renders', () => {
     ]);
   });
 
-  it('creates the artifact volume by default and mounts it at the file:// store path', async () => {
+  it('creates the artifact volume by default for the artifact server alone; the operator reaches the server with a signing key Secret', async () => {
     const objects = await render();
     const claim = one(objects, 'PersistentVolumeClaim', 'ferry-artifacts') as unknown as { spec: { accessModes: string[] } };
     assert.deepEqual(claim.spec.accessModes, ['ReadWriteOnce']);
     const env = envOf(objects);
     assert.equal(env.get('FERRY_ARTIFACT_STORE'), 'file:///var/lib/ferry/artifacts');
-    assert.equal(env.get('FERRY_ARTIFACT_PVC'), 'ferry-artifacts');
-    const volume = podSpecOf(objects).volumes?.find((v) => v.persistentVolumeClaim?.claimName === 'ferry-artifacts');
-    assert.ok(volume);
-    assert.ok(operatorContainer(objects).volumeMounts?.some((m) => m.name === volume.name && m.mountPath === '/var/lib/ferry/artifacts'));
+    assert.equal(env.get('FERRY_ARTIFACT_SERVER'), `http://ferry-artifacts.${NAMESPACE}.svc:8081`);
+    assert.equal(env.get('FERRY_ARTIFACT_SIGNING_KEY_SECRET'), 'ferry-artifact-signing-key');
+    assert.equal(podSpecOf(objects).volumes?.some((v) => v.persistentVolumeClaim), false, 'the operator mounts no artifact volume');
+    const server = byKind(objects, 'Deployment').find((d) => d.metadata?.name === 'ferry-artifacts') as unknown as { spec: { template: { spec: { containers: Array<{ args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string }; secret?: { secretName: string } }>; automountServiceAccountToken: boolean } } } };
+    assert.ok(server, 'an artifact server Deployment');
+    const serverPod = server.spec.template.spec;
+    assert.deepEqual(serverPod.containers[0]?.args, ['artifact-server']);
+    assert.equal(serverPod.automountServiceAccountToken, false);
+    assert.deepEqual(serverPod.volumes.map((v) => v.persistentVolumeClaim?.claimName ?? v.secret?.secretName), ['ferry-artifacts', 'ferry-artifact-signing-key']);
+    assert.ok(serverPod.containers[0]?.volumeMounts.some((m) => m.name === 'artifacts' && m.mountPath === '/var/lib/ferry/artifacts'));
+    assert.ok(byKind(objects, 'Service').some((s) => s.metadata?.name === 'ferry-artifacts'));
+    assert.equal(byKind(objects, 'Secret').length, 0, 'no key is rendered into the manifests: the operator makes it');
   });
 
   it('uses no volume with a gs:// store, and mounts the key Secret', async () => {
@@ -354,7 +363,8 @@ describe('what the chart renders', () => {
     assert.equal(env.get('FERRY_GCS_CREDENTIALS_SECRET'), 'ferry-gcs-key');
     assert.equal(env.get('FERRY_GCS_ENDPOINT'), 'http://fake-gcs.ferry-system.svc:4443');
     assert.equal(env.get('GOOGLE_APPLICATION_CREDENTIALS'), '/var/run/secrets/ferry/gcs/key.json');
-    assert.equal(env.has('FERRY_ARTIFACT_PVC'), false);
+    assert.equal(env.has('FERRY_ARTIFACT_SERVER'), false);
+    assert.equal(byKind(objects, 'Deployment').length, 1, 'no artifact server');
     assert.ok(podSpecOf(objects).volumes?.some((v) => v.secret?.secretName === 'ferry-gcs-key'));
   });
 
@@ -362,16 +372,16 @@ describe('what the chart renders', () => {
     const cluster = await render({ rbac: { aggregateToDefaultRoles: false } });
     assert.deepEqual(byKind(cluster, 'ClusterRole').map((o) => o.metadata.name), ['ferry']);
     assert.deepEqual(byKind(cluster, 'ClusterRoleBinding').map((o) => o.metadata.name), ['ferry']);
-    assert.deepEqual(byKind(cluster, 'Role').map((o) => `${o.metadata.namespace}/${o.metadata.name}`), ['ferry-system/ferry-leader-election']);
+    assert.deepEqual(byKind(cluster, 'Role').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort(), ['ferry-system/ferry-leader-election', 'ferry-system/ferry-signing-key']);
 
     const scoped = await render({ watchNamespaces: ['team-a', 'team-b'], rbac: { aggregateToDefaultRoles: false } });
     assert.deepEqual(byKind(scoped, 'ClusterRole'), []);
     assert.deepEqual(byKind(scoped, 'ClusterRoleBinding'), []);
     assert.deepEqual(byKind(scoped, 'Role').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort(), [
-      'ferry-system/ferry-leader-election', 'team-a/ferry', 'team-b/ferry',
+      'ferry-system/ferry-leader-election', 'ferry-system/ferry-signing-key', 'team-a/ferry', 'team-b/ferry',
     ]);
     assert.deepEqual(byKind(scoped, 'RoleBinding').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort(), [
-      'ferry-system/ferry-leader-election', 'team-a/ferry', 'team-b/ferry',
+      'ferry-system/ferry-leader-election', 'ferry-system/ferry-signing-key', 'team-a/ferry', 'team-b/ferry',
     ]);
     assert.equal(envOf(scoped).get('FERRY_NAMESPACES'), 'team-a,team-b');
   });
@@ -382,7 +392,8 @@ describe('what the chart renders', () => {
     const rules = [...byKind(objects, 'ClusterRole'), ...byKind(objects, 'Role')].flatMap((o) => (o as unknown as { rules: Rule[] }).rules);
     for (const rule of rules) {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), `wildcard in ${JSON.stringify(rule)}`);
-      if (rule.resources.includes('secrets')) assert.deepEqual(rule.verbs, ['get']);
+      // Secrets: read by name, and the one signing key created in the release namespace.
+      if (rule.resources.includes('secrets')) assert.ok(rule.verbs.length === 1 && (rule.verbs[0] === 'get' || rule.verbs[0] === 'create'), JSON.stringify(rule));
       for (const resource of ['namespaces', 'nodes', 'customresourcedefinitions', 'clusterroles', 'clusterrolebindings']) {
         assert.ok(!rule.resources.includes(resource), `operator may touch ${resource}`);
       }
@@ -390,7 +401,7 @@ describe('what the chart renders', () => {
     const lease = rules.find((r) => r.resources.includes('leases') && r.verbs.includes('update'));
     assert.deepEqual(lease?.resourceNames, ['ferry'], 'the Lease is renewed by name only');
     assert.equal(envOf(objects).get('FERRY_LEASE_NAME'), 'ferry');
-    const noSecrets = await render({ rbac: { readImagePullSecrets: false } });
+    const noSecrets = await render({ rbac: { readImagePullSecrets: false }, artifacts: { store: 'gs://bucket/prefix' } });
     const secretRules = [...byKind(noSecrets, 'ClusterRole'), ...byKind(noSecrets, 'Role')]
       .flatMap((o) => (o as unknown as { rules: Rule[] }).rules).filter((r) => r.resources.includes('secrets'));
     assert.deepEqual(secretRules, []);

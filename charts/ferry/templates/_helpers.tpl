@@ -80,6 +80,25 @@ app.kubernetes.io/component: operator
 {{- trimPrefix "file://" .Values.artifacts.store | trimSuffix "/" }}
 {{- end }}
 
+{{/* The artifact server of a file:// store: its name (Deployment and Service), selector and URL. */}}
+{{- define "ferry.artifactServerName" -}}
+{{- printf "%s-artifacts" (include "ferry.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ferry.artifactServerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "ferry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: artifact-server
+{{- end }}
+
+{{- define "ferry.artifactServerUrl" -}}
+{{- printf "http://%s.%s.svc:%v" (include "ferry.artifactServerName" .) .Release.Namespace .Values.artifacts.server.port }}
+{{- end }}
+
+{{- define "ferry.signingKeySecretName" -}}
+{{- default (printf "%s-artifact-signing-key" (include "ferry.fullname" .)) .Values.artifacts.server.signingKeySecret }}
+{{- end }}
+
 {{/* The claim holding a file:// store: an existing one, or the chart's. */}}
 {{- define "ferry.artifactClaim" -}}
 {{- if .Values.artifacts.persistence.existingClaim }}
@@ -107,7 +126,7 @@ Checks the combinations a JSON schema cannot express well; each message says wha
 {{- fail "replicaCount above 1 needs leaderElection.enabled=true: without a Lease every replica would reconcile the same runs" }}
 {{- end }}
 {{- if and (include "ferry.fileStore" .) (not (include "ferry.artifactClaim" .)) }}
-{{- fail (printf "artifacts.store is %s but artifacts.persistence is disabled and no existingClaim is set: step Pods could not reach the store; enable artifacts.persistence, set artifacts.persistence.existingClaim, or use a gs:// store" .Values.artifacts.store) }}
+{{- fail (printf "artifacts.store is %s but artifacts.persistence is disabled and no existingClaim is set: the artifact server would have no volume; enable artifacts.persistence, set artifacts.persistence.existingClaim, or use a gs:// store" .Values.artifacts.store) }}
 {{- end }}
 {{- if and (include "ferry.fileStore" .) (eq (include "ferry.fileStorePath" .) "") }}
 {{- fail "artifacts.store file:/// needs a path, e.g. file:///var/lib/ferry/artifacts" }}
