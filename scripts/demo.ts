@@ -38,11 +38,14 @@ const { values } = parseArgs({
     registry: { type: 'string' },
     'insecure-registry': { type: 'boolean', default: false },
     'database-url': { type: 'string' },
-    namespace: { type: 'string', default: 'ferry' },
+    namespace: { type: 'string', default: 'ml-team' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
+/** Where the pipelines run: a tenant namespace of its own, as a platform team gives each team. */
 const namespace = values.namespace;
+/** Where Ferry is installed (operator, artifact server, PostgreSQL). */
+const installNamespace = 'ferry-system';
 const release = 'ferry';
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(0)} s`;
@@ -72,7 +75,7 @@ async function up(): Promise<void> {
   const detail = (line: string): void => say(`    ${line}`);
   if (!external) {
     const local = await setUpLocal({
-      namespace, release, log: detail,
+      namespace: installNamespace, release, log: detail,
       phase: (what, text) => {
         if (text) detail(`${text} (${elapsed()})`);
         if (what === 'cluster') say('1/5 local cluster (etcd, kube-apiserver, controller-manager, scheduler, kubelet, containerd, registry) ...');
@@ -92,13 +95,15 @@ async function up(): Promise<void> {
     detail(`example image ${exampleImage}`);
     say('3/5 helm upgrade --install ferry charts/ferry ...');
     await installFerry({
-      target, namespace, release, image: ferryImage, insecureRegistries: values['insecure-registry'] ? [registry] : [],
+      target, namespace: installNamespace, release, image: ferryImage, insecureRegistries: values['insecure-registry'] ? [registry] : [],
       ...(values['database-url'] !== undefined ? { databaseUrl: values['database-url'] } : {}), log: detail,
     });
   }
 
   const client = new KubeClient(kubeConfigOf(target), { qps: 20, burst: 40, fieldManager: 'ferry-demo' });
   const example = await loadExample(registry);
+  say(`    pipelines run in namespace ${namespace}; Ferry is installed in ${installNamespace}`);
+  await kubectlOk(target, ['create', 'namespace', namespace]).catch(() => undefined); // it may exist from an earlier demo
   await applyPipelines(target, namespace, example.pipelines);
   const progress = new RunProgress(client, namespace, (line) => say(`    ${line}`));
   await progress.start();
@@ -134,8 +139,10 @@ async function up(): Promise<void> {
 
 async function down(): Promise<void> {
   if (values.context !== undefined) {
-    await uninstallFerry(await externalTarget(), namespace, release);
-    say(`uninstalled ${release} and deleted namespace ${namespace} (${elapsed()})`);
+    const target = await externalTarget();
+    await kubectlOk(target, ['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true']);
+    await uninstallFerry(target, installNamespace, release);
+    say(`deleted namespace ${namespace}, uninstalled ${release} and deleted namespace ${installNamespace} (${elapsed()})`);
     return;
   }
   const cluster = await attachCluster({ log: (line) => say(`    ${line}`) });

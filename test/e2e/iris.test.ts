@@ -3,7 +3,10 @@
 // example of manifests/examples/iris: two training runs with different parameters, the better
 // model promoted, batch inference pinned to the Production digest, every artifact's sha256
 // checked on disk, the operator Pod deleted mid-run without duplicate step Pods, the step
-// cache on a repeated run, and `kubectl get pipelineruns` columns. Needs root on Linux.
+// cache on a repeated run, and `kubectl get pipelineruns` columns. Ferry is installed in
+// ferry-system and the pipelines run in tenant namespaces: a second tenant can neither read the
+// first one's artifacts (by URI, by digest, through reproduceFrom or a hand-made ModelVersion)
+// nor find a store credential in its step. Needs root on Linux.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -15,7 +18,7 @@ import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts'
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { PipelineConfiguration } from '../../operator/configuration/pipeline-configuration.ts';
 import { KubeClient, loadKubeConfig } from '../../operator/kube/client.ts';
-import { MODEL_VERSIONS, PODS } from '../../operator/kube/resources.ts';
+import { MODEL_VERSIONS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { applyPipelines, loadExample, startRun, type Example } from '../../scripts/demo/examples.ts';
 import { setUpLocal, type LocalSetup } from '../../scripts/demo/local.ts';
 import { RunProgress } from '../../scripts/demo/progress.ts';
@@ -25,7 +28,11 @@ if (process.platform !== 'linux' || process.getuid?.() !== 0) {
   throw new Error('test/e2e runs a real kubelet, containerd and kube-proxy: it needs root on Linux (CI runs it as root); npm test leaves it out elsewhere');
 }
 
-const namespace = 'ferry';
+/** The tenant whose pipelines the example runs; Ferry itself is installed in ferry-system. */
+const namespace = 'team-a';
+const installNamespace = 'ferry-system';
+/** Another tenant, which tries to reach team-a's objects. */
+const intruder = 'team-b';
 const runTimeoutMs = 10 * 60_000;
 const log = (line: string): void => { if (process.env.FERRY_TEST_VERBOSE) console.error(`[e2e] ${line}`); };
 // Its own work dir (registry data kept between runs, so a second run pushes nothing new); the
@@ -35,20 +42,25 @@ const workDir = join(process.env.FERRY_CACHE ?? join(homedir(), '.cache', 'ferry
 let setup: LocalSetup | undefined;
 let client: KubeClient;
 let progress: RunProgress;
+let intruderProgress: RunProgress;
 let example: Example;
 const finished = new Map<string, PipelineRun>();
 
 before(async () => {
-  setup = await setUpLocal({ namespace, release: 'ferry', workDir, log });
+  setup = await setUpLocal({ namespace: installNamespace, release: 'ferry', workDir, log });
   client = new KubeClient(loadKubeConfig(setup.cluster.kubeconfigPath), { qps: 20, burst: 40, fieldManager: 'ferry-e2e' });
+  for (const tenant of [namespace, intruder]) await setup.cluster.kubectl(['create', 'namespace', tenant]);
   example = await loadExample(setup.cluster.registry);
   await applyPipelines(setup.cluster, namespace, example.pipelines);
   progress = new RunProgress(client, namespace, log);
   await progress.start();
+  intruderProgress = new RunProgress(client, intruder, log);
+  await intruderProgress.start();
 }, { timeout: 1_800_000 }); // a first run builds the node binaries and the example image (minutes)
 
 after(async () => {
   await progress?.stop();
+  await intruderProgress?.stop();
   const report = await setup?.cluster.stop();
   assert.deepEqual(report?.failed ?? [], [], 'the cluster left something behind');
 });
@@ -78,7 +90,11 @@ async function sha256Of(path: string): Promise<string> {
 }
 
 async function stepPods(run: string): Promise<Array<{ step: string; attempt: string; name: string }>> {
-  const pods = await client.list<{ metadata: { name: string; labels?: Record<string, string> } }>(PODS, namespace, `ferry.dev/run=${run}`);
+  return stepPodsIn(namespace, run);
+}
+
+async function stepPodsIn(ns: string, run: string): Promise<Array<{ step: string; attempt: string; name: string }>> {
+  const pods = await client.list<{ metadata: { name: string; labels?: Record<string, string> } }>(PODS, ns, `ferry.dev/run=${run}`);
   return pods.items.map((p) => ({ step: p.metadata.labels?.['ferry.dev/step'] ?? '', attempt: p.metadata.labels?.['ferry.dev/attempt'] ?? '', name: p.metadata.name }));
 }
 
@@ -101,11 +117,11 @@ test('two training runs with different parameters; the operator Pod is deleted m
   // Once a step of b runs in a Pod, delete the operator's Pod: the Deployment replaces it, the
   // new operator takes the Lease and carries both runs on from what the API server holds.
   await eventually('a step of the second run Running', async () => progress.get(b)?.status?.steps?.some((s) => s.phase === 'Running') || undefined, 120_000, 200);
-  const operatorPods = JSON.parse(await kubectlOk(['-n', namespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=operator', '-o', 'json'])) as { items: Array<{ metadata: { name: string } }> };
+  const operatorPods = JSON.parse(await kubectlOk(['-n', installNamespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=operator', '-o', 'json'])) as { items: Array<{ metadata: { name: string } }> };
   assert.equal(operatorPods.items.length, 1);
-  await kubectlOk(['-n', namespace, 'delete', 'pod', operatorPods.items[0]!.metadata.name, '--wait=true']);
+  await kubectlOk(['-n', installNamespace, 'delete', 'pod', operatorPods.items[0]!.metadata.name, '--wait=true']);
   await eventually('a new operator Pod Ready', async () => {
-    const out = await kubectlOk(['-n', namespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=operator', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}']);
+    const out = await kubectlOk(['-n', installNamespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=operator', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}']);
     return out.split('\n').some((l) => l.endsWith('=True') && !l.startsWith(`${operatorPods.items[0]!.metadata.name}=`)) || undefined;
   }, 180_000, 500);
 
@@ -167,6 +183,66 @@ test('every artifact and frozen configuration on disk has the sha256 its run rep
     }
   }
   assert.ok(checked >= 10, `checked ${checked} files`);
+});
+
+/** A step of team-b that tries team-a's artifact through the artifact server, and looks for credentials. */
+const PROBE = String.raw`
+import json, os, urllib.request, urllib.error
+target = os.environ["TARGET"]
+def status(url):
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return -1
+unsigned = status(target)
+forged = status(target + "?method=GET&expires=9999999999&signature=" + "A" * 43)
+secrets = [k for k in os.environ if any(w in k for w in ("CREDENTIAL", "ARTIFACT_STORE", "SIGNING", "DATABASE", "GCS"))]
+files = [p for p in ("/var/run/secrets/kubernetes.io", "/var/run/secrets/ferry", "/var/lib/ferry/artifacts") if os.path.exists(p)]
+json.dump({"unsigned_status": unsigned, "forged_status": forged, "credentials_found": len(secrets) + len(files)}, open("/ferry/outputs/metrics.json", "w"))
+print(json.dumps({"unsigned": unsigned, "forged": forged, "secrets": secrets, "files": files}))
+`;
+
+test('tenancy: team-b cannot read team-a\'s artifacts by URI, by digest, through reproduceFrom or a hand-made ModelVersion, and its step holds no store credential', async () => {
+  const trained = [...finished.values()].find((r) => r.spec.pipelineRef?.name?.includes('train'));
+  assert.ok(trained, 'a training run of team-a finished');
+  const output = (trained.status?.steps ?? []).flatMap((s) => s.outputs ?? [])[0]!;
+  const key = output.uri.replace('file:///var/lib/ferry/artifacts/', '');
+  assert.ok(key.startsWith(`${namespace}/`), `team-a's output ${output.uri} is under its namespace`);
+  const image = example.pipelines[0]!.spec.steps[0]!.image;
+  const server = `http://ferry-artifacts.${installNamespace}.svc:8081`;
+  await client.create(PIPELINES, intruder, {
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'Pipeline', metadata: { name: 'probe', namespace: intruder },
+    spec: { steps: [{ name: 'probe', image, command: ['python3', '-c', PROBE], env: [{ name: 'TARGET', value: `${server}/v1/objects/${key}` }] }] },
+  } as never);
+  const probe = await startRun(client, intruder, { apiVersion: 'ferry.dev/v1alpha1', kind: 'PipelineRun', metadata: { name: '', generateName: 'probe-' }, spec: { pipelineRef: { name: 'probe' } } } as PipelineRun);
+  const reproduce = await startRun(client, intruder, {
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'PipelineRun', metadata: { name: '', generateName: 'steal-config-' },
+    spec: { reproduceFrom: { configuration: trained.status!.configuration! } },
+  } as PipelineRun);
+  // A ModelVersion made by hand in team-b naming team-a's model artifact, used by an inference run.
+  const stolen = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.find((v) => v.status?.stage === 'Production')!;
+  await client.create(MODEL_VERSIONS, intruder, {
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion', metadata: { name: `${stolen.spec.modelName}-v1`, namespace: intruder },
+    spec: { ...stolen.spec, version: 1, stage: 'Production', source: undefined, inference: undefined },
+  } as never);
+  const inference = example.pipelines.find((p) => p.spec.steps.some((s) => (s.inputs ?? []).some((i) => i.model)))!;
+  await applyPipelines(ready().cluster, intruder, [inference]);
+  const viaModel = await startRun(client, intruder, example.inferenceRuns[0]!);
+
+  const [probed, reproduced, modelled] = await intruderProgress.finished([probe, reproduce, viaModel], runTimeoutMs);
+  finished.set(probe, probed!); // its Pod is one of the cluster's step Pods
+  log(`probe: ${JSON.stringify(probed!.status?.steps?.[0]?.metrics)}`);
+  assert.equal(probed!.status?.phase, 'Succeeded', probed!.status?.conditions?.[0]?.message);
+  assert.deepEqual(probed!.status?.steps?.[0]?.metrics, { credentials_found: 0, forged_status: 403, unsigned_status: 403 });
+  for (const [run, what] of [[reproduced!, 'reproduceFrom'], [modelled!, 'a hand-made ModelVersion']] as const) {
+    const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
+    assert.equal(run.status?.phase, 'Failed', `${what}: ${JSON.stringify(run.status)}`);
+    assert.equal(condition?.reason, 'CrossNamespaceReference', `${what}: ${condition?.message}`);
+    assert.doesNotMatch(condition?.message ?? '', /sha256:/, `${what}: no digest disclosed`);
+    assert.deepEqual(await stepPodsIn(intruder, run.metadata.name), [], `${what}: no Pod created`);
+  }
 });
 
 test('a repeated training run comes from the step cache: every step Cached, no Pod', async () => {

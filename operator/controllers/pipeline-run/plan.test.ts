@@ -539,3 +539,17 @@ describe('collapseEvents', () => {
     assert.ok(out[0]!.message.length <= 1024);
   });
 });
+
+describe('planRun: a succeeded step whose report was refused', () => {
+  it('fails the step with InvalidStepReport and the reason, without retrying', () => {
+    const p = pipeline({ steps: [step('a', { outputs: [{ name: 'data', type: 'dataset' }], retries: { limit: 2 } })] });
+    const first = plan({ pipeline: p, run: pipelineRun() });
+    const pod = succeededPod('a', 1);
+    const refused = 'the step\'s report was refused: output "data" does not name an object of namespace "ml" in the artifact store';
+    const next = plan({ pipeline: p, run: withStatus(pipelineRun(), first.status), pods: [pod], reports: new Map([[pod.metadata.name, { refused }]]) });
+    assert.equal(stepOf(next, 'a').phase, 'Failed');
+    assert.equal(stepOf(next, 'a').reason, 'InvalidStepReport');
+    assert.equal(stepOf(next, 'a').message, refused);
+    assert.deepEqual(created(next), []);
+  });
+});

@@ -14,7 +14,8 @@ import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipelineRun } from '../../../test/builders.ts';
 import { checkPipeline, type FreezeOutcome } from './freeze.ts';
-import { planRun, type CacheView, type RunFacts, type RunPlan } from './plan.ts';
+import { planRun, type CacheView, type CheckedReport, type RunFacts, type RunPlan } from './plan.ts';
+import { terminationMessageOf } from './pod-status.ts';
 import type { Reused } from './transitions.ts';
 
 /** The fixed "now" of every planning test. */
@@ -120,7 +121,17 @@ export type ReusedLike = Omit<Reused, 'origin'> & { origin?: string };
 
 /** The whole facts of a pass over `run` at NOW, with nothing in them unless given. */
 export function factsFor(facts: Partial<RunFacts> & Pick<RunFacts, 'run' | 'start'>): RunFacts {
-  return { pods: [], now: NOW, registered: [], reports: new Map(), resumed: new Map(), ...facts };
+  return { pods: [], now: NOW, registered: [], reports: inlineReports(facts.pods ?? []), resumed: new Map(), ...facts };
+}
+
+/** The reports Pods carry in their termination messages, as gather.ts passes them on when they check out. */
+function inlineReports(pods: Pod[]): Map<string, CheckedReport> {
+  const reports = new Map<string, CheckedReport>();
+  for (const pod of pods) {
+    const message = terminationMessageOf(pod);
+    if (message && 'report' in message) reports.set(pod.metadata.name, message.report);
+  }
+  return reports;
 }
 
 /** A step cache that answers by step name: hits in `reuse`, identical steps running in the runs of `waitFor`. */
