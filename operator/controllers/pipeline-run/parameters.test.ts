@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ParameterSpec, ParameterType } from '../../api/v1alpha1/pipeline.ts';
-import { coerceParameter, parameterEnvName, resolveParameters, substituteParameters } from './parameters.ts';
+import { coerceParameter, escapeForKubelet, parameterEnvName, resolveParameters, substituteParameters } from './parameters.ts';
 
 describe('coerceParameter', () => {
   // [type, raw, canonical value or undefined when rejected, error text when rejected]
@@ -118,4 +118,12 @@ describe('substituteParameters', () => {
     ['no references', 'no references'],
   ];
   for (const [text, expected] of cases) it(`${text} → ${expected}`, () => assert.equal(substituteParameters(text, values), expected));
+});
+
+describe('substituteParameters: values are data for the kubelet', () => {
+  it('escapes $( in a value so the kubelet does not expand another variable, and leaves written references alone', () => {
+    const values = new Map([['name', 'x$(API_TOKEN)y'], ['plain', 'ok']]);
+    assert.equal(substituteParameters('--name=$(params.name) $(FERRY_STEP) $(params.plain)', values), '--name=x$$(API_TOKEN)y $(FERRY_STEP) ok');
+    assert.equal(escapeForKubelet('$($('), '$$($$(');
+  });
 });

@@ -55,7 +55,20 @@ export function resolveParameters(declared: ParameterSpec[], given: RunParameter
 /** FERRY_PARAM_<NAME>: upper case, with - turned into _. */
 export const parameterEnvName = (name: string) => `FERRY_PARAM_${name.toUpperCase().replace(/-/g, '_')}`;
 
-/** Replaces $(params.<name>) with the resolved value; unknown references stay as written. */
+/**
+ * Replaces $(params.<name>) with the resolved value; unknown references stay as written. The
+ * value is escaped for the kubelet, which would otherwise expand a `$(VAR)` inside it.
+ */
 export function substituteParameters(text: string, values: Map<string, string>): string {
-  return text.replace(/\$\(params\.([a-zA-Z_][a-zA-Z0-9_-]*)\)/g, (whole, name: string) => values.get(name) ?? whole);
+  return text.replace(/\$\(params\.([a-zA-Z_][a-zA-Z0-9_-]*)\)/g, (whole, name: string) => {
+    const value = values.get(name);
+    return value === undefined ? whole : escapeForKubelet(value);
+  });
 }
+
+/**
+ * A value the kubelet passes through as written: it expands `$(VAR)` in command, args and env
+ * values, and reads `$$(` as a literal `$(`. NOTE: a parameter value is data, never a reference
+ * to another variable (that could copy a Secret-backed variable into args).
+ */
+export const escapeForKubelet = (value: string) => value.replaceAll('$(', () => '$$(');

@@ -17,7 +17,7 @@ import type { ResolvedParameter, PipelineRun } from '../../api/v1alpha1/pipeline
 import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import { labelValue, stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { parameterEnvName, substituteParameters } from './parameters.ts';
+import { escapeForKubelet, parameterEnvName, substituteParameters } from './parameters.ts';
 import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
 import type { StepAccess } from './step-access.ts';
 
@@ -97,7 +97,7 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, acc
     { name: 'FERRY_PIPELINE', value: pipelineName },
     { name: 'FERRY_STEP', value: step.name },
     { name: 'FERRY_ATTEMPT', value: String(attempt) },
-    ...(step.parameters ?? []).map((name) => ({ name: parameterEnvName(name), value: values.get(name) ?? '' })),
+    ...(step.parameters ?? []).map((name) => ({ name: parameterEnvName(name), value: escapeForKubelet(values.get(name) ?? '') })),
     ...(step.env ?? []).map(({ name, value, valueFrom }): IEnvVar =>
       valueFrom ? { name, valueFrom } : { name, value: substitute(value ?? '') },
     ),
