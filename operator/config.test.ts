@@ -5,7 +5,8 @@ import { ConfigError, SETTINGS, loadConfig } from './config.ts';
 
 // NOTE: every case sets the lease namespace, so loadConfig never looks for the in-cluster
 // service account file (no I/O, same result on any machine).
-const BASE_ENV = { FERRY_LEASE_NAMESPACE: 'ferry-system' };
+// A file:// store needs an artifact server: the chart's, named with its signing key Secret.
+const BASE_ENV = { FERRY_LEASE_NAMESPACE: 'ferry-system', FERRY_ARTIFACT_SERVER: 'http://ferry-artifacts.ferry-system.svc:8081', FERRY_ARTIFACT_SIGNING_KEY_SECRET: 'ferry-artifact-signing-key' };
 
 describe('loadConfig', () => {
   it('has defaults for everything', () => {
@@ -27,7 +28,10 @@ describe('loadConfig', () => {
       logLevel: 'info',
       watchIdleTimeoutMs: 120_000,
       artifactStore: 'file:///var/lib/ferry/artifacts',
-      artifactClaim: undefined,
+      artifactServer: 'http://ferry-artifacts.ferry-system.svc:8081',
+      artifactServerListen: undefined,
+      artifactSigningKey: undefined,
+      artifactSigningKeySecret: 'ferry-artifact-signing-key',
       agentImage: `ferry:${OPERATOR_VERSION}`,
       gcsEndpoint: undefined,
       gcsCredentialsSecret: undefined,
@@ -79,6 +83,9 @@ describe('loadConfig', () => {
     ['http port out of range', ['--http-port=70000'], {}, /--http-port \(FERRY_HTTP_PORT\) must be an integer from 0 to 65535/],
     ['leader election not a boolean', [], { FERRY_LEADER_ELECTION: 'yes' }, /--leader-election \(FERRY_LEADER_ELECTION\) must be true or false, got "yes"/],
     ['watch idle timeout too short', ['--watch-idle-timeout-seconds=1'], {}, /--watch-idle-timeout-seconds \(FERRY_WATCH_IDLE_TIMEOUT_SECONDS\)/],
+    ['a file:// store without an artifact server', [], { FERRY_ARTIFACT_SERVER: '' }, /a file:\/\/ artifact store is served to step Pods by an artifact server: set --artifact-server \(FERRY_ARTIFACT_SERVER\)/],
+    ['an artifact server without a signing key', [], { FERRY_ARTIFACT_SIGNING_KEY_SECRET: '' }, /--artifact-server \(FERRY_ARTIFACT_SERVER\) needs --artifact-signing-key-secret/],
+    ['an artifact server address that is not host:port', ['--artifact-server-listen=8081'], {}, /--artifact-server-listen \(FERRY_ARTIFACT_SERVER_LISTEN\) must be host:port, got "8081"/],
     ['unknown log level', [], { FERRY_LOG_LEVEL: 'trace' }, /--log-level \(FERRY_LOG_LEVEL\) must be debug, info, warn or error, got "trace"/],
     [
       'renew deadline not shorter than the lease',
