@@ -98,7 +98,9 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     client, config.namespaces, { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, indexes: podIndexes, transform: podForCache }, log,
   );
   const events = new EventRecorder(eventClient, config.identity, clock, log);
-  const { store, artifactServer } = await openOperatorStore(config, client, log);
+  // NOTE: unfenced: every replica, standby too, needs the signing key, and creating the one
+  // Secret is safe from any of them (AlreadyExists reads the winner's).
+  const { store, artifactServer } = await openOperatorStore(config, leaseClient, log);
   const freeze: FreezeDeps = {
     store,
     images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries, cacheTtlMs: config.imageCacheMs }),
