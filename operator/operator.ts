@@ -20,7 +20,7 @@ import type { ArtifactStore } from './artifacts/store.ts';
 import type { PipelineConfiguration } from './configuration/pipeline-configuration.ts';
 import { RegistryImageResolver, credentialsFromDockerConfig } from './images/registry-client.ts';
 import type { RegistryCredentials } from './images/resolver.ts';
-import { SECRETS } from './kube/resources.ts';
+import { SECRETS, SERVICES } from './kube/resources.ts';
 import { OPERATOR_VERSION } from './version.ts';
 import type { ModelVersion } from './api/v1alpha1/model-version.ts';
 import { createModelVersionController } from './controllers/model-version/controller.ts';
@@ -176,12 +176,32 @@ async function openOperatorStore(config: Readonly<Config>, client: KubeClient, l
   }
   const signingKey = config.artifactSigningKey
     ?? (config.artifactSigningKeySecret ? await ensureSigningKey(client, config.leaseNamespace, config.artifactSigningKeySecret) : randomBytes(32));
-  if (config.artifactServer) return { store: new HttpArtifactStore(config.artifactStore, config.artifactServer, signingKey) };
+  if (config.artifactServer) {
+    const url = await serviceAddress(client, config.artifactServer);
+    log.info('artifact server', { url, configured: config.artifactServer });
+    return { store: new HttpArtifactStore(config.artifactStore, url, signingKey) };
+  }
   const listen = config.artifactServerListen!;
   const served = new FileArtifactStore(config.artifactStore);
   const artifactServer = await startArtifactServer({ ...listen, store: served, signingKey, log: log.child({ component: 'artifact-server' }) });
   log.info('artifact server started', { url: artifactServer.url, root: served.root });
   return { store: new HttpArtifactStore(config.artifactStore, artifactServer.url, signingKey), artifactServer };
+}
+
+/**
+ * `http://<service>.<namespace>.svc:<port>` → `http://<cluster IP>:<port>`, read from the
+ * Service: step Pods reach it without cluster DNS (which a cluster may not run), and the
+ * address is fixed for the Service's life. Any other URL is used as it is.
+ */
+async function serviceAddress(client: KubeClient, url: string): Promise<string> {
+  const parsed = new URL(url);
+  const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?$/.exec(parsed.hostname);
+  if (!match) return url;
+  const service = await client.getOrUndefined<{ spec?: { clusterIP?: string } }>(SERVICES, match[2]!, match[1]!);
+  const ip = service?.spec?.clusterIP;
+  if (!ip || ip === 'None') throw new Error(`artifact server ${url}: Service ${match[2]}/${match[1]} not found or has no cluster IP`);
+  parsed.hostname = ip.includes(':') ? `[${ip}]` : ip;
+  return parsed.toString().replace(/\/$/, '');
 }
 
 /** Credentials from dockerconfigjson Secrets, merged in the order named (first match wins). */

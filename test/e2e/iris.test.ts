@@ -211,7 +211,9 @@ test('tenancy: team-b cannot read team-a\'s artifacts by URI, by digest, through
   const key = output.uri.replace('file:///var/lib/ferry/artifacts/', '');
   assert.ok(key.startsWith(`${namespace}/`), `team-a's output ${output.uri} is under its namespace`);
   const image = example.pipelines[0]!.spec.steps[0]!.image;
-  const server = `http://ferry-artifacts.${installNamespace}.svc:8081`;
+  // By cluster IP: the local cluster runs no DNS.
+  const ip = (await kubectlOk(['-n', installNamespace, 'get', 'service', 'ferry-artifacts', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  const server = `http://${ip}:8081`;
   await client.create(PIPELINES, intruder, {
     apiVersion: 'ferry.dev/v1alpha1', kind: 'Pipeline', metadata: { name: 'probe', namespace: intruder },
     spec: { steps: [{ name: 'probe', image, command: ['python3', '-c', PROBE], env: [{ name: 'TARGET', value: `${server}/v1/objects/${key}` }] }] },
