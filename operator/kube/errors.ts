@@ -40,4 +40,8 @@ export const isGone = (err: unknown) => hasStatus(err, 410);
 export const isRejected = (err: unknown) =>
   err instanceof ApiError && (err.status === 422 || err.status === 400 || err.status === 403);
 
+/** The API refused the object's content or size (422 Invalid, 413 too large; etcd's limit shows as a 500 "request is too large"). */
+export const isTooLargeOrInvalid = (err: unknown) =>
+  err instanceof ApiError && (err.status === 422 || err.status === 413 || (err.status === 500 && /too large/i.test(err.message)));
+
 export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));

@@ -38,6 +38,8 @@ export const Reasons = {
   MissingOutput: 'MissingOutput',
   /** A succeeded step's report names objects outside its namespace, or is too large or malformed. */
   InvalidStepReport: 'InvalidStepReport',
+  /** The API server refused the run's status (too large, or invalid): the run was stopped with a minimal status. */
+  StatusRefused: 'StatusRefused',
   ModelNotFound: 'ModelNotFound',
   ModelNotBound: 'ModelNotBound',
   ArtifactNotFound: 'ArtifactNotFound',

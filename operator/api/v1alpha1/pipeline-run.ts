@@ -13,9 +13,16 @@ export type StepPhase = (typeof STEP_PHASES)[number];
 
 // NOTE: the value is untyped in the schema (a string, number or boolean); the operator
 // checks it against the parameter's type and fails the run with InvalidParameters.
+/**
+ * NOTE: the same bound as the value in status: a spec the API accepts must never make every
+ * status write fail. The untyped field cannot carry a CEL rule (the API server cannot type it),
+ * so the operator checks it (parameters.ts) before anything is frozen or a Pod created.
+ */
+export const PARAMETER_VALUE_MAX_LENGTH = 4096;
+
 export const RunParameterSchema = object({
   name: Type.String({ minLength: 1, maxLength: 63 }),
-  value: scalar('A string, number or boolean, checked against the parameter type.'),
+  value: scalar('A string, number or boolean, checked against the parameter type and its length (at most 4096 characters).'),
 });
 
 export const PipelineRunSpecSchema = object(
@@ -151,7 +158,7 @@ export const PipelineRunStatusSchema = object({
   ),
   parameters: Type.Optional(
     namedList(
-      object({ name: Type.String({ maxLength: 63 }), value: Type.String({ maxLength: 4096 }), source: enumOf(['run', 'default'] as const) }),
+      object({ name: Type.String({ maxLength: 63 }), value: Type.String({ maxLength: PARAMETER_VALUE_MAX_LENGTH }), source: enumOf(['run', 'default'] as const) }),
       MAX_PARAMETERS,
       'Resolved parameter values and where each came from.',
     ),

@@ -7,7 +7,9 @@ import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import type { PipelineRun, PipelineRunStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import { canonicalJson } from '../../configuration/canonical-json.ts';
 import type { KubeClient } from '../../kube/client.ts';
-import { errorMessage, isAlreadyExists, isRejected } from '../../kube/errors.ts';
+import { CONDITION_SUCCEEDED, Reasons, setCondition } from '../../api/v1alpha1/conditions.ts';
+import { errorMessage, isAlreadyExists, isRejected, isTooLargeOrInvalid } from '../../kube/errors.ts';
+import { truncate } from './pod-status.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PODS } from '../../kube/resources.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
@@ -83,9 +85,31 @@ export async function createModelVersion(client: KubeClient, version: ModelVersi
 export const statusChanged = (run: PipelineRun, status: PipelineRunStatus): boolean =>
   canonicalJson(run.status ?? {}) !== canonicalJson(status);
 
-/** The pass's one status write; the cached resourceVersion makes a decision from a stale cache fail with 409. */
-export async function writeRunStatus(client: KubeClient, run: PipelineRun, status: PipelineRunStatus): Promise<PipelineRun> {
-  return client.replaceStatus<PipelineRun>(PIPELINE_RUNS, { ...run, status });
+/**
+ * The pass's one status write; the cached resourceVersion makes a decision from a stale cache
+ * fail with 409. A status the API refuses for its content or size would be refused on every
+ * pass, leaving the run without any status: it is replaced by a minimal Failed one that says why.
+ */
+export async function writeRunStatus(client: KubeClient, run: PipelineRun, status: PipelineRunStatus, now: Date): Promise<PipelineRun> {
+  try {
+    return await client.replaceStatus<PipelineRun>(PIPELINE_RUNS, { ...run, status });
+  } catch (err) {
+    if (!isTooLargeOrInvalid(err)) throw err;
+    return client.replaceStatus<PipelineRun>(PIPELINE_RUNS, { ...run, status: refusedStatus(status, errorMessage(err), now) });
+  }
+}
+
+/** What is left of a status the API refused: the run failed, and why. */
+export function refusedStatus(status: PipelineRunStatus, why: string, now: Date): PipelineRunStatus {
+  const message = truncate(`the API server refused the run's status (${why}); the run is stopped`);
+  return {
+    phase: 'Failed',
+    ...(status.observedGeneration !== undefined ? { observedGeneration: status.observedGeneration } : {}),
+    ...(status.startedAt ? { startedAt: status.startedAt } : {}),
+    finishedAt: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    ...(status.configuration ? { configuration: status.configuration } : {}),
+    conditions: setCondition([], { type: CONDITION_SUCCEEDED, status: 'False', reason: Reasons.StatusRefused, message }, now),
+  };
 }
 
 export async function deletePods(client: KubeClient, pods: Pod[]): Promise<void> {

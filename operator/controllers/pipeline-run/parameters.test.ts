@@ -127,3 +127,14 @@ describe('substituteParameters: values are data for the kubelet', () => {
     assert.equal(escapeForKubelet('$($('), '$$($$(');
   });
 });
+
+describe('coerceParameter: what a status can hold', () => {
+  it('refuses a value longer than the status holds, without repeating it, and an object value', () => {
+    const huge = coerceParameter('string', 'x'.repeat(1024 * 1024));
+    assert.deepEqual(huge, { error: "the value is 1048576 characters, more than the 4096 a run's status can hold" });
+    assert.deepEqual(coerceParameter('string', 'y'.repeat(4096)), { value: 'y'.repeat(4096) });
+    assert.deepEqual(coerceParameter('string', { a: 1 }), { error: 'the value is not a string, number or boolean' });
+    const long = coerceParameter('int', `1${'0'.repeat(200)}x`);
+    assert.ok('error' in long && long.error.length < 100, 'a long value is cut short in the message');
+  });
+});

@@ -1,13 +1,22 @@
 // Parameter resolution for a run: pipeline defaults plus the run's values, each checked
 // against its declared type. Values are kept as canonical strings ("3", "0.25", "true").
-import type { ResolvedParameter, RunParameter } from '../../api/v1alpha1/pipeline-run.ts';
+import { PARAMETER_VALUE_MAX_LENGTH, type ResolvedParameter, type RunParameter } from '../../api/v1alpha1/pipeline-run.ts';
 import type { ParameterSpec, ParameterType } from '../../api/v1alpha1/pipeline.ts';
 
 export type Coerced = { value: string } | { error: string };
 
-const describe = (v: unknown) => (typeof v === 'string' ? `"${v}"` : String(v));
+/** A value as an error message shows it: quoted, and cut short (a message has a bound too). */
+const describe = (v: unknown) => {
+  const text = typeof v === 'string' ? v : String(v);
+  const shown = text.length > 64 ? `${text.slice(0, 63)}…` : text;
+  return typeof v === 'string' ? `"${shown}"` : shown;
+};
 
 export function coerceParameter(type: ParameterType, raw: unknown): Coerced {
+  if (typeof raw === 'string' && raw.length > PARAMETER_VALUE_MAX_LENGTH) {
+    return { error: `the value is ${raw.length} characters, more than the ${PARAMETER_VALUE_MAX_LENGTH} a run's status can hold` };
+  }
+  if (typeof raw === 'object' && raw !== null) return { error: 'the value is not a string, number or boolean' };
   switch (type) {
     case 'string':
       return typeof raw === 'string' ? { value: raw } : { error: `${describe(raw)} is not a string (quote it)` };

@@ -148,7 +148,7 @@ async function commit(deps: PipelineRunDeps, key: string, run: PipelineRun, resu
   const { status } = recorded;
   let statusWrites = 0;
   if (statusChanged(run, status)) {
-    deps.runs.recordWrite(await writeRunStatus(deps.client, run, status));
+    deps.runs.recordWrite(await writeRunStatus(deps.client, run, status, deps.clock.now()));
     statusWrites++;
   }
   await deletePods(deps.client, result.delete);
