@@ -49,10 +49,10 @@ async function entriesOf(bytes: Buffer): Promise<Array<Pick<Header, 'name' | 'ty
 }
 
 /** A tar archive with these entries, made without packArtifact. */
-async function craft(entries: Array<{ name: string; type?: Header['type']; content?: string; linkname?: string }>): Promise<Buffer> {
+async function craft(entries: Array<{ name: string; type?: Header['type']; content?: string; linkname?: string; mode?: number }>): Promise<Buffer> {
   const archive = pack();
   for (const e of entries) {
-    if ((e.type ?? 'file') === 'file') archive.entry({ name: e.name, type: 'file', mode: 0o644 }, e.content ?? '');
+    if ((e.type ?? 'file') === 'file') archive.entry({ name: e.name, type: 'file', mode: e.mode ?? 0o644 }, e.content ?? '');
     else archive.entry({ name: e.name, type: e.type!, ...(e.linkname ? { linkname: e.linkname } : {}) });
   }
   archive.finalize();
@@ -205,5 +205,30 @@ describe('extractArtifact', () => {
     await extractArtifact(Readable.from([bytes]), destination);
     assert.equal(await readFile(join(destination, 'a', 'b.txt'), 'utf8'), 'b');
     assert.equal(await readFile(join(destination, 'a', 'd.txt'), 'utf8'), 'd');
+  });
+
+  it('drops setuid, setgid and sticky bits, keeping the permission bits', async () => {
+    const dir = await freshDir('setuid');
+    const bytes = await craft([
+      { name: `${ARTIFACT_ROOT}/`, type: 'directory' },
+      { name: `${ARTIFACT_ROOT}/suid`, content: '#!/bin/sh', mode: 0o4755 },
+      { name: `${ARTIFACT_ROOT}/sgid`, content: 'x', mode: 0o2640 },
+      { name: `${ARTIFACT_ROOT}/sticky`, content: 'x', mode: 0o1777 },
+    ]);
+    const destination = join(dir, 'dest');
+    await extractArtifact(Readable.from([bytes]), destination);
+    const modes: Record<string, number> = Object.fromEntries(await Promise.all(['suid', 'sgid', 'sticky'].map(async (n) => [n, (await stat(join(destination, n))).mode & 0o7777] as const)));
+    // The process umask (022 here) may clear group/other write bits further; setuid/setgid/sticky never survive.
+    for (const [name, mode] of Object.entries(modes)) assert.equal(mode & 0o7000, 0, `${name} has mode ${mode.toString(8)}`);
+    assert.equal(modes.suid! & 0o700, 0o700);
+  });
+
+  it('refuses an archive with more entries than the limit, and a second entry of the same name', async () => {
+    const dir = await freshDir('limits');
+    const many = await craft([{ name: `${ARTIFACT_ROOT}/`, type: 'directory' }, ...Array.from({ length: 5 }, (_, i) => ({ name: `${ARTIFACT_ROOT}/f${i}`, content: 'x' }))]);
+    await assert.rejects(extractArtifact(Readable.from([many]), join(dir, 'many'), 4), { message: 'the archive has more than 4 entries' });
+    const twice = await craft([{ name: `${ARTIFACT_ROOT}/`, type: 'directory' }, { name: `${ARTIFACT_ROOT}/a`, content: 'first' }, { name: `${ARTIFACT_ROOT}/a`, content: 'second' }]);
+    await assert.rejects(extractArtifact(Readable.from([twice]), join(dir, 'twice')), { code: 'EEXIST' });
+    assert.equal(await readFile(join(dir, 'twice', 'a'), 'utf8'), 'first');
   });
 });

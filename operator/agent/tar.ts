@@ -53,9 +53,16 @@ export function packArtifact(path: string): Readable {
   return Readable.from(archive);
 }
 
-/** Extracts a packArtifact stream so that its root becomes `destination`. */
-export async function extractArtifact(source: AsyncIterable<Buffer>, destination: string): Promise<void> {
+/** At most this many entries are extracted from one artifact (a bound on inodes, not on bytes: the /ferry volume's size limit bounds those). */
+export const MAX_ARCHIVE_ENTRIES = 1_000_000;
+
+/**
+ * Extracts a packArtifact stream so that its root becomes `destination`. Only plain files and
+ * directories are made, with permission bits only (no setuid, setgid or sticky bit).
+ */
+export async function extractArtifact(source: AsyncIterable<Buffer>, destination: string, maxEntries = MAX_ARCHIVE_ENTRIES): Promise<void> {
   const unpacker = extract();
+  let entries = 0;
   const feeding = (async () => {
     for await (const chunk of source) {
       if (!unpacker.write(chunk)) await once(unpacker, 'drain');
@@ -64,6 +71,7 @@ export async function extractArtifact(source: AsyncIterable<Buffer>, destination
   })();
   feeding.catch((err: unknown) => unpacker.destroy(err instanceof Error ? err : new Error(String(err))));
   for await (const entry of unpacker) {
+    if (++entries > maxEntries) throw new Error(`the archive has more than ${maxEntries} entries`);
     const relative = entryPath(entry.header.name);
     if (relative === undefined) throw new Error(`archive entry "${entry.header.name}" is outside ${ARTIFACT_ROOT}/`);
     const target = relative ? join(destination, relative) : destination;
@@ -72,7 +80,8 @@ export async function extractArtifact(source: AsyncIterable<Buffer>, destination
       entry.resume();
     } else if (entry.header.type === 'file') {
       await mkdir(dirname(target), { recursive: true });
-      await pipeline(Readable.from(entry), createWriteStream(target, { mode: entry.header.mode || 0o644 }));
+      // NOTE: `flags: 'wx'`: an entry never writes through a name an earlier entry made.
+      await pipeline(Readable.from(entry), createWriteStream(target, { mode: (entry.header.mode ?? 0o644) & 0o777 || 0o644, flags: 'wx' }));
     } else {
       // Symlinks could point outside the destination; inputs are plain files and directories.
       entry.resume();
