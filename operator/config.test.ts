@@ -37,6 +37,10 @@ describe('loadConfig', () => {
       gcsCredentialsSecret: undefined,
       insecureRegistries: [],
       imageCacheMs: 30_000,
+      stepScratchSizeLimit: '20Gi',
+      defaultStepTimeoutSeconds: 86_400,
+      allowedNodeSelectorKeys: undefined,
+      allowedTolerationKeys: undefined,
       databaseUrl: undefined,
     });
     assert.match(identity, /^.+_[0-9a-f]{8}$/);
@@ -59,6 +63,12 @@ describe('loadConfig', () => {
     assert.equal(config.leaderElection, false);
     assert.equal(config.logLevel, 'debug');
     assert.equal(config.leaseDurationMs, 30_000);
+  });
+
+  it('reads placement allowlists: * allows any key, empty none', () => {
+    const listed = loadConfig(['--allowed-node-selector-keys=pool, gpu', '--allowed-toleration-keys='], BASE_ENV);
+    assert.deepEqual(listed.allowedNodeSelectorKeys, ['pool', 'gpu']);
+    assert.deepEqual(listed.allowedTolerationKeys, []);
   });
 
   it('lets flags override the environment', () => {
@@ -86,6 +96,7 @@ describe('loadConfig', () => {
     ['a file:// store without an artifact server', [], { FERRY_ARTIFACT_SERVER: '' }, /a file:\/\/ artifact store is served to step Pods by an artifact server: set --artifact-server \(FERRY_ARTIFACT_SERVER\)/],
     ['an artifact server without a signing key', [], { FERRY_ARTIFACT_SIGNING_KEY_SECRET: '' }, /--artifact-server \(FERRY_ARTIFACT_SERVER\) needs --artifact-signing-key-secret/],
     ['an artifact server address that is not host:port', ['--artifact-server-listen=8081'], {}, /--artifact-server-listen \(FERRY_ARTIFACT_SERVER_LISTEN\) must be host:port, got "8081"/],
+    ['a scratch size that is not a quantity', ['--step-scratch-size-limit=lots'], {}, /--step-scratch-size-limit \(FERRY_STEP_SCRATCH_SIZE_LIMIT\) must be a quantity such as 20Gi, got "lots"/],
     ['unknown log level', [], { FERRY_LOG_LEVEL: 'trace' }, /--log-level \(FERRY_LOG_LEVEL\) must be debug, info, warn or error, got "trace"/],
     [
       'renew deadline not shorter than the lease',

@@ -39,6 +39,13 @@ export interface Config {
   gcsCredentialsSecret: string | undefined;
   insecureRegistries: string[];
   imageCacheMs: number;
+  /** The size limit of each step Pod's /ferry volume (a Kubernetes quantity). */
+  stepScratchSizeLimit: string;
+  /** The timeout of a step that sets none. */
+  defaultStepTimeoutSeconds: number;
+  /** nodeSelector and toleration keys steps may use; undefined: any. */
+  allowedNodeSelectorKeys: string[] | undefined;
+  allowedTolerationKeys: string[] | undefined;
   databaseUrl: string | undefined;
 }
 
@@ -68,6 +75,10 @@ export const SETTINGS = {
   'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
   'database-url': { env: 'FERRY_DATABASE_URL', default: '', help: 'PostgreSQL DSN of the metadata store; none records nothing' },
   'image-cache-seconds': { env: 'FERRY_IMAGE_CACHE_SECONDS', default: '30', help: 'how long a resolved tag → digest is reused' },
+  'step-scratch-size-limit': { env: 'FERRY_STEP_SCRATCH_SIZE_LIMIT', default: '20Gi', help: "size limit of each step Pod's /ferry volume (inputs, outputs)" },
+  'default-step-timeout-seconds': { env: 'FERRY_DEFAULT_STEP_TIMEOUT_SECONDS', default: '86400', help: 'timeout of a step that sets none' },
+  'allowed-node-selector-keys': { env: 'FERRY_ALLOWED_NODE_SELECTOR_KEYS', default: '*', help: "comma-separated nodeSelector keys steps may use; '*' any, empty none" },
+  'allowed-toleration-keys': { env: 'FERRY_ALLOWED_TOLERATION_KEYS', default: '*', help: "comma-separated toleration keys steps may use; '*' any, empty none" },
   'insecure-registries': { env: 'FERRY_INSECURE_REGISTRIES', default: '', help: 'comma-separated registries spoken to over plain http' },
 } as const;
 
@@ -134,6 +145,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
     insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
     imageCacheMs: integer('image-cache-seconds', 0, 3600) * 1000,
+    stepScratchSizeLimit: quantity(raw('step-scratch-size-limit'), named('step-scratch-size-limit')),
+    defaultStepTimeoutSeconds: integer('default-step-timeout-seconds', 1, 30 * 86400),
+    allowedNodeSelectorKeys: allowList(raw('allowed-node-selector-keys')),
+    allowedTolerationKeys: allowList(raw('allowed-toleration-keys')),
     databaseUrl: raw('database-url') || undefined,
   };
   if (!/^(file:\/\/\/|gs:\/\/)/.test(config.artifactStore)) {
@@ -151,6 +166,18 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     throw new ConfigError(`${named('renew-deadline-seconds')} must be shorter than ${named('lease-duration-seconds')}`);
   }
   return Object.freeze(config);
+}
+
+/** '*' → undefined (any); otherwise the listed keys (none when empty). */
+function allowList(text: string): string[] | undefined {
+  if (text.trim() === '*') return undefined;
+  return text.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** A Kubernetes quantity such as 20Gi or 500M. */
+function quantity(text: string, name: string): string {
+  if (!/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.test(text)) throw new ConfigError(`${name} must be a quantity such as 20Gi, got "${text}"`);
+  return text;
 }
 
 /** `host:port` → parts; empty → undefined. */

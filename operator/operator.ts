@@ -111,12 +111,18 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     modelVersionsOf: (namespace, model) => modelVersions.byIndex('model', inNamespace(namespace, model)),
     runsOfPipeline: (namespace, pipeline) => runs.byIndex('pipeline', inNamespace(namespace, pipeline)),
     credentialsFrom: (namespace, names) => registryCredentials(client, namespace, names),
+    placement: {
+      ...(config.allowedNodeSelectorKeys ? { nodeSelectorKeys: config.allowedNodeSelectorKeys } : {}),
+      ...(config.allowedTolerationKeys ? { tolerationKeys: config.allowedTolerationKeys } : {}),
+    },
     onImageResolution: (result) => metrics.imageResolutions.inc({ result }),
   };
   const agent = {
     image: config.agentImage,
     storeRoot: store.root,
     signedUrls: store.grants !== undefined,
+    scratchSizeLimit: config.stepScratchSizeLimit,
+    defaultTimeoutSeconds: config.defaultStepTimeoutSeconds,
     ...(config.gcsCredentialsSecret ? { gcsCredentialsSecret: config.gcsCredentialsSecret } : {}),
     ...(config.gcsEndpoint ? { gcsEndpoint: config.gcsEndpoint } : {}),
   };

@@ -76,7 +76,7 @@ export async function fetchInputs({ env, log }: AgentContext): Promise<void> {
   await mkdir(join(dir, 'outputs'), { recursive: true });
   // Only a step without signed URLs opens the store itself.
   const direct = [configuration, ...inputs].some((o) => o && !o.url) ? openStore(env) : undefined;
-  const source = async (o: { uri: string; url?: string }) => (o.url ? fetchObject(o.url, o.uri) : direct!.read(o.uri));
+  const source = async (o: { uri: string; url?: string; headers?: Record<string, string> }) => (o.url ? fetchObject(o.url, o.uri, o.headers) : direct!.read(o.uri));
 
   if (configuration) {
     const hasher = hashing();
@@ -114,7 +114,7 @@ export async function publishOutputs({ env, log }: AgentContext): Promise<Termin
   for (const output of outputs) {
     const path = await checkedOutputPath(outputsDir, output.name);
     const stored = output.url && output.uri
-      ? await uploadObject(output.url, output.uri, packArtifact(path))
+      ? await uploadObject(output.url, output.uri, packArtifact(path), output.headers)
       : await direct!.putBlob(namespace, packArtifact(path));
     published.push({ name: output.name, uri: stored.uri, digest: stored.digest, size: stored.size });
     log.info('published output', { output: output.name, uri: stored.uri, digest: stored.digest, bytes: stored.size });
@@ -126,7 +126,7 @@ export async function publishOutputs({ env, log }: AgentContext): Promise<Termin
   if (JSON.stringify(message).length <= TERMINATION_MESSAGE_LIMIT) return message;
   // Too large for the kubelet's 4 KiB: store the report and point at it.
   const bytes = Readable.from([Buffer.from(JSON.stringify(report))]);
-  const manifest = reportSpec ? await uploadObject(reportSpec.url, reportSpec.uri, bytes) : await direct!.putBlob(namespace, bytes);
+  const manifest = reportSpec ? await uploadObject(reportSpec.url, reportSpec.uri, bytes, reportSpec.headers) : await direct!.putBlob(namespace, bytes);
   return { v: 1, manifest: { uri: manifest.uri, digest: manifest.digest } };
 }
 

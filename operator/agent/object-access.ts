@@ -8,14 +8,14 @@ import type { StoredObject } from '../artifacts/store.ts';
 
 export class ObjectAccessError extends Error {}
 
-export async function fetchObject(url: string, uri: string): Promise<Readable> {
-  const res = await send(url, { method: 'GET' }, `reading ${uri}`);
+export async function fetchObject(url: string, uri: string, headers: Record<string, string> = {}): Promise<Readable> {
+  const res = await send(url, { method: 'GET', headers }, `reading ${uri}`);
   if (!res.body) throw new ObjectAccessError(`reading ${uri}: the artifact store sent no body`);
   return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
 }
 
-/** Uploads `body` to a signed create-once URL, hashing what it sends. */
-export async function uploadObject(url: string, uri: string, body: Readable): Promise<StoredObject> {
+/** Uploads `body` to a signed create-once URL (with the headers it was signed with), hashing what it sends. */
+export async function uploadObject(url: string, uri: string, body: Readable, headers: Record<string, string> = {}): Promise<StoredObject> {
   const hash = createHash('sha256');
   let size = 0;
   const counted = body.map((chunk: Buffer) => {
@@ -23,7 +23,7 @@ export async function uploadObject(url: string, uri: string, body: Readable): Pr
     size += chunk.length;
     return chunk;
   });
-  await send(url, { method: 'PUT', body: Readable.toWeb(counted) as ReadableStream, duplex: 'half' } as RequestInit, `writing ${uri}`);
+  await send(url, { method: 'PUT', headers, body: Readable.toWeb(counted) as ReadableStream, duplex: 'half' } as RequestInit, `writing ${uri}`);
   return { uri, digest: `sha256:${hash.digest('hex')}`, size };
 }
 

@@ -41,16 +41,18 @@ export interface InputSpec {
   name: string;
   uri: string;
   digest: string;
-  /** A signed GET of `uri`. */
+  /** A signed GET of `uri`, and headers it must be sent with. */
   url?: string;
+  headers?: Record<string, string>;
 }
 
 export interface OutputSpec {
   name: string;
   type: string;
-  /** Where the output goes, and a signed create-once PUT of it. */
+  /** Where the output goes, and a signed create-once PUT of it (with the headers it was signed with). */
   uri?: string;
   url?: string;
+  headers?: Record<string, string>;
 }
 
 /** The configuration the step receives at /ferry/config.json. */
@@ -58,12 +60,14 @@ export interface ConfigurationSpec {
   uri: string;
   digest: string;
   url?: string;
+  headers?: Record<string, string>;
 }
 
 /** Where a report too large for a termination message goes (with signed URLs). */
 export interface ReportSpec {
   uri: string;
   url: string;
+  headers?: Record<string, string>;
 }
 
 export interface PublishedOutput {

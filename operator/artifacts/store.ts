@@ -1,13 +1,14 @@
 // The artifact store: where step outputs and frozen configurations live. One small interface,
-// two implementations chosen by URI (open.ts): file:///path (a mounted volume, the default)
-// and gs://bucket/prefix (Google Cloud Storage). Objects are immutable once written.
+// implementations chosen by URI (open.ts): file:///path (a mounted volume, the default),
+// gs://bucket/prefix (Google Cloud Storage) and s3://bucket/prefix (S3 or an S3-compatible
+// server). Objects are immutable once written.
 import type { Readable } from 'node:stream';
 
 /** `sha256:<64 hex>` */
 export type Digest = `sha256:${string}`;
 
 export interface StoredObject {
-  /** Absolute URI: file:///…/key or gs://bucket/prefix/key */
+  /** Absolute URI: file:///…/key, gs://bucket/prefix/key or s3://bucket/prefix/key */
   uri: string;
   digest: Digest;
   size: number;
@@ -49,12 +50,15 @@ export interface Grant {
   headers?: Record<string, string>;
 }
 
-/** A store that can hand out expiring, single-object access (signed URLs). */
+/**
+ * A store that can hand out expiring, single-object access (signed URLs). A grant may be a
+ * promise: S3 presigning resolves credentials and hashes asynchronously.
+ */
 export interface ObjectGrants {
   /** Read one object (GET) until `expiresAt`. */
-  readGrant(uri: string, expiresAt: Date): Grant;
+  readGrant(uri: string, expiresAt: Date): Grant | Promise<Grant>;
   /** Create one object at `key`, once (PUT), until `expiresAt`. */
-  createGrant(key: string, expiresAt: Date): Grant;
+  createGrant(key: string, expiresAt: Date): Grant | Promise<Grant>;
 }
 
 export interface ArtifactStore {

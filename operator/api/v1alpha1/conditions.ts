@@ -26,6 +26,8 @@ export const Reasons = {
   InvalidPipeline: 'InvalidPipeline',
   InvalidParameters: 'InvalidParameters',
   ImageNotPinned: 'ImageNotPinned',
+  /** A step's nodeSelector or toleration uses a key the admin does not allow. */
+  PlacementNotAllowed: 'PlacementNotAllowed',
   ImageResolutionFailed: 'ImageResolutionFailed',
   ConfigurationTampered: 'ConfigurationTampered',
   ConfigurationMissing: 'ConfigurationMissing',

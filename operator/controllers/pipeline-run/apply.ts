@@ -35,8 +35,9 @@ export async function createStepPods(
   const pipelineName = configuration.spec.pipeline.name;
   await Promise.all(
     plan.create.map(async ({ step, attempt, podName, inputs }) => {
-      const access = stepAccess({
+      const access = await stepAccess({
         store, step, attempt, inputs, now,
+        ...(agent.defaultTimeoutSeconds ? { defaultTimeoutSeconds: agent.defaultTimeoutSeconds } : {}),
         namespace: run.metadata.namespace ?? '',
         runUid: run.metadata.uid ?? '',
         configuration: { uri: configuration.uri, digest: configuration.digest },

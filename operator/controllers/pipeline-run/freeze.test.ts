@@ -16,7 +16,7 @@ import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { CONFIGURATION_MAX_BYTES, configurationKey, serializeConfiguration, type PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { ImageResolutionError, type ImageResolver, type ResolvedImage } from '../../images/resolver.ts';
 import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipeline, pipelineRun, step } from '../../../test/builders.ts';
-import { checkPipeline, freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
+import { checkPipeline, placementProblem, freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}` as const;
 const TAG = 'registry.local/ferry/train:1.0';
@@ -499,5 +499,24 @@ describe('freezeRun: inputs from outside the run are pinned', () => {
       step: 'use', input: 'd', uri: `mem://store/${NAMESPACE}/blobs/2`, digest: digest('2'),
       pipelineOutput: { pipeline: 'etl', run: 'etl-2', step: 'load', output: 'rows' },
     }]);
+  });
+});
+
+describe('placementProblem: what the admin allows steps', () => {
+  const steps = [step('a', { nodeSelector: { pool: 'gpu' }, tolerations: [{ key: 'gpu', operator: 'Exists' }] })];
+  const cases: Array<[string, Parameters<typeof placementProblem>[1], string | undefined]> = [
+    ['no policy', undefined, undefined],
+    ['any key (lists left out)', {}, undefined],
+    ['allowed keys', { nodeSelectorKeys: ['pool'], tolerationKeys: ['gpu'] }, undefined],
+    ['a nodeSelector key not listed', { nodeSelectorKeys: ['zone'] }, 'step "a": nodeSelector key "pool" is not allowed here (allowed: zone)'],
+    ['no tolerations allowed', { tolerationKeys: [] }, 'step "a": a toleration of "gpu" is not allowed here (allowed: none)'],
+  ];
+  for (const [name, policy, expected] of cases) it(name, () => assert.equal(placementProblem(steps, policy), expected));
+
+  it('fails the run with PlacementNotAllowed before any image is resolved', async () => {
+    const placed = pipeline({ steps });
+    const outcome = await freezeRun({ ...depsOf({ pipelines: [placed] }), placement: { nodeSelectorKeys: [] } }, pipelineRun());
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(outcome.reason, Reasons.PlacementNotAllowed);
   });
 });

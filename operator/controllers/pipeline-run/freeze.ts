@@ -36,8 +36,27 @@ export interface FreezeDeps {
   runsOfPipeline(namespace: string, pipeline: string): PipelineRun[];
   /** Counts image resolutions (metrics). */
   onImageResolution?(result: 'resolved' | 'pinned' | 'failed'): void;
+  /** What placement the admin allows steps (unset: any). */
+  placement?: PlacementPolicy;
   /** Registry credentials from the named dockerconfigjson Secrets. */
   credentialsFrom(namespace: string, secrets: string[]): Promise<(registry: string) => RegistryCredentials | undefined>;
+}
+
+/** nodeSelector and toleration keys steps may use; a list left out allows any. */
+export interface PlacementPolicy {
+  nodeSelectorKeys?: string[];
+  tolerationKeys?: string[];
+}
+
+/** The first step placement the policy does not allow, as a message; undefined when all fit. */
+export function placementProblem(steps: Pipeline['spec']['steps'], policy: PlacementPolicy | undefined): string | undefined {
+  for (const step of steps) {
+    const selector = Object.keys(step.nodeSelector ?? {}).find((k) => policy?.nodeSelectorKeys && !policy.nodeSelectorKeys.includes(k));
+    if (selector !== undefined) return `step "${step.name}": nodeSelector key "${selector}" is not allowed here (allowed: ${policy!.nodeSelectorKeys!.join(', ') || 'none'})`;
+    const toleration = (step.tolerations ?? []).find((t) => policy?.tolerationKeys && !policy.tolerationKeys.includes(t.key ?? ''));
+    if (toleration) return `step "${step.name}": a toleration of "${toleration.key ?? '(any key)'}" is not allowed here (allowed: ${policy!.tolerationKeys!.join(', ') || 'none'})`;
+  }
+  return undefined;
 }
 
 /** What freezing decided: a configuration to run, or a reason the run cannot (yet) start. */
@@ -121,6 +140,8 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
   const checked = checkPipeline({ ...run, spec: { ...run.spec, pipelineRef: { name: pipelineName } } }, deps.pipelineOf(namespace, pipelineName));
   if (checked.kind !== 'ok') return checked;
   const { pipeline, parameters } = checked;
+  const placement = placementProblem(pipeline.spec.steps, deps.placement);
+  if (placement) return { kind: 'failed', reason: Reasons.PlacementNotAllowed, message: placement };
   const external = resolveExternalInputs(deps, namespace, pipeline, boundModels);
   if ('error' in external) return { kind: 'failed', reason: external.reason, message: external.error };
   const images = new Map<string, ResolvedImage>();

@@ -34,7 +34,7 @@ const store = new HttpArtifactStore('file:///var/lib/ferry/artifacts', 'http://f
 const configuration = { uri: `file:///var/lib/ferry/artifacts/${NAMESPACE}/train/r1/pipeline-configuration.json`, digest: `sha256:${'c'.repeat(64)}` };
 const inputs: InputSpec[] = [{ name: 'data', uri: `file:///var/lib/ferry/artifacts/${NAMESPACE}/blobs/sha256/${'e'.repeat(64)}`, digest: `sha256:${'e'.repeat(64)}` }];
 const NOW = new Date('2026-01-01T00:00:00Z');
-const access = stepAccess({ store, namespace: NAMESPACE, runUid: RUN_UID, step: { ...trainStep, outputs: [{ name: 'model', type: 'model' }] }, attempt: 2, inputs, configuration, now: NOW });
+const access = await stepAccess({ store, namespace: NAMESPACE, runUid: RUN_UID, step: { ...trainStep, outputs: [{ name: 'model', type: 'model' }] }, attempt: 2, inputs, configuration, now: NOW });
 const base = { pipelineName: 'p', parameters, access, agent };
 const build = (extra: Partial<Parameters<typeof buildStepPod>[0]> = {}) =>
   buildStepPod({ ...base, run: pipelineRun(), pipelineName: 'train-pipeline', step: trainStep, attempt: 2, ...extra });
@@ -64,6 +64,13 @@ describe('buildStepPod', () => {
     assert.deepEqual(pod.metadata.ownerReferences, [
       { apiVersion: API_VERSION, kind: 'PipelineRun', name: 'r1', uid: RUN_UID, controller: true, blockOwnerDeletion: true },
     ]);
+  });
+
+  it('bounds /ferry by the scratch size limit, and a step without a timeout by the default one', () => {
+    const bounded = build({ step: step('quick'), agent: { ...agent, scratchSizeLimit: '5Gi', defaultTimeoutSeconds: 3600 } });
+    assert.deepEqual(bounded.spec?.volumes?.[0], { name: 'ferry', emptyDir: { sizeLimit: '5Gi' } });
+    assert.equal(bounded.spec?.activeDeadlineSeconds, 3600);
+    assert.equal(build({ agent: { ...agent, defaultTimeoutSeconds: 3600 } }).spec?.activeDeadlineSeconds, 900, "the step's own timeout wins");
   });
 
   it('never restarts, mounts no token, and is bounded by the step timeout', () => {

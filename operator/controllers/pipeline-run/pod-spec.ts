@@ -38,6 +38,10 @@ export interface AgentSettings {
   gcsCredentialsSecret?: string;
   /** A GCS endpoint override (an emulator in tests). */
   gcsEndpoint?: string;
+  /** The size limit of the /ferry emptyDir (inputs, outputs, the step's scratch); the kubelet evicts a Pod past it. */
+  scratchSizeLimit?: string;
+  /** activeDeadlineSeconds of a step that sets no timeout. */
+  defaultTimeoutSeconds?: number;
 }
 
 export interface StepPodInput {
@@ -170,7 +174,7 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, acc
       restartPolicy: 'Never',
       automountServiceAccountToken: false,
       enableServiceLinks: false,
-      ...(step.timeoutSeconds ? { activeDeadlineSeconds: step.timeoutSeconds } : {}),
+      ...((step.timeoutSeconds ?? agent.defaultTimeoutSeconds) ? { activeDeadlineSeconds: step.timeoutSeconds ?? agent.defaultTimeoutSeconds } : {}),
       ...(step.nodeSelector ? { nodeSelector: step.nodeSelector } : {}),
       ...(step.tolerations ? { tolerations: step.tolerations } : {}),
       securityContext: {
@@ -180,7 +184,7 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, acc
         fsGroup: DEFAULT_RUN_AS_USER,
         seccompProfile: { type: 'RuntimeDefault' },
       },
-      volumes: [{ name: WORK_VOLUME, emptyDir: {} }, ...store.volumes],
+      volumes: [{ name: WORK_VOLUME, emptyDir: agent.scratchSizeLimit ? { sizeLimit: agent.scratchSizeLimit } : {} }, ...store.volumes],
       initContainers: [fetch, container],
       containers: [publish],
     },

@@ -20,6 +20,8 @@ export const DEFAULT_GRANT_SECONDS = 24 * 3600;
 
 export interface StepAccessInput {
   store: ArtifactStore;
+  /** The timeout of a step that sets none (URLs must outlive it). */
+  defaultTimeoutSeconds?: number;
   namespace: string;
   runUid: string;
   step: StepSpec;
@@ -33,19 +35,24 @@ export interface StepAccessInput {
 export const attemptKey = (namespace: string, runUid: string, step: string, attempt: number, file: string) =>
   `${namespace}/runs/${runUid}/${step}/${attempt}/${file}`;
 
-export function stepAccess({ store, namespace, runUid, step, attempt, inputs, configuration, now }: StepAccessInput): StepAccess {
+export async function stepAccess({ store, namespace, runUid, step, attempt, inputs, configuration, now, defaultTimeoutSeconds }: StepAccessInput): Promise<StepAccess> {
   const declared = (step.outputs ?? []).map(({ name, type }) => ({ name, type }));
   const grants = store.grants;
   if (!grants) return { inputs, outputs: declared, configuration };
-  const expiresAt = new Date(now.getTime() + ((step.timeoutSeconds ?? DEFAULT_GRANT_SECONDS) + GRANT_SLACK_SECONDS) * 1000);
-  const create = (file: string) => {
+  const expiresAt = new Date(now.getTime() + ((step.timeoutSeconds ?? defaultTimeoutSeconds ?? DEFAULT_GRANT_SECONDS) + GRANT_SLACK_SECONDS) * 1000);
+  const create = async (file: string) => {
     const key = attemptKey(namespace, runUid, step.name, attempt, file);
-    return { uri: store.uriFor(key), url: grants.createGrant(key, expiresAt).url };
+    const grant = await grants.createGrant(key, expiresAt);
+    return { uri: store.uriFor(key), url: grant.url, ...(grant.headers ? { headers: grant.headers } : {}) };
+  };
+  const read = async (uri: string) => {
+    const grant = await grants.readGrant(uri, expiresAt);
+    return { url: grant.url, ...(grant.headers ? { headers: grant.headers } : {}) };
   };
   return {
-    inputs: inputs.map((input) => ({ ...input, url: grants.readGrant(input.uri, expiresAt).url })),
-    outputs: declared.map((output) => ({ ...output, ...create(`${output.name}.tar`) })),
-    configuration: { ...configuration, url: grants.readGrant(configuration.uri, expiresAt).url },
-    report: create('report.json'),
+    inputs: await Promise.all(inputs.map(async (input) => ({ ...input, ...(await read(input.uri)) }))),
+    outputs: await Promise.all(declared.map(async (output) => ({ ...output, ...(await create(`${output.name}.tar`)) }))),
+    configuration: { ...configuration, ...(await read(configuration.uri)) },
+    report: await create('report.json'),
   };
 }
