@@ -35,6 +35,7 @@ describe('loadConfig', () => {
       agentImage: `ferry:${OPERATOR_VERSION}`,
       gcsEndpoint: undefined,
       gcsCredentialsSecret: undefined,
+      gcsSignedUrls: true,
       insecureRegistries: [],
       imageCacheMs: 30_000,
       stepScratchSizeLimit: '20Gi',

@@ -37,6 +37,8 @@ export interface Config {
   agentImage: string;
   gcsEndpoint: string | undefined;
   gcsCredentialsSecret: string | undefined;
+  /** Step Pods of a gs:// store get V4 signed URLs instead of a credential. */
+  gcsSignedUrls: boolean;
   insecureRegistries: string[];
   imageCacheMs: number;
   /** The size limit of each step Pod's /ferry volume (a Kubernetes quantity). */
@@ -72,7 +74,8 @@ export const SETTINGS = {
   'artifact-signing-key-secret': { env: 'FERRY_ARTIFACT_SIGNING_KEY_SECRET', default: '', help: "Secret in the operator's namespace holding that key under 'key'; made on first start" },
   'agent-image': { env: 'FERRY_AGENT_IMAGE', default: `ferry:${OPERATOR_VERSION}`, help: "image of the step agent (the operator's own image)" },
   'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
-  'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods; empty uses workload identity' },
+  'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods when gcs-signed-urls is false' },
+  'gcs-signed-urls': { env: 'FERRY_GCS_SIGNED_URLS', default: 'true', help: 'give step Pods V4 signed URLs, not a credential (needs a key or signBlob)' },
   'database-url': { env: 'FERRY_DATABASE_URL', default: '', help: 'PostgreSQL DSN of the metadata store; none records nothing' },
   'image-cache-seconds': { env: 'FERRY_IMAGE_CACHE_SECONDS', default: '30', help: 'how long a resolved tag → digest is reused' },
   'step-scratch-size-limit': { env: 'FERRY_STEP_SCRATCH_SIZE_LIMIT', default: '20Gi', help: "size limit of each step Pod's /ferry volume (inputs, outputs)" },
@@ -143,6 +146,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     agentImage: raw('agent-image'),
     gcsEndpoint: raw('gcs-endpoint') || undefined,
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
+    gcsSignedUrls: bool('gcs-signed-urls'),
     insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
     imageCacheMs: integer('image-cache-seconds', 0, 3600) * 1000,
     stepScratchSizeLimit: quantity(raw('step-scratch-size-limit'), named('step-scratch-size-limit')),

@@ -13,6 +13,7 @@ import { LruCache } from './artifacts/config-cache.ts';
 import { randomBytes } from 'node:crypto';
 import { startArtifactServer, type RunningArtifactServer } from './artifacts/artifact-server.ts';
 import { FileArtifactStore } from './artifacts/file-store.ts';
+import { GcsArtifactStore } from './artifacts/gcs-store.ts';
 import { HttpArtifactStore } from './artifacts/http-store.ts';
 import { ensureSigningKey } from './artifacts/signing-key.ts';
 import { openArtifactStore } from './artifacts/open.ts';
@@ -177,6 +178,9 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
  * reached through its artifact server (the chart's), or one this process runs (development).
  */
 async function openOperatorStore(config: Readonly<Config>, client: KubeClient, log: Logger): Promise<{ store: ArtifactStore; artifactServer?: RunningArtifactServer }> {
+  if (config.artifactStore.startsWith('gs:')) {
+    return { store: new GcsArtifactStore(config.artifactStore, { signedUrls: config.gcsSignedUrls, ...(config.gcsEndpoint ? { apiEndpoint: config.gcsEndpoint } : {}) }) };
+  }
   if (!config.artifactStore.startsWith('file:')) {
     return { store: openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {}) };
   }

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Bucket, DeleteFileOptions, File, PreconditionOptions, StorageOptions } from '@google-cloud/storage';
 import { checkKey, checkPrefix, tmpDirName } from './file-store.ts';
 import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost } from './store.ts';
-import type { ArtifactStore, StoredObject } from './store.ts';
+import type { ArtifactStore, Grant, ObjectGrants, StoredObject } from './store.ts';
 
 export interface GcsArtifactStoreOptions {
   /**
@@ -23,7 +23,18 @@ export interface GcsArtifactStoreOptions {
    * stream in one request: less memory, but a connection lost mid-way fails the putBlob.
    */
   uploadChunkBytes?: number;
+  /**
+   * Hand step Pods V4 signed URLs (`grants`), so they hold no credential. Signing needs a
+   * service account key (GOOGLE_APPLICATION_CREDENTIALS) or, with workload identity, the
+   * iam.serviceAccounts.signBlob permission on the operator's own account.
+   */
+  signedUrls?: boolean;
 }
+
+/** The longest a V4 signed URL may live (GCS refuses more). */
+const maxSignedUrlMs = 7 * 24 * 3600 * 1000;
+/** Sent with (and signed into) a create-once PUT: only if nothing is at the name. */
+const createOnceHeaders = { 'x-goog-if-generation-match': '0' };
 
 /**
  * Blobs up to this size are buffered, hashed and uploaded in one request straight to their
@@ -35,8 +46,9 @@ const defaultUploadChunkBytes = 16 * 1024 * 1024;
 const writeIdKey = 'ferry-write-id';
 const contentType = 'application/octet-stream';
 
-export class GcsArtifactStore implements ArtifactStore {
+export class GcsArtifactStore implements ArtifactStore, ObjectGrants {
   readonly root: string;
+  readonly grants?: ObjectGrants;
   readonly bucketName: string;
   /** Object-name prefix without leading or trailing slashes; '' for the bucket root. */
   readonly prefix: string;
@@ -59,6 +71,7 @@ export class GcsArtifactStore implements ArtifactStore {
       throw new Error(`${this.root}: uploadChunkBytes must be 0 or a multiple of 256 KiB, got ${chunk}`);
     }
     this.uploadChunkBytes = chunk;
+    if (options.signedUrls) this.grants = this;
     this.storageOptions = {
       ...(options.apiEndpoint !== undefined ? { apiEndpoint: options.apiEndpoint } : {}),
       ...(options.projectId !== undefined ? { projectId: options.projectId } : {}),
@@ -88,6 +101,26 @@ export class GcsArtifactStore implements ArtifactStore {
   uriFor(key: string): string {
     checkKey(key, this.root);
     return `${this.root}/${key}`;
+  }
+
+  async readGrant(uri: string, expiresAt: Date): Promise<Grant> {
+    const file = (await this.bucket()).file(this.nameOf(uri));
+    return { url: await this.sign(file, 'read', expiresAt, {}, `readGrant ${uri}`) };
+  }
+
+  async createGrant(key: string, expiresAt: Date): Promise<Grant> {
+    const file = await this.fileFor(key);
+    return { url: await this.sign(file, 'write', expiresAt, createOnceHeaders, `createGrant ${this.uriFor(key)}`), headers: { ...createOnceHeaders } };
+  }
+
+  private async sign(file: File, action: 'read' | 'write', expiresAt: Date, extensionHeaders: Record<string, string>, context: string): Promise<string> {
+    if (expiresAt.getTime() - Date.now() > maxSignedUrlMs) throw new Error(`${context}: a V4 signed URL lives at most 7 days; the step's timeout is longer`);
+    try {
+      const [url] = await file.getSignedUrl({ version: 'v4', action, expires: expiresAt, extensionHeaders });
+      return url;
+    } catch (err) {
+      throw wrap(err, `${context}: signing a URL (needs a service account key, or signBlob on the operator's account)`);
+    }
   }
 
   keyOf(uri: string): string {

@@ -2,6 +2,7 @@
 // 127.0.0.1 over plain HTTP with a throwaway filesystem backend, for the gs:// artifact-store
 // tests and the memory benchmark. Point GcsArtifactStore at `endpoint` through apiEndpoint.
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,6 +57,8 @@ export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<F
     '-scheme', 'http', '-host', '127.0.0.1', '-port', String(port),
     // Resumable-upload session URLs are built from this; make them match what we dial.
     '-external-url', endpoint,
+    // Signed URLs (path style, /<bucket>/<object>) name the endpoint's host: serve them there.
+    '-public-host', '127.0.0.1',
     // Filesystem rather than memory: the 1 GiB benchmark should not live in the emulator's heap.
     '-backend', 'filesystem', '-filesystem-root', join(workDir, 'storage'),
     '-log-level', 'warn',
@@ -129,4 +132,21 @@ export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<F
 async function tail(path: string, lines = 40): Promise<string> {
   const text = await readFile(path, 'utf8').catch(() => '');
   return text.split('\n').slice(-lines).join('\n');
+}
+
+/**
+ * Writes a throwaway service account key (a fresh RSA key, an account nobody owns) and returns
+ * its path: enough for the storage client to sign V4 URLs locally, which fake-gcs-server
+ * accepts without checking the signature.
+ */
+export async function writeTestServiceAccountKey(dir: string): Promise<string> {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const path = join(dir, 'gcs-test-key.json');
+  await writeFile(path, JSON.stringify({
+    type: 'service_account', project_id: 'ferry-test', client_email: 'ferry-test@ferry-test.iam.gserviceaccount.com',
+    private_key_id: 'test', private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }), client_id: '0',
+    // NOTE: never reached: the client sends no credentials to a custom endpoint; it only signs with the key.
+    token_uri: 'http://127.0.0.1:9/token',
+  }), { mode: 0o600 });
+  return path;
 }

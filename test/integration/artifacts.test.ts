@@ -19,7 +19,7 @@ import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS, SECRETS } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../builders.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
-import { startFakeGcs, type FakeGcs } from '../harness/fake-gcs.ts';
+import { startFakeGcs, writeTestServiceAccountKey, type FakeGcs } from '../harness/fake-gcs.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { ProcessKubelet } from '../harness/process-kubelet.ts';
 
@@ -33,6 +33,7 @@ let gcs: FakeGcs;
 let store: ArtifactStore;
 let operator: OperatorProcess;
 let kubelet: ProcessKubelet;
+let keyDir: string;
 
 const sh = (script: string) => ['sh', '-c', script];
 
@@ -42,12 +43,15 @@ before(async () => {
   gcs = await startFakeGcs({ buckets: [BUCKET] });
   const root = `gs://${BUCKET}/${namespace}`;
   store = openArtifactStore(root, { gcsApiEndpoint: gcs.endpoint });
+  // The operator signs V4 URLs for step Pods with a key of its own; the Pods get no credential.
+  keyDir = await mkdtemp(join(tmpdir(), 'ferry-gcs-key-'));
+  const key = await writeTestServiceAccountKey(keyDir);
   operator = startOperator({
     kubeconfigPath: cluster.kubeconfigPath,
     namespaces: [namespace],
     leaseName: 'ferry',
     leaseNamespace: namespace,
-    env: { FERRY_ARTIFACT_STORE: root, FERRY_GCS_ENDPOINT: gcs.endpoint, FERRY_AGENT_IMAGE: AGENT_IMAGE },
+    env: { FERRY_ARTIFACT_STORE: root, FERRY_GCS_ENDPOINT: gcs.endpoint, FERRY_AGENT_IMAGE: AGENT_IMAGE, GOOGLE_APPLICATION_CREDENTIALS: key },
   });
   await operator.waitForLog((l) => l.msg === 'controller started');
   kubelet = new ProcessKubelet(cluster.client, namespace, { agentImage: AGENT_IMAGE }).start();
@@ -58,6 +62,7 @@ after(async () => {
   await operator?.stop();
   await gcs?.stop();
   await cluster?.cleanup();
+  if (keyDir) await rm(keyDir, { recursive: true, force: true });
 });
 
 const finished = (name: string) => waitForRun(cluster, namespace, name, { operatorLogs: operator.logs });
@@ -108,13 +113,28 @@ describe('artifacts and the frozen configuration', () => {
     assert.equal(first.status?.phase, 'Succeeded', JSON.stringify(first.status?.conditions));
     const produce = first.status?.steps?.find((s) => s.name === 'produce');
     const dataset = produce?.outputs?.find((o) => o.name === 'dataset');
-    assert.ok(dataset && dataset.uri.startsWith(`${store.root}/${namespace}/blobs/sha256/`), dataset?.uri);
+    assert.ok(dataset && new RegExp(`^${store.root}/${namespace}/runs/${first.metadata.uid}/produce/1/dataset\\.tar$`).test(dataset.uri), dataset?.uri);
     // The bytes in the bucket hash to the digest the agent reported (and the consumer verified).
     assert.equal(sha256(await store.readAll(dataset.uri, 1 << 20)), dataset.digest);
     assert.equal(await readFile(join(await extracted(dataset.uri), 'rows.csv'), 'utf8'), '1\n2\n3\n4\n5\n');
     assert.deepEqual(produce?.metrics, { rows: 5 });
     const count = first.status?.steps?.find((s) => s.name === 'consume')?.outputs?.[0];
     assert.equal((await readFile(await extracted(count!.uri), 'utf8')).trim(), '5');
+    // Through V4 signed URLs: no step container is told the bucket or given a credential.
+    const pods = (await cluster.client.list<Pod>(PODS, namespace, 'ferry.dev/run=etl-1')).items;
+    assert.equal(pods.length, 2);
+    for (const pod of pods) {
+      for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+        const names = (c.env ?? []).map((e) => e.name);
+        assert.ok(!names.includes('FERRY_ARTIFACT_STORE') && !names.includes('GOOGLE_APPLICATION_CREDENTIALS') && !names.includes('FERRY_GCS_ENDPOINT'), `${pod.metadata.name}/${c.name}: ${names.join(',')}`);
+        assert.deepEqual((c.volumeMounts ?? []).map((m) => m.name), ['ferry']);
+      }
+      const outputs = JSON.parse(pod.spec?.containers[0]?.env?.find((e) => e.name === 'FERRY_OUTPUTS')?.value ?? '[]') as Array<{ url: string; headers: Record<string, string> }>;
+      for (const o of outputs) {
+        assert.match(o.url, /X-Goog-Algorithm=GOOG4-RSA-SHA256/);
+        assert.deepEqual(o.headers, { 'x-goog-if-generation-match': '0' });
+      }
+    }
   });
 
   it('writes the configuration once, with the digest in status, and the store refuses a second write', async () => {
