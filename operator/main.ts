@@ -7,6 +7,7 @@ import { errorMessage } from './kube/errors.ts';
 
 const USAGE = `usage: ferry operator [--flag=value ...]
        ferry agent fetch-inputs|publish-outputs   (inside step Pods)
+       ferry migrate-store [--flag=value ...]     (copies pre-0.2 blobs into the namespaces whose runs recorded them)
        ferry artifact-server                      (serves a file:// store; FERRY_ARTIFACT_STORE,
                                                    FERRY_ARTIFACT_SERVER_LISTEN, FERRY_ARTIFACT_SIGNING_KEY_FILE)
 
@@ -50,6 +51,23 @@ async function runOperator(argv: string[]): Promise<void> {
   });
 }
 
+/** `ferry migrate-store`: the upgrade's one-off copy of legacy blobs (migrate-store.ts), with the operator's flags. */
+async function runMigrateStore(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  const log = createLogger({ level: config.logLevel, base: { component: 'migrate-store' } });
+  const { KubeClient, loadKubeConfig } = await import('./kube/client.ts');
+  const { openOperatorStore } = await import('./operator.ts');
+  const { migrateStore } = await import('./artifacts/migrate-store.ts');
+  const client = new KubeClient(loadKubeConfig(config.kubeconfig), { qps: config.apiQps, burst: config.apiBurst, fieldManager: 'ferry-migrate-store' });
+  const { store, artifactServer } = await openOperatorStore(config, client, log);
+  try {
+    const report = await migrateStore(client, store, config.namespaces, log);
+    log.info('store migrated', { ...report });
+  } finally {
+    await artifactServer?.close();
+  }
+}
+
 /** `ferry artifact-server`: serves the file:// store to requests the operator signed, until SIGTERM. */
 async function runArtifactServer(): Promise<void> {
   const { hostPort, signingKey } = await import('./config.ts');
@@ -83,6 +101,8 @@ async function main(): Promise<void> {
     }
     case 'artifact-server':
       return runArtifactServer();
+    case 'migrate-store':
+      return runMigrateStore(rest);
     case 'help':
     case '--help':
       console.log(USAGE);

@@ -177,7 +177,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
  * The store the operator reads and writes, and hands step Pods URLs of. A file:// store is
  * reached through its artifact server (the chart's), or one this process runs (development).
  */
-async function openOperatorStore(config: Readonly<Config>, client: KubeClient, log: Logger): Promise<{ store: ArtifactStore; artifactServer?: RunningArtifactServer }> {
+export async function openOperatorStore(config: Readonly<Config>, client: KubeClient, log: Logger): Promise<{ store: ArtifactStore; artifactServer?: RunningArtifactServer }> {
   if (config.artifactStore.startsWith('gs:')) {
     return { store: new GcsArtifactStore(config.artifactStore, { signedUrls: config.gcsSignedUrls, ...(config.gcsEndpoint ? { apiEndpoint: config.gcsEndpoint } : {}) }) };
   }
