@@ -37,6 +37,8 @@ describe('loadConfig', () => {
       gcsCredentialsSecret: undefined,
       gcsSignedUrls: true,
       insecureRegistries: [],
+      allowedPrivateRegistries: [],
+      allowedTokenRealms: [],
       imageCacheMs: 30_000,
       stepScratchSizeLimit: '20Gi',
       defaultStepTimeoutSeconds: 86_400,

@@ -40,6 +40,10 @@ export interface Config {
   /** Step Pods of a gs:// store get V4 signed URLs instead of a credential. */
   gcsSignedUrls: boolean;
   insecureRegistries: string[];
+  /** Registries (host[:port]) on private or loopback addresses tenants may name. */
+  allowedPrivateRegistries: string[];
+  /** Token services (host[:port]) other than a registry's own host. */
+  allowedTokenRealms: string[];
   imageCacheMs: number;
   /** The size limit of each step Pod's /ferry volume (a Kubernetes quantity). */
   stepScratchSizeLimit: string;
@@ -83,6 +87,8 @@ export const SETTINGS = {
   'allowed-node-selector-keys': { env: 'FERRY_ALLOWED_NODE_SELECTOR_KEYS', default: '*', help: "comma-separated nodeSelector keys steps may use; '*' any, empty none" },
   'allowed-toleration-keys': { env: 'FERRY_ALLOWED_TOLERATION_KEYS', default: '*', help: "comma-separated toleration keys steps may use; '*' any, empty none" },
   'insecure-registries': { env: 'FERRY_INSECURE_REGISTRIES', default: '', help: 'comma-separated registries spoken to over plain http' },
+  'allowed-private-registries': { env: 'FERRY_ALLOWED_PRIVATE_REGISTRIES', default: '', help: 'comma-separated registries on private or loopback addresses steps may use' },
+  'allowed-token-realms': { env: 'FERRY_ALLOWED_TOKEN_REALMS', default: '', help: "comma-separated token services besides a registry's own host" },
 } as const;
 
 type SettingName = keyof typeof SETTINGS;
@@ -148,6 +154,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
     gcsSignedUrls: bool('gcs-signed-urls'),
     insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
+    allowedPrivateRegistries: raw('allowed-private-registries').split(',').map((s) => s.trim()).filter(Boolean),
+    allowedTokenRealms: raw('allowed-token-realms').split(',').map((s) => s.trim()).filter(Boolean),
     imageCacheMs: integer('image-cache-seconds', 0, 3600) * 1000,
     stepScratchSizeLimit: quantity(raw('step-scratch-size-limit'), named('step-scratch-size-limit')),
     defaultStepTimeoutSeconds: integer('default-step-timeout-seconds', 1, 30 * 86400),

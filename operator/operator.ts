@@ -102,9 +102,15 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   // NOTE: unfenced: every replica, standby too, needs the signing key, and creating the one
   // Secret is safe from any of them (AlreadyExists reads the winner's).
   const { store, artifactServer } = await openOperatorStore(config, leaseClient, log);
+  const images = new RegistryImageResolver({
+    insecureRegistries: config.insecureRegistries,
+    allowedPrivateRegistries: config.allowedPrivateRegistries,
+    allowedTokenRealms: config.allowedTokenRealms,
+    cacheTtlMs: config.imageCacheMs,
+  });
   const freeze: FreezeDeps = {
     store,
-    images: new RegistryImageResolver({ insecureRegistries: config.insecureRegistries, cacheTtlMs: config.imageCacheMs }),
+    images,
     configurations: new LruCache<PipelineConfiguration>(1000),
     operatorVersion: OPERATOR_VERSION,
     pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),
@@ -168,6 +174,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
       await manager.stop();
       await metadata.close();
       await artifactServer?.close();
+      await images.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -18,17 +18,21 @@ let namespace: string;
 let registry: Awaited<ReturnType<typeof startRegistry>>;
 let operator: OperatorProcess;
 let kubelet: FakeKubelet;
+// A registry host where nothing listens. Listed, as an administrator would list an in-cluster
+// registry: otherwise the address policy refuses the loopback address for good, not "unreachable".
+let offlineHost: string;
 
 before(async () => {
   cluster = connect();
   namespace = await cluster.createNamespace('images');
   registry = await startRegistry();
+  offlineHost = `127.0.0.1:${await freePort()}`;
   operator = startOperator({
     kubeconfigPath: cluster.kubeconfigPath,
     namespaces: [namespace],
     leaseName: 'ferry',
     leaseNamespace: namespace,
-    env: { FERRY_INSECURE_REGISTRIES: registry.host, FERRY_IMAGE_CACHE_SECONDS: '0' },
+    env: { FERRY_INSECURE_REGISTRIES: `${registry.host},${offlineHost}`, FERRY_IMAGE_CACHE_SECONDS: '0' },
   });
   await operator.waitForLog((l) => l.msg === 'controller started');
   kubelet = new FakeKubelet(cluster.client, namespace, (pod) =>
@@ -94,8 +98,7 @@ describe('image pinning', () => {
   });
 
   it('waits and retries, without failing, while the registry is unreachable', async () => {
-    const closedPort = await freePort(); // nothing listens there
-    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'offline', namespace, steps: [step('train', { image: `127.0.0.1:${closedPort}/ferry/step:1.0` })] }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'offline', namespace, steps: [step('train', { image: `${offlineHost}/ferry/step:1.0` })] }));
     await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'offline-1', namespace, pipeline: 'offline' }));
     const run = await eventually('an ImageResolutionFailed condition', async () => {
       const r = await cluster.client.get<PipelineRun>(PIPELINE_RUNS, namespace, 'offline-1');
@@ -103,5 +106,29 @@ describe('image pinning', () => {
     });
     assert.equal(run.status?.phase, 'Pending');
     assert.equal(run.status?.conditions?.[0]?.status, 'Unknown');
+    // What the tenant reads names the host it wrote, not the socket error (no port-scanning oracle).
+    const message = run.status?.conditions?.find((c) => c.reason === 'ImageResolutionFailed')?.message ?? '';
+    assert.match(message, /registry 127\.0\.0\.1:\d+ unreachable/);
+    assert.doesNotMatch(message, /ECONNREFUSED/);
+  });
+
+  it('fails a run whose image is on a cloud metadata address or an unlisted private one', async () => {
+    const unlisted = `127.0.0.1:${await freePort()}`;
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'forbidden', namespace, steps: [
+      step('meta', { image: '169.254.169.254/latest/meta-data:1' }),
+    ] }));
+    await cluster.client.create(PIPELINES, namespace, pipeline({ name: 'private', namespace, steps: [step('train', { image: `${unlisted}/ferry/step:1.0` })] }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'forbidden-1', namespace, pipeline: 'forbidden' }));
+    await cluster.client.create(PIPELINE_RUNS, namespace, pipelineRun({ name: 'private-1', namespace, pipeline: 'private' }));
+    for (const [name, wording] of [
+      ['forbidden-1', /step "meta": image 169\.254\.169\.254\/latest\/meta-data:1: registry 169\.254\.169\.254 is not allowed by the operator's address policy/],
+      ['private-1', /step "train": .*is not allowed by the operator's address policy: its address is private or loopback; an administrator can allow it with allowedPrivateRegistries/],
+    ] as const) {
+      const run = await finished(name);
+      const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
+      assert.equal(run.status?.phase, 'Failed', name);
+      assert.equal(condition?.reason, 'ImageResolutionFailed');
+      assert.match(condition?.message ?? '', wording);
+    }
   });
 });

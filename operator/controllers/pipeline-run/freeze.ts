@@ -13,7 +13,7 @@ import {
   CONFIGURATION_MAX_BYTES, ConfigurationDigestError, configurationKey, freezeConfiguration, parseConfiguration, reproduceConfiguration,
   serializeConfiguration, type PipelineConfiguration, type RunIdentity,
 } from '../../configuration/pipeline-configuration.ts';
-import { ImageResolutionError, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
+import { resolveAll, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
 import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { validatePipeline } from '../pipeline/validate.ts';
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
@@ -58,6 +58,10 @@ export function placementProblem(steps: Pipeline['spec']['steps'], policy: Place
   }
   return undefined;
 }
+
+/** Images of one run resolved at once, and the longest a run's resolution may take. */
+const IMAGE_RESOLUTION_CONCURRENCY = 4;
+const IMAGE_RESOLUTION_DEADLINE_MS = 60_000;
 
 /** What freezing decided: a configuration to run, or a reason the run cannot (yet) start. */
 export type FreezeOutcome =
@@ -144,23 +148,28 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
   if (placement) return { kind: 'failed', reason: Reasons.PlacementNotAllowed, message: placement };
   const external = resolveExternalInputs(deps, namespace, pipeline, boundModels);
   if ('error' in external) return { kind: 'failed', reason: external.reason, message: external.error };
-  const images = new Map<string, ResolvedImage>();
   const requireDigest = pipeline.spec.imagePolicy === 'RequireDigest';
+  const unpinned = requireDigest ? pipeline.spec.steps.find((s) => !s.image.includes('@sha256:')) : undefined;
+  if (unpinned) {
+    return { kind: 'failed', reason: Reasons.ImageNotPinned, message: `step "${unpinned.name}": image ${unpinned.image} has no digest and the pipeline's imagePolicy is RequireDigest` };
+  }
   const credentials = await deps.credentialsFrom(namespace, (pipeline.spec.imagePullSecrets ?? []).map((s) => s.name));
+  // NOTE: concurrently, and bounded in time: a tenant's slow registry holds a worker for at
+  // most the deadline, never the queue.
+  const resolved = await resolveAll(deps.images, pipeline.spec.steps.map((s) => [s.name, s.image] as const), credentials, {
+    concurrency: IMAGE_RESOLUTION_CONCURRENCY, deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS,
+  });
+  const images = new Map<string, ResolvedImage>();
   for (const step of pipeline.spec.steps) {
-    if (requireDigest && !step.image.includes('@sha256:')) {
-      return { kind: 'failed', reason: Reasons.ImageNotPinned, message: `step "${step.name}": image ${step.image} has no digest and the pipeline's imagePolicy is RequireDigest` };
-    }
-    try {
-      images.set(step.name, await deps.images.resolve(step.image, credentials));
-      deps.onImageResolution?.(step.image.includes('@sha256:') ? 'pinned' : 'resolved');
-    } catch (err) {
-      if (!(err instanceof ImageResolutionError)) throw err;
+    const result = resolved.get(step.name)!;
+    if (result.error) {
       deps.onImageResolution?.('failed');
-      const message = `step "${step.name}": ${err.message}`;
-      if (err.transient) return { kind: 'waiting', reason: Reasons.ImageResolutionFailed, message, backoff: true };
+      const message = `step "${step.name}": ${result.error.message}`;
+      if (result.error.transient) return { kind: 'waiting', reason: Reasons.ImageResolutionFailed, message, backoff: true };
       return { kind: 'failed', reason: Reasons.ImageResolutionFailed, message };
     }
+    images.set(step.name, result.image);
+    deps.onImageResolution?.(step.image.includes('@sha256:') ? 'pinned' : 'resolved');
   }
   const configuration = freezeConfiguration({
     run: identityOf(run),
