@@ -1,41 +1,49 @@
 // How the agent reads and writes objects through signed URLs: a GET streamed into the input's
 // extraction, a create-once PUT streamed from the output's tar. Bodies are never buffered
-// whole; a refused URL (expired, not signed for this object) fails with what to do next.
+// whole: undici's request streams with backpressure both ways (fetch's upload path reads a
+// Node stream ahead without bound: a 1 GiB upload peaked at 1.1 GiB, bench/agent-memory.ts).
+// A refused URL (expired, not signed for this object) fails with what happens next.
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { Transform, type Readable } from 'node:stream';
 import type { StoredObject } from '../artifacts/store.ts';
 
 export class ObjectAccessError extends Error {}
 
+/** A transfer that stalls (no bytes either way) this long is cut off. */
+const IDLE_TIMEOUT_MS = 5 * 60_000;
+
 export async function fetchObject(url: string, uri: string, headers: Record<string, string> = {}): Promise<Readable> {
-  const res = await send(url, { method: 'GET', headers }, `reading ${uri}`);
-  if (!res.body) throw new ObjectAccessError(`reading ${uri}: the artifact store sent no body`);
-  return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  return (await send(url, { method: 'GET', headers }, `reading ${uri}`)).body;
 }
 
 /** Uploads `body` to a signed create-once URL (with the headers it was signed with), hashing what it sends. */
 export async function uploadObject(url: string, uri: string, body: Readable, headers: Record<string, string> = {}): Promise<StoredObject> {
   const hash = createHash('sha256');
   let size = 0;
-  const counted = body.map((chunk: Buffer) => {
-    hash.update(chunk);
-    size += chunk.length;
-    return chunk;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
   });
-  await send(url, { method: 'PUT', headers, body: Readable.toWeb(counted) as ReadableStream, duplex: 'half' } as RequestInit, `writing ${uri}`);
+  body.once('error', (err) => counted.destroy(err));
+  const res = await send(url, { method: 'PUT', headers, body: body.pipe(counted) }, `writing ${uri}`);
+  res.body.resume();
   return { uri, digest: `sha256:${hash.digest('hex')}`, size };
 }
 
-async function send(url: string, init: RequestInit, what: string): Promise<Response> {
-  let res: Response;
+async function send(url: string, options: { method: 'GET' | 'PUT'; headers: Record<string, string>; body?: Readable }, what: string) {
+  // Loaded on first use: a step that moves nothing does not pay for it.
+  const { request } = await import('undici');
+  let res: Awaited<ReturnType<typeof request>>;
   try {
-    res = await fetch(url, init);
+    res = await request(url, { ...options, headersTimeout: IDLE_TIMEOUT_MS, bodyTimeout: IDLE_TIMEOUT_MS });
   } catch (err) {
     throw new ObjectAccessError(`${what}: the artifact store is unreachable: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (res.ok) return res;
-  const detail = (await res.text().catch(() => '')).trim().slice(0, 200);
-  const hint = res.status === 403 ? ' (a URL expires: a Pod that waited longer than its URLs live is retried with new ones)' : res.status === 412 ? ' (an earlier attempt wrote it already)' : '';
-  throw new ObjectAccessError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}${hint}`);
+  if (res.statusCode >= 200 && res.statusCode < 300) return res;
+  const detail = (await res.body.text().catch(() => '')).trim().slice(0, 200);
+  const hint = res.statusCode === 403 ? ' (a URL expires: a Pod that waited longer than its URLs live is retried with new ones)' : res.statusCode === 412 ? ' (an earlier attempt wrote it already)' : '';
+  throw new ObjectAccessError(`${what}: HTTP ${res.statusCode}${detail ? ` ${detail}` : ''}${hint}`);
 }

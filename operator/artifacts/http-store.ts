@@ -2,8 +2,8 @@
 // it signs itself (it holds the signing key), and the signed URLs it hands to step Pods. URIs
 // and keys are those of the file store the server serves, so status and lineage read the same
 // whichever process touches the bytes.
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Readable } from 'node:stream';
+import { request as undiciRequest, type Dispatcher } from 'undici';
 import { FileArtifactStore, checkKey, checkPrefix } from './file-store.ts';
 import { signedUrl, type UrlGrant } from './signed-urls.ts';
 import {
@@ -50,33 +50,35 @@ export class HttpArtifactStore implements ArtifactStore, ObjectGrants {
   async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
     checkKey(namespace, this.root); // here, like the other stores, not as an HTTP 500 from the server
     const res = await this.request('POST', this.own('BLOB', namespace), { body: source, context: `putBlob into ${namespace}` });
-    return (await res.json()) as StoredObject;
+    return (await res.body.json()) as StoredObject;
   }
 
   async createOnce(key: string, data: Uint8Array): Promise<StoredObject> {
     const uri = this.uriFor(key);
     const res = await this.request('PUT', this.own('PUT', key), { body: data, context: `createOnce ${uri}`, uri });
-    return (await res.json()) as StoredObject;
+    return (await res.body.json()) as StoredObject;
   }
 
   async read(uri: string): Promise<Readable> {
     const res = await this.request('GET', this.own('GET', this.keyOf(uri)), { context: `read ${uri}`, uri });
-    return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+    return res.body;
   }
 
   async readAll(uri: string, maxBytes: number): Promise<Buffer> {
     const res = await this.request('GET', this.own('GET', this.keyOf(uri)), { context: `readAll ${uri}`, uri });
-    const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-    if (Number(res.headers.get('content-length') ?? 0) > maxBytes) {
-      body.destroy();
+    const body = res.body;
+    // NOTE: a body destroyed before its end emits an abort error; nothing else listens for it here.
+    const discard = () => body.on('error', () => undefined).destroy();
+    if (Number(res.headers['content-length'] ?? 0) > maxBytes) {
+      discard();
       throw new ObjectTooLargeError(uri, maxBytes);
     }
-    return collectAtMost(body, maxBytes, uri, () => body.destroy());
+    return collectAtMost(body, maxBytes, uri, discard);
   }
 
   async exists(uri: string): Promise<boolean> {
     try {
-      await this.request('HEAD', this.own('GET', this.keyOf(uri)), { context: `exists ${uri}`, uri });
+      (await this.request('HEAD', this.own('GET', this.keyOf(uri)), { context: `exists ${uri}`, uri })).body.resume();
       return true;
     } catch (err) {
       if (err instanceof ObjectNotFoundError) return false;
@@ -87,11 +89,11 @@ export class HttpArtifactStore implements ArtifactStore, ObjectGrants {
   async list(prefix: string): Promise<string[]> {
     checkPrefix(prefix, this.root);
     const res = await this.request('GET', this.own('LIST', prefix), { context: `list ${this.root} prefix ${JSON.stringify(prefix)}` });
-    return ((await res.json()) as { keys: string[] }).keys;
+    return ((await res.body.json()) as { keys: string[] }).keys;
   }
 
   async delete(uri: string): Promise<void> {
-    await this.request('DELETE', this.own('DELETE', this.keyOf(uri)), { context: `delete ${uri}`, uri }).catch((err: unknown) => {
+    await this.request('DELETE', this.own('DELETE', this.keyOf(uri)), { context: `delete ${uri}`, uri }).then((res) => res.body.resume(), (err: unknown) => {
       if (!(err instanceof ObjectNotFoundError)) throw err;
     });
   }
@@ -104,21 +106,22 @@ export class HttpArtifactStore implements ArtifactStore, ObjectGrants {
     return signedUrl(this.serverUrl, this.signingKey, grant);
   }
 
-  private async request(method: string, url: string, options: { body?: Readable | Uint8Array; context: string; uri?: string }): Promise<Response> {
-    let res: Response;
+  /**
+   * One signed request. NOTE: undici's request, not fetch: fetch reads a Node stream body
+   * ahead without bound (a 1 GiB upload peaked at 1.1 GiB), request streams with backpressure.
+   */
+  private async request(method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE', url: string, options: { body?: Readable | Uint8Array; context: string; uri?: string }): Promise<Dispatcher.ResponseData> {
+    let res: Dispatcher.ResponseData;
     try {
-      res = await fetch(url, {
-        method,
-        ...(options.body !== undefined ? { body: options.body instanceof Readable ? (Readable.toWeb(options.body) as ReadableStream) : options.body, duplex: 'half' } : {}),
-      } as RequestInit);
+      res = await undiciRequest(url, { method, ...(options.body !== undefined ? { body: options.body } : {}) });
     } catch (err) {
       throw new Error(`${options.context}: artifact server ${this.serverUrl} unreachable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    if (res.ok) return res;
-    const text = (await res.text().catch(() => '')).trim();
-    if (res.status === 404 && options.uri) throw new ObjectNotFoundError(options.uri);
-    if (res.status === 412 && options.uri) throw new ObjectExistsError(options.uri);
-    throw new Error(`${options.context}: artifact server answered HTTP ${res.status}${text ? `: ${text}` : ''}`);
+    if (res.statusCode >= 200 && res.statusCode < 300) return res;
+    const text = (await res.body.text().catch(() => '')).trim();
+    if (res.statusCode === 404 && options.uri) throw new ObjectNotFoundError(options.uri);
+    if (res.statusCode === 412 && options.uri) throw new ObjectExistsError(options.uri);
+    throw new Error(`${options.context}: artifact server answered HTTP ${res.statusCode}${text ? `: ${text}` : ''}`);
   }
 }
 
