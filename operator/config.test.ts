@@ -36,6 +36,9 @@ describe('loadConfig', () => {
       gcsEndpoint: undefined,
       gcsCredentialsSecret: undefined,
       gcsSignedUrls: true,
+      s3Endpoint: undefined,
+      s3Region: undefined,
+      s3ForcePathStyle: false,
       insecureRegistries: [],
       allowedPrivateRegistries: [],
       allowedTokenRealms: [],
@@ -124,7 +127,7 @@ describe('loadConfig', () => {
 
   it('documents every setting with an environment variable and a default', () => {
     for (const [name, setting] of Object.entries(SETTINGS)) {
-      assert.match(setting.env, /^(FERRY_[A-Z_]+|KUBECONFIG)$/, name);
+      assert.match(setting.env, /^(FERRY_[A-Z0-9_]+|KUBECONFIG)$/, name);
       assert.ok(setting.help.length > 0, name);
     }
   });

@@ -39,6 +39,10 @@ export interface Config {
   gcsCredentialsSecret: string | undefined;
   /** Step Pods of a gs:// store get V4 signed URLs instead of a credential. */
   gcsSignedUrls: boolean;
+  /** An S3 endpoint other than AWS's (SeaweedFS, MinIO, Ceph...). */
+  s3Endpoint: string | undefined;
+  s3Region: string | undefined;
+  s3ForcePathStyle: boolean;
   insecureRegistries: string[];
   /** Registries (host[:port]) on private or loopback addresses tenants may name. */
   allowedPrivateRegistries: string[];
@@ -71,7 +75,7 @@ export const SETTINGS = {
   'retry-period-seconds': { env: 'FERRY_RETRY_PERIOD_SECONDS', default: '2', help: 'how often to renew or try to acquire' },
   'log-level': { env: 'FERRY_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
   'watch-idle-timeout-seconds': { env: 'FERRY_WATCH_IDLE_TIMEOUT_SECONDS', default: '120', help: 'restart a watch silent this long' },
-  'artifact-store': { env: 'FERRY_ARTIFACT_STORE', default: 'file:///var/lib/ferry/artifacts', help: 'artifact store: file:///path or gs://bucket/prefix' },
+  'artifact-store': { env: 'FERRY_ARTIFACT_STORE', default: 'file:///var/lib/ferry/artifacts', help: 'artifact store: file:///path, gs://bucket/prefix or s3://bucket/prefix' },
   'artifact-server': { env: 'FERRY_ARTIFACT_SERVER', default: '', help: 'URL of the artifact server that serves a file:// store (ferry artifact-server)' },
   'artifact-server-listen': { env: 'FERRY_ARTIFACT_SERVER_LISTEN', default: '', help: 'host:port to serve a file:// store from this process instead (development)' },
   'artifact-signing-key-file': { env: 'FERRY_ARTIFACT_SIGNING_KEY_FILE', default: '', help: 'file holding the key that signs artifact URLs (at least 32 bytes)' },
@@ -80,6 +84,9 @@ export const SETTINGS = {
   'gcs-endpoint': { env: 'FERRY_GCS_ENDPOINT', default: '', help: 'GCS API endpoint override (an emulator)' },
   'gcs-credentials-secret': { env: 'FERRY_GCS_CREDENTIALS_SECRET', default: '', help: 'Secret with key.json for step Pods when gcs-signed-urls is false' },
   'gcs-signed-urls': { env: 'FERRY_GCS_SIGNED_URLS', default: 'true', help: 'give step Pods V4 signed URLs, not a credential (needs a key or signBlob)' },
+  's3-endpoint': { env: 'FERRY_S3_ENDPOINT', default: '', help: "S3 endpoint URL other than AWS's (credentials: AWS_* variables or IRSA web identity)" },
+  's3-region': { env: 'FERRY_S3_REGION', default: '', help: 'S3 region; AWS_REGION when empty' },
+  's3-force-path-style': { env: 'FERRY_S3_FORCE_PATH_STYLE', default: 'false', help: 'path-style S3 requests (endpoint/bucket/key), which most S3-compatible servers need' },
   'database-url': { env: 'FERRY_DATABASE_URL', default: '', help: 'PostgreSQL DSN of the metadata store; none records nothing' },
   'image-cache-seconds': { env: 'FERRY_IMAGE_CACHE_SECONDS', default: '30', help: 'how long a resolved tag → digest is reused' },
   'step-scratch-size-limit': { env: 'FERRY_STEP_SCRATCH_SIZE_LIMIT', default: '20Gi', help: "size limit of each step Pod's /ferry volume (inputs, outputs)" },
@@ -153,6 +160,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     gcsEndpoint: raw('gcs-endpoint') || undefined,
     gcsCredentialsSecret: raw('gcs-credentials-secret') || undefined,
     gcsSignedUrls: bool('gcs-signed-urls'),
+    s3Endpoint: raw('s3-endpoint') || undefined,
+    s3Region: raw('s3-region') || undefined,
+    s3ForcePathStyle: bool('s3-force-path-style'),
     insecureRegistries: raw('insecure-registries').split(',').map((s) => s.trim()).filter(Boolean),
     allowedPrivateRegistries: raw('allowed-private-registries').split(',').map((s) => s.trim()).filter(Boolean),
     allowedTokenRealms: raw('allowed-token-realms').split(',').map((s) => s.trim()).filter(Boolean),
@@ -163,8 +173,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     allowedTolerationKeys: allowList(raw('allowed-toleration-keys')),
     databaseUrl: raw('database-url') || undefined,
   };
-  if (!/^(file:\/\/\/|gs:\/\/)/.test(config.artifactStore)) {
-    throw new ConfigError(`--artifact-store (FERRY_ARTIFACT_STORE) must be file:///absolute/path or gs://bucket/prefix, got "${config.artifactStore}"`);
+  if (!/^(file:\/\/\/|gs:\/\/|s3:\/\/)/.test(config.artifactStore)) {
+    throw new ConfigError(`--artifact-store (FERRY_ARTIFACT_STORE) must be file:///absolute/path, gs://bucket/prefix or s3://bucket/prefix, got "${config.artifactStore}"`);
   }
   if (config.artifactStore.startsWith('file:')) {
     if (!config.artifactServer && !config.artifactServerListen) {

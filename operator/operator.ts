@@ -189,7 +189,14 @@ export async function openOperatorStore(config: Readonly<Config>, client: KubeCl
     return { store: new GcsArtifactStore(config.artifactStore, { signedUrls: config.gcsSignedUrls, ...(config.gcsEndpoint ? { apiEndpoint: config.gcsEndpoint } : {}) }) };
   }
   if (!config.artifactStore.startsWith('file:')) {
-    return { store: openArtifactStore(config.artifactStore, config.gcsEndpoint ? { gcsApiEndpoint: config.gcsEndpoint } : {}) };
+    // s3:// (presigned URLs for step Pods, always: presigning needs no extra permission).
+    return {
+      store: openArtifactStore(config.artifactStore, {
+        ...(config.s3Endpoint ? { s3Endpoint: config.s3Endpoint } : {}),
+        ...(config.s3Region ? { s3Region: config.s3Region } : {}),
+        s3ForcePathStyle: config.s3ForcePathStyle,
+      }),
+    };
   }
   const signingKey = config.artifactSigningKey
     ?? (config.artifactSigningKeySecret ? await ensureSigningKey(client, config.leaseNamespace, config.artifactSigningKeySecret) : randomBytes(32));

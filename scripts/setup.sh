@@ -37,4 +37,5 @@ fi
 
 bash test/tools/build-binaries.sh "$@" >/dev/null
 bash test/tools/build-fake-gcs.sh >/dev/null
+bash test/tools/build-seaweedfs.sh >/dev/null
 bash test/tools/helm/build-helm.sh >/dev/null

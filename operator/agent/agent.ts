@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { openArtifactStore } from '../artifacts/open.ts';
 import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Logger } from '../observability/logger.ts';
-import { fetchObject, uploadObject } from './object-access.ts';
+import { fetchObject, uploadObject, type UploadOptions } from './object-access.ts';
 import {
   ENV, FERRY_DIR, METRICS_FILE, METRICS_FILE_MAX_BYTES, TERMINATION_MESSAGE_LIMIT, numericMetrics,
   type ConfigurationSpec, type InputSpec, type OutputSpec, type PublishedOutput, type ReportSpec, type StepReport, type TerminationMessage,
@@ -114,7 +114,7 @@ export async function publishOutputs({ env, log }: AgentContext): Promise<Termin
   for (const output of outputs) {
     const path = await checkedOutputPath(outputsDir, output.name);
     const stored = output.url && output.uri
-      ? await uploadObject(output.url, output.uri, packArtifact(path), output.headers)
+      ? await uploadObject(output.url, output.uri, packArtifact(path), uploadOptions(dir, output))
       : await direct!.putBlob(namespace, packArtifact(path));
     published.push({ name: output.name, uri: stored.uri, digest: stored.digest, size: stored.size });
     log.info('published output', { output: output.name, uri: stored.uri, digest: stored.digest, bytes: stored.size });
@@ -126,8 +126,13 @@ export async function publishOutputs({ env, log }: AgentContext): Promise<Termin
   if (JSON.stringify(message).length <= TERMINATION_MESSAGE_LIMIT) return message;
   // Too large for the kubelet's 4 KiB: store the report and point at it.
   const bytes = Readable.from([Buffer.from(JSON.stringify(report))]);
-  const manifest = reportSpec ? await uploadObject(reportSpec.url, reportSpec.uri, bytes, reportSpec.headers) : await direct!.putBlob(namespace, bytes);
+  const manifest = reportSpec ? await uploadObject(reportSpec.url, reportSpec.uri, bytes, uploadOptions(dir, reportSpec)) : await direct!.putBlob(namespace, bytes);
   return { v: 1, manifest: { uri: manifest.uri, digest: manifest.digest } };
+}
+
+/** How to send one object: with the headers it was signed with, spooled under /ferry when the store needs a length. */
+function uploadOptions(dir: string, grant: { headers?: Record<string, string>; lengthRequired?: boolean }): UploadOptions {
+  return { ...(grant.headers ? { headers: grant.headers } : {}), ...(grant.lengthRequired ? { spoolDir: dir } : {}) };
 }
 
 /**

@@ -53,6 +53,8 @@ export interface OutputSpec {
   uri?: string;
   url?: string;
   headers?: Record<string, string>;
+  /** The PUT must carry Content-Length (S3): the agent writes the tar to /ferry first. */
+  lengthRequired?: boolean;
 }
 
 /** The configuration the step receives at /ferry/config.json. */
@@ -68,6 +70,7 @@ export interface ReportSpec {
   uri: string;
   url: string;
   headers?: Record<string, string>;
+  lengthRequired?: boolean;
 }
 
 export interface PublishedOutput {

@@ -48,6 +48,8 @@ export class ObjectNotFoundError extends Error {
 export interface Grant {
   url: string;
   headers?: Record<string, string>;
+  /** The upload must say its length up front (S3 refuses a chunked PUT): the agent spools it to disk first. */
+  lengthRequired?: boolean;
 }
 
 /**

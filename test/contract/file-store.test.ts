@@ -102,7 +102,7 @@ describe('openArtifactStore', () => {
   });
 
   it('explains what it cannot open', () => {
-    assert.throws(() => openArtifactStore('s3://bucket/x'), /s3:\/\/ is not supported yet/);
+    assert.throws(() => openArtifactStore('s3://Bad_Bucket/x'), /not a valid bucket name/);
     assert.throws(() => openArtifactStore('/var/lib/ferry'), /no scheme \(did you mean file:\/\/\/var\/lib\/ferry\?\)/);
     assert.throws(() => openArtifactStore('artifacts'), /relative paths are not accepted/);
     assert.throws(() => openArtifactStore('https://example.com/x'), /unsupported scheme https/);

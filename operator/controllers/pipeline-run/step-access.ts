@@ -43,7 +43,7 @@ export async function stepAccess({ store, namespace, runUid, step, attempt, inpu
   const create = async (file: string) => {
     const key = attemptKey(namespace, runUid, step.name, attempt, file);
     const grant = await grants.createGrant(key, expiresAt);
-    return { uri: store.uriFor(key), url: grant.url, ...(grant.headers ? { headers: grant.headers } : {}) };
+    return { uri: store.uriFor(key), url: grant.url, ...(grant.headers ? { headers: grant.headers } : {}), ...(grant.lengthRequired ? { lengthRequired: true } : {}) };
   };
   const read = async (uri: string) => {
     const grant = await grants.readGrant(uri, expiresAt);
