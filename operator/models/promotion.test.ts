@@ -76,9 +76,25 @@ describe('evaluatePromotion: conditions', () => {
     assert.deepEqual(decision, { promote: true, reason: 'loss 0 <= 0' });
   });
 
-  it('promotes with "no conditions" when there are none', () => {
-    assert.deepEqual(evaluatePromotion(policy([]), {}, undefined), { promote: true, reason: 'no conditions' });
-    assert.deepEqual(evaluatePromotion(policy([]), { accuracy: 0.1 }, current({ accuracy: 0.9 })), { promote: true, reason: 'no conditions' });
+  it('promotes to Staging with "no conditions" when there are none', () => {
+    const staging = { ...policy([]), stage: 'Staging' as const };
+    assert.deepEqual(evaluatePromotion(staging, {}, undefined), { promote: true, reason: 'no conditions' });
+    assert.deepEqual(evaluatePromotion(staging, { accuracy: 0.1 }, current({ accuracy: 0.9 })), { promote: true, reason: 'no conditions' });
+  });
+
+  describe('refuses a Production rule without conditions, whatever the metrics', () => {
+    const refused: PromotionDecision = { promote: false, reason: 'a promotion rule for Production needs at least one condition in `when`' };
+    // [name, betterThanCurrent, metrics, current holder]
+    const cases: Array<[string, Promotion['betterThanCurrent'], Record<string, number>, ReturnType<typeof current> | undefined]> = [
+      ['no metrics, nothing in Production', undefined, {}, undefined],
+      ['good metrics, a worse holder', undefined, { accuracy: 0.99 }, current({ accuracy: 0.5 })],
+      ['betterThanCurrent alone, nothing in Production (would pass vacuously)', { metric: 'accuracy', direction: 'Higher' }, { accuracy: 0.1 }, undefined],
+      ['betterThanCurrent alone, a holder without the metric', { metric: 'loss', direction: 'Lower' }, { loss: 0.1 }, current({ accuracy: 0.9 })],
+      ['betterThanCurrent alone, beating the holder', { metric: 'accuracy', direction: 'Higher' }, { accuracy: 0.95 }, current({ accuracy: 0.93 })],
+    ];
+    for (const [name, better, metrics, holder] of cases) {
+      it(name, () => assert.deepEqual(evaluatePromotion(policy([], better), metrics, holder), refused));
+    }
   });
 });
 
@@ -154,8 +170,9 @@ describe('evaluatePromotion: betterThanCurrent', () => {
     assert.deepEqual(decision, { promote: false, reason: 'not accuracy 0.85 >= 0.9' });
   });
 
-  it('gives the comparison alone as the reason when there are no conditions', () => {
-    const decision = evaluatePromotion(policy([], { metric: 'accuracy', direction: 'Higher' }), { accuracy: 0.95 }, current({ accuracy: 0.93 }));
+  it('gives the comparison alone as the reason when a Staging rule has no conditions', () => {
+    const staging = { ...policy([], { metric: 'accuracy', direction: 'Higher' }), stage: 'Staging' as const };
+    const decision = evaluatePromotion(staging, { accuracy: 0.95 }, current({ accuracy: 0.93 }));
     assert.deepEqual(decision, { promote: true, reason: 'accuracy 0.95 > 0.93 of iris-v1' });
   });
 });

@@ -1,6 +1,9 @@
 // Promotion policies (pure): whether a newly registered model version meets a Pipeline's
 // `promotion` conditions (e.g. accuracy >= 0.9) and, if asked, beats the version now in the
 // target stage. The answer carries a sentence a person can read in the version's history.
+// NOTE: a rule for Production must name at least one `when` condition: without one it would
+// promote every registered version (betterThanCurrent alone passes when nothing is in
+// Production yet), so it is refused here, where every automatic promotion is decided.
 import type { Promotion } from '../api/v1alpha1/pipeline.ts';
 
 export interface PromotionDecision {
@@ -25,6 +28,9 @@ export function evaluatePromotion(
   metrics: Record<string, number>,
   current: { name: string; metrics: Record<string, number> } | undefined,
 ): PromotionDecision {
+  if (policy.stage === 'Production' && policy.when.length === 0) {
+    return { promote: false, reason: 'a promotion rule for Production needs at least one condition in `when`' };
+  }
   const met: string[] = [];
   for (const condition of policy.when) {
     const value = metrics[condition.metric];

@@ -225,8 +225,11 @@ test('tenancy: team-b cannot read team-a\'s artifacts by URI, by digest, through
   } as PipelineRun);
   // A ModelVersion made by hand in team-b naming team-a's model artifact, used by an inference run.
   const stolen = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.find((v) => v.status?.stage === 'Production')!;
+  // The promotion guard wants a stage set by hand to name who set it.
+  const me = (await kubectlOk(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'])).trim();
   await client.create(MODEL_VERSIONS, intruder, {
-    apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion', metadata: { name: `${stolen.spec.modelName}-v1`, namespace: intruder },
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion',
+    metadata: { name: `${stolen.spec.modelName}-v1`, namespace: intruder, annotations: { 'ferry.dev/stage-changed-by': me } },
     spec: { ...stolen.spec, version: 1, stage: 'Production', source: undefined, inference: undefined },
   } as never);
   const inference = example.pipelines.find((p) => p.spec.steps.some((s) => (s.inputs ?? []).some((i) => i.model)))!;

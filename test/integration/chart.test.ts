@@ -277,7 +277,7 @@ describe('the schema and the templates reject wrong values with clear messages',
     ['an unknown top-level key', { replicaCont: 2 }, /at '': additional properties 'replicaCont' not allowed/],
     ['an unknown nested key', { artifacts: { persistance: { size: '1Gi' } } }, /at '\/artifacts': additional properties 'persistance' not allowed/],
     ['a log level that does not exist', { operator: { logLevel: 'verbose' } }, /at '\/operator\/logLevel': value must be one of 'debug', 'info', 'warn', 'error'/],
-    ['an s3:// store', { artifacts: { store: 's3://bucket/x' } }, /at '\/artifacts\/store': 's3:\/\/bucket\/x' does not match pattern/],
+    ['an https:// store', { artifacts: { store: 'https://bucket/x' } }, /at '\/artifacts\/store': 'https:\/\/bucket\/x' does not match pattern/],
     ['zero replicas', { replicaCount: 0 }, /at '\/replicaCount': minimum: got 0, want 1/],
     ['a namespace that is not a DNS label', { watchNamespaces: ['Team_A'] }, /at '\/watchNamespaces\/0': 'Team_A' does not match pattern/],
     ['two replicas without leader election', { replicaCount: 2, leaderElection: { enabled: false } }, /replicaCount above 1 needs leaderElection.enabled=true/],
@@ -304,7 +304,7 @@ describe('what the chart renders', () => {
         for (const key of ['name', 'instance', 'version', 'part-of', 'managed-by']) {
           assert.ok(labels[`app.kubernetes.io/${key}`], `${name}: ${object.kind}/${object.metadata.name} lacks app.kubernetes.io/${key}`);
         }
-        const clusterScoped = ['ClusterRole', 'ClusterRoleBinding'].includes(object.kind);
+        const clusterScoped = ['ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'].includes(object.kind);
         if (!clusterScoped && object.kind !== 'Role' && object.kind !== 'RoleBinding') {
           assert.equal(object.metadata.namespace, 'ferry-system', `${object.kind}/${object.metadata.name}`);
         }
@@ -355,6 +355,29 @@ describe('what the chart renders', () => {
     assert.equal(byKind(objects, 'Secret').length, 0, 'no key is rendered into the manifests: the operator makes it');
   });
 
+  it('with an s3:// store: no volume, no artifact server, the endpoint and a credentials Secret for the operator only', async () => {
+    const objects = await render({ artifacts: { store: 's3://ferry-artifacts/prod', s3: { endpoint: 'http://minio.storage.svc:9000', forcePathStyle: true, credentialsSecret: 'ferry-s3' } } });
+    assert.equal(byKind(objects, 'PersistentVolumeClaim').length, 0);
+    assert.equal(byKind(objects, 'Deployment').length, 1, 'no artifact server');
+    const env = envOf(objects);
+    assert.equal(env.get('FERRY_ARTIFACT_STORE'), 's3://ferry-artifacts/prod');
+    assert.equal(env.get('FERRY_S3_ENDPOINT'), 'http://minio.storage.svc:9000');
+    assert.equal(env.get('FERRY_S3_FORCE_PATH_STYLE'), 'true');
+    assert.deepEqual(env.get('AWS_SECRET_ACCESS_KEY'), { secretKeyRef: { name: 'ferry-s3', key: 'AWS_SECRET_ACCESS_KEY' } });
+  });
+
+  it('ships NetworkPolicies: the artifact server takes only its port and opens nothing, PostgreSQL only the operator', async () => {
+    type Policy = { metadata: { name: string }; spec: { policyTypes: string[]; ingress: Array<{ from?: unknown[]; ports: Array<{ port: number }> }>; egress?: unknown[] } };
+    const objects = await render({ database: { postgresql: { enabled: true, password: 'p' } } });
+    const policies = byKind(objects, 'NetworkPolicy') as unknown as Policy[];
+    const byName = new Map(policies.map((p) => [p.metadata.name, p.spec]));
+    assert.deepEqual([...byName.keys()].sort(), ['ferry', 'ferry-artifacts', 'ferry-postgresql']);
+    assert.deepEqual(byName.get('ferry-artifacts')?.ingress.map((r) => r.ports.map((p) => p.port)), [[8081]]);
+    assert.deepEqual(byName.get('ferry-artifacts')?.egress, [], 'the artifact server opens no connection');
+    assert.deepEqual(byName.get('ferry-postgresql')?.ingress[0]?.from, [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ferry', 'app.kubernetes.io/instance': 'ferry', 'app.kubernetes.io/component': 'operator' } } }]);
+    assert.equal(byKind(await render({ networkPolicy: { enabled: false } }), 'NetworkPolicy').length, 0);
+  });
+
   it('uses no volume with a gs:// store, and mounts the key Secret', async () => {
     const objects = await render(VALUE_SETS['a gs:// store with a key Secret and an emulator endpoint']!({ watch: [] }));
     assert.equal(byKind(objects, 'PersistentVolumeClaim').length, 0);
@@ -370,12 +393,13 @@ describe('what the chart renders', () => {
 
   it('binds a ClusterRole cluster-wide by default, and only namespaced Roles with watchNamespaces', async () => {
     const cluster = await render({ rbac: { aggregateToDefaultRoles: false } });
-    assert.deepEqual(byKind(cluster, 'ClusterRole').map((o) => o.metadata.name), ['ferry']);
+    // ferry-promoter: the promote verb, for people; bound per namespace by whoever may promote there.
+    assert.deepEqual(byKind(cluster, 'ClusterRole').map((o) => o.metadata.name).sort(), ['ferry', 'ferry-promoter']);
     assert.deepEqual(byKind(cluster, 'ClusterRoleBinding').map((o) => o.metadata.name), ['ferry']);
     assert.deepEqual(byKind(cluster, 'Role').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort(), ['ferry-system/ferry-leader-election', 'ferry-system/ferry-signing-key']);
 
     const scoped = await render({ watchNamespaces: ['team-a', 'team-b'], rbac: { aggregateToDefaultRoles: false } });
-    assert.deepEqual(byKind(scoped, 'ClusterRole'), []);
+    assert.deepEqual(byKind(scoped, 'ClusterRole').map((o) => o.metadata.name), ['ferry-promoter'], 'no ClusterRole for the operator');
     assert.deepEqual(byKind(scoped, 'ClusterRoleBinding'), []);
     assert.deepEqual(byKind(scoped, 'Role').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort(), [
       'ferry-system/ferry-leader-election', 'ferry-system/ferry-signing-key', 'team-a/ferry', 'team-b/ferry',

@@ -93,7 +93,8 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
     modelsNs = await cluster.createNamespace('ferry-models');
     const release = `rbac-${randomBytes(3).toString('hex')}`;
     fullname = `${release}-ferry`;
-    const objects = await installRbac(release, operatorNs, { watchNamespaces: [teamNs, modelsNs], rbac: { aggregateToDefaultRoles: false } });
+    // The promotion guard has its own test (promotion-guard.test.ts); here only the operator's RBAC.
+    const objects = await installRbac(release, operatorNs, { watchNamespaces: [teamNs, modelsNs], rbac: { aggregateToDefaultRoles: false }, promotion: { guard: { enabled: false } } });
     assert.deepEqual(objects.filter((o) => o.kind.startsWith('Cluster')), [], 'namespace-scoped mode grants nothing cluster-wide');
     kubeconfig = await serviceAccountKubeconfig(operatorNs, fullname);
     // Read by name when runs of a Pipeline that names it are frozen.
@@ -187,6 +188,12 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
     assert.equal(await can(kubeconfig, ['create', 'pods', '--subresource=exec', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '-n', teamNs]), false, 'the spec is the user\'s; only status is written');
     assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '--subresource=status', '-n', teamNs]), true);
+    // Only the verbs the operator uses (the runs above needed no more): status is replaced whole,
+    // ModelVersions are created and merge-patched, never updated whole.
+    assert.equal(await can(kubeconfig, ['patch', 'pipelineruns', '--subresource=status', '-n', teamNs]), false);
+    assert.equal(await can(kubeconfig, ['get', 'pipelineruns', '--subresource=status', '-n', teamNs]), false);
+    assert.equal(await can(kubeconfig, ['update', 'modelversions', '-n', teamNs]), false);
+    assert.equal(await can(kubeconfig, ['patch', 'modelversions', '-n', teamNs]), true);
     assert.equal(await can(kubeconfig, ['delete', 'pipelines', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['update', 'leases/some-other-lease', '-n', operatorNs]), false, 'only the chart Lease');
     assert.equal(await can(kubeconfig, ['update', 'customresourcedefinitions']), false);
@@ -203,7 +210,7 @@ describe('cluster-wide install: what the token may and may not do', () => {
     const namespace = await cluster.createNamespace('ferry-cw');
     otherNs = await cluster.createNamespace('ferry-any');
     const release = `rbac-${randomBytes(3).toString('hex')}`;
-    const objects = await installRbac(release, namespace, { rbac: { aggregateToDefaultRoles: false } });
+    const objects = await installRbac(release, namespace, { rbac: { aggregateToDefaultRoles: false }, promotion: { guard: { enabled: false } } });
     assert.deepEqual(objects.filter((o) => o.kind.startsWith('Cluster')).map((o) => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding']);
     kubeconfig = await serviceAccountKubeconfig(namespace, `${release}-ferry`);
   });

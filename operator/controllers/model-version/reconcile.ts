@@ -35,23 +35,46 @@ export interface ModelVersionDeps {
 
 const MAX_HISTORY = 64;
 const FIELD_MANAGER = 'ferry-operator';
+/** The actor named on the versions the operator archives (the one-Production rule below). */
+const ARCHIVE_ACTOR = 'ferry (one Production version per model)';
+/** How the operator names itself in ANNOTATION_STAGE_BY: this archive rule, or a registration (pipeline-run/registration.ts). */
+const OPERATOR_ACTOR = /^ferry (\(one Production version per model\)|promotion policy of pipeline "[^"]*" \(run "[^"]*"\))$/;
 
 interface ManagedField { manager?: string; time?: string; fieldsV1?: { 'f:spec'?: Record<string, unknown> } }
 
-/** Who last set spec.stage, from the object's managedFields (the cache strips them, so this reads the API). */
-async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Promise<{ by: string; reason: string }> {
+/** The field manager that last set spec.stage (the cache strips managedFields, so this reads the API). */
+async function stageFieldManager(deps: ModelVersionDeps, version: ModelVersion): Promise<string> {
   const fresh = await deps.client.get<ModelVersion & { metadata: { managedFields?: ManagedField[] } }>(
     MODEL_VERSIONS, version.metadata.namespace, version.metadata.name,
   );
-  const owner = (fresh.metadata.managedFields ?? [])
+  return (fresh.metadata.managedFields ?? [])
     .filter((f) => f.fieldsV1?.['f:spec']?.['f:stage'] !== undefined)
     .sort((a, b) => (a.time ?? '').localeCompare(b.time ?? ''))
     .at(-1)?.manager ?? 'unknown';
+}
+
+/**
+ * Who set spec.stage, and why. The actor is the ANNOTATION_STAGE_BY annotation: the chart's
+ * promotion guard (charts/ferry/templates/promotion-policy.yaml) admits a stage change by anyone
+ * but the operator's ServiceAccount only if that annotation equals the requester's username, so
+ * it names the real Kubernetes user. A field manager is whatever the client sent (`kubectl
+ * --field-manager=ferry-operator` is allowed to anyone) and never overrides the annotation.
+ */
+async function stageChangedBy(deps: ModelVersionDeps, version: ModelVersion): Promise<{ by: string; reason: string }> {
   const annotations = version.metadata.annotations ?? {};
-  if (owner === FIELD_MANAGER && annotations[ANNOTATION_STAGE_BY]) {
-    return { by: annotations[ANNOTATION_STAGE_BY], reason: annotations[ANNOTATION_STAGE_REASON] ?? '' };
-  }
-  return { by: owner, reason: `stage set to ${version.spec.stage} by ${owner}` };
+  const claimed = annotations[ANNOTATION_STAGE_BY];
+  // Cut to the status schema's bound for `by`: an over-long name must not block the status write.
+  const userChange = (name: string) => {
+    const by = name.slice(0, 253);
+    return { by, reason: `stage set to ${version.spec.stage} by ${by}` };
+  };
+  if (claimed !== undefined && claimed !== '' && !OPERATOR_ACTOR.test(claimed)) return userChange(claimed);
+  // The annotation is missing or is the operator's own. Under the guard that means the operator
+  // made this change. Without the guard a user may have changed the stage and left the operator's
+  // annotation behind: then the field manager is all there is to go by (unverified, as before).
+  const manager = await stageFieldManager(deps, version);
+  if (claimed && manager === FIELD_MANAGER) return { by: claimed, reason: annotations[ANNOTATION_STAGE_REASON] ?? '' };
+  return userChange(manager);
 }
 
 /**
@@ -97,7 +120,7 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
       // NOTE: archive the old Production version first, so there is never a moment with two in status.
       for (const old of siblings.filter((v) => v.spec.stage === 'Production')) {
         await deps.client.mergePatch(MODEL_VERSIONS, namespace, old.metadata.name, {
-          metadata: { annotations: { [ANNOTATION_STAGE_BY]: 'ferry (one Production version per model)', [ANNOTATION_STAGE_REASON]: `replaced in Production by ${name}` } },
+          metadata: { annotations: { [ANNOTATION_STAGE_BY]: ARCHIVE_ACTOR, [ANNOTATION_STAGE_REASON]: `replaced in Production by ${name}` } },
           spec: { stage: 'Archived' },
         });
         events.push([EventReasons.Archived, `${old.metadata.name} moved to Archived: ${name} is now in Production`]);
