@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bucket, DeleteFileOptions, File, PreconditionOptions, StorageOptions } from '@google-cloud/storage';
 import { checkKey, checkPrefix, tmpDirName } from './file-store.ts';
-import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost } from './store.ts';
+import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost, readHashedHead } from './store.ts';
 import type { ArtifactStore, Grant, ObjectGrants, StoredObject } from './store.ts';
 
 export interface GcsArtifactStoreOptions {
@@ -130,39 +130,14 @@ export class GcsArtifactStore implements ArtifactStore, ObjectGrants {
 
   async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
     checkKey(namespace, this.root);
-    const hash = createHash('sha256');
-    let size = 0;
-    const chunks: AsyncIterator<unknown> = source[Symbol.asyncIterator]();
-    const nextChunk = async (): Promise<Uint8Array | undefined> => {
-      const next = await chunks.next();
-      if (next.done === true) return undefined;
-      const bytes = toBytes(next.value);
-      hash.update(bytes);
-      size += bytes.byteLength;
-      return bytes;
-    };
     try {
-      // Read up to the threshold: a small blob's hash (its name) is known before uploading.
-      const head: Uint8Array[] = [];
-      let headBytes = 0;
-      let ended = false;
-      while (headBytes <= resumableThresholdBytes) {
-        const bytes = await nextChunk();
-        if (bytes === undefined) { ended = true; break; }
-        head.push(bytes);
-        headBytes += bytes.byteLength;
+      const read = await readHashedHead(source, resumableThresholdBytes);
+      if (read.ended) {
+        const key = blobKey(namespace, read.hex);
+        await this.writeIfAbsent(await this.fileFor(key), read.bytes, {}, `putBlob ${this.uriFor(key)}`);
+        return { uri: this.uriFor(key), digest: `sha256:${read.hex}`, size: read.size };
       }
-      if (ended) {
-        const hex = hash.digest('hex');
-        const key = blobKey(namespace, hex);
-        await this.writeIfAbsent(await this.fileFor(key), Buffer.concat(head), {}, `putBlob ${this.uriFor(key)}`);
-        return { uri: this.uriFor(key), digest: `sha256:${hex}`, size };
-      }
-      const rest = async function* (): AsyncGenerator<Uint8Array> {
-        for (let bytes = head.shift(); bytes !== undefined; bytes = head.shift()) yield bytes;
-        for (let bytes = await nextChunk(); bytes !== undefined; bytes = await nextChunk()) yield bytes;
-      };
-      return await this.putLargeBlob(namespace, rest(), hash, () => size);
+      return await this.putLargeBlob(namespace, read.all, read.hex, read.size);
     } catch (err) {
       source.destroy(); // stop the producer; a half-read source is of no use to anyone
       throw err;
@@ -173,7 +148,7 @@ export class GcsArtifactStore implements ArtifactStore, ObjectGrants {
    * Streams to `.ferry-tmp/<uuid>` (the name is unknown until the last byte is hashed), copies
    * that to `<namespace>/blobs/sha256/<hex>` only if absent, and deletes the temporary object.
    */
-  private async putLargeBlob(namespace: string, data: AsyncIterable<Uint8Array>, hash: ReturnType<typeof createHash>, size: () => number): Promise<StoredObject> {
+  private async putLargeBlob(namespace: string, data: AsyncIterable<Uint8Array>, hexOf: () => string, size: () => number): Promise<StoredObject> {
     const tmpUri = this.uriForTmp(randomUUID());
     const tmp = (await this.bucket()).file(this.nameOf(tmpUri, true));
     try {
@@ -187,7 +162,7 @@ export class GcsArtifactStore implements ArtifactStore, ObjectGrants {
     } catch (err) {
       throw wrap(err, `putBlob: uploading ${tmpUri}`);
     }
-    const hex = hash.digest('hex');
+    const hex = hexOf();
     const key = blobKey(namespace, hex);
     const uri = this.uriFor(key);
     try {
@@ -372,11 +347,6 @@ function ifGeneration(generation: string | number): DeleteFileOptions {
   return options;
 }
 
-function toBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk);
-  throw new TypeError(`putBlob needs a byte stream; got a chunk of type ${typeof chunk}`);
-}
 
 /** The HTTP status behind a library error (ApiError.code, or a Gaxios response). */
 function httpStatus(err: unknown): number | undefined {

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Clock } from '../runtime/clock.ts';
 import { checkKey, checkPrefix, tmpDirName } from './file-store.ts';
-import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost } from './store.ts';
+import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, blobKey, collectAtMost, readHashedHead } from './store.ts';
 import type { ArtifactStore, Grant, ObjectGrants, StoredObject } from './store.ts';
 
 export interface S3ArtifactStoreOptions {
@@ -142,40 +142,15 @@ export class S3ArtifactStore implements ArtifactStore, ObjectGrants {
 
   async putBlob(namespace: string, source: Readable): Promise<StoredObject> {
     checkKey(namespace, this.root);
-    const hash = createHash('sha256');
-    let size = 0;
-    const chunks: AsyncIterator<unknown> = source[Symbol.asyncIterator]();
-    const nextChunk = async (): Promise<Uint8Array | undefined> => {
-      const next = await chunks.next();
-      if (next.done === true) return undefined;
-      const bytes = toBytes(next.value);
-      hash.update(bytes);
-      size += bytes.byteLength;
-      return bytes;
-    };
     try {
-      // Read up to the threshold: a small blob's hash (its name) is known before uploading.
-      const head: Uint8Array[] = [];
-      let headBytes = 0;
-      let ended = false;
-      while (headBytes <= singleRequestThresholdBytes) {
-        const bytes = await nextChunk();
-        if (bytes === undefined) { ended = true; break; }
-        head.push(bytes);
-        headBytes += bytes.byteLength;
-      }
-      if (ended) {
-        const hex = hash.digest('hex');
-        const uri = this.uriFor(blobKey(namespace, hex));
+      const read = await readHashedHead(source, singleRequestThresholdBytes);
+      if (read.ended) {
+        const uri = this.uriFor(blobKey(namespace, read.hex));
         // false: the blob is there already, and by construction holds the same bytes.
-        await this.putIfAbsent(this.nameOf(uri), Buffer.concat(head, headBytes), {}, `putBlob ${uri}`);
-        return { uri, digest: `sha256:${hex}`, size };
+        await this.putIfAbsent(this.nameOf(uri), read.bytes, {}, `putBlob ${uri}`);
+        return { uri, digest: `sha256:${read.hex}`, size: read.size };
       }
-      const rest = async function* (): AsyncGenerator<Uint8Array> {
-        for (let bytes = head.shift(); bytes !== undefined; bytes = head.shift()) yield bytes;
-        for (let bytes = await nextChunk(); bytes !== undefined; bytes = await nextChunk()) yield bytes;
-      };
-      return await this.putLargeBlob(namespace, Readable.from(rest(), { objectMode: false }), hash, () => size);
+      return await this.putLargeBlob(namespace, Readable.from(read.all, { objectMode: false }), read.hex, read.size);
     } catch (err) {
       source.destroy(); // stop the producer; a half-read source is of no use to anyone
       throw err;
@@ -187,7 +162,7 @@ export class S3ArtifactStore implements ArtifactStore, ObjectGrants {
    * byte is hashed), copies that to `<namespace>/blobs/sha256/<hex>` only if absent, and
    * deletes the temporary object.
    */
-  private async putLargeBlob(namespace: string, data: Readable, hash: ReturnType<typeof createHash>, size: () => number): Promise<StoredObject> {
+  private async putLargeBlob(namespace: string, data: Readable, hexOf: () => string, size: () => number): Promise<StoredObject> {
     const tmpName = this.nameOfTmp(randomUUID());
     const tmpUri = `s3://${this.bucketName}/${tmpName}`;
     const { client } = await this.clients();
@@ -205,7 +180,7 @@ export class S3ArtifactStore implements ArtifactStore, ObjectGrants {
       await this.deleteQuietly(tmpName);
       throw wrap(err, `putBlob: uploading ${tmpUri}`);
     }
-    const hex = hash.digest('hex');
+    const hex = hexOf();
     const uri = this.uriFor(blobKey(namespace, hex));
     try {
       // The usual repeat (same outputs again) needs no copy. The condition still decides when
@@ -498,11 +473,6 @@ function bodyStream(body: unknown, uri: string): Readable {
 const backoff = (attempt: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt * (0.5 + Math.random())));
 
-function toBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk);
-  throw new TypeError(`putBlob needs a byte stream; got a chunk of type ${typeof chunk}`);
-}
 
 /** The HTTP status behind an SDK error ($metadata of a service exception). */
 function httpStatus(err: unknown): number | undefined {

@@ -2,6 +2,7 @@
 // implementations chosen by URI (open.ts): file:///path (a mounted volume, the default),
 // gs://bucket/prefix (Google Cloud Storage) and s3://bucket/prefix (S3 or an S3-compatible
 // server). Objects are immutable once written.
+import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 /** `sha256:<64 hex>` */
@@ -121,4 +122,46 @@ export async function collectAtMost(source: AsyncIterable<Uint8Array | string>, 
     chunks.push(bytes);
   }
   return Buffer.concat(chunks, size);
+}
+
+/**
+ * What the object stores' putBlob reads first: `source`, hashed, up to just past
+ * `thresholdBytes`. A blob that ends by then comes back whole, its name (hash) known before
+ * any upload; a larger one as a stream of everything (the bytes read, then the rest), still
+ * hashed as it flows, with its digest and size read once it has been consumed.
+ */
+export async function readHashedHead(source: Readable, thresholdBytes: number): Promise<
+  | { ended: true; bytes: Buffer; hex: string; size: number }
+  | { ended: false; all: AsyncIterable<Uint8Array>; hex: () => string; size: () => number }
+> {
+  const hash: Hash = createHash('sha256');
+  let size = 0;
+  const chunks: AsyncIterator<unknown> = source[Symbol.asyncIterator]();
+  const nextChunk = async (): Promise<Uint8Array | undefined> => {
+    const next = await chunks.next();
+    if (next.done === true) return undefined;
+    const bytes = toBytes(next.value);
+    hash.update(bytes);
+    size += bytes.byteLength;
+    return bytes;
+  };
+  const head: Uint8Array[] = [];
+  let headBytes = 0;
+  while (headBytes <= thresholdBytes) {
+    const bytes = await nextChunk();
+    if (bytes === undefined) return { ended: true, bytes: Buffer.concat(head, headBytes), hex: hash.digest('hex'), size };
+    head.push(bytes);
+    headBytes += bytes.byteLength;
+  }
+  const all = async function* (): AsyncGenerator<Uint8Array> {
+    for (let bytes = head.shift(); bytes !== undefined; bytes = head.shift()) yield bytes;
+    for (let bytes = await nextChunk(); bytes !== undefined; bytes = await nextChunk()) yield bytes;
+  };
+  return { ended: false, all: all(), hex: () => hash.digest('hex'), size: () => size };
+}
+
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === 'string') return Buffer.from(chunk);
+  throw new TypeError(`putBlob needs a byte stream; got a chunk of type ${typeof chunk}`);
 }

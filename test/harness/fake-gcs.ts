@@ -2,6 +2,7 @@
 // 127.0.0.1 over plain HTTP with a throwaway filesystem backend, for the gs:// artifact-store
 // tests and the memory benchmark. Point GcsArtifactStore at `endpoint` through apiEndpoint.
 import { spawn } from 'node:child_process';
+import { runBuildScript } from './binaries.ts';
 import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -31,17 +32,7 @@ const stopGraceMs = 5_000;
 
 /** Builds (if needed) fake-gcs-server and returns the path of the binary. */
 export async function ensureFakeGcsBinary(): Promise<string> {
-  // stderr is inherited so a first-time Go build (under a minute) shows its progress.
-  const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  const binDir = stdout.trim().split('\n').pop()?.trim();
-  if (code !== 0 || !binDir) throw new Error(`${buildScript} failed (exit ${code}); stdout: ${stdout.trim()}`);
-  return join(binDir, 'fake-gcs-server');
+  return join(await runBuildScript(buildScript), 'fake-gcs-server');
 }
 
 export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<FakeGcs> {

@@ -2,6 +2,7 @@
 // test/tools/helm (cached by version outside the repo), run with values given as objects,
 // and its rendered YAML split into objects.
 import { spawn } from 'node:child_process';
+import { runBuildScript } from './binaries.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,17 +33,7 @@ export function runCommand(command: string, args: string[], options: { cwd?: str
 
 /** Builds helm if needed (minutes, once) and returns the binary's path. */
 export async function ensureHelm(): Promise<string> {
-  // stderr is inherited so a first-time Go build shows its progress.
-  const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  const dir = stdout.trim().split('\n').pop()?.trim();
-  if (code !== 0 || !dir) throw new Error(`${BUILD_SCRIPT} failed (exit ${code}); stdout: ${stdout.trim()}`);
-  return join(dir, 'helm');
+  return join(await runBuildScript(BUILD_SCRIPT), 'helm');
 }
 
 export interface KubeManifest {

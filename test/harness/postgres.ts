@@ -60,20 +60,30 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     if (removed) throw new Error(`PostgreSQL in ${workDir} was stopped and removed; start a new one`);
     if (server && !server.done) return;
     const started = Date.now();
-    server = spawnServer(join(binDir, 'postgres'), [
-      '-D', dataDir,
-      '-p', String(port),
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', `unix_socket_directories=${socketDir}`,
-      // A test database need not survive a power cut, only kill(): writes that reached the OS are
-      // enough. NOTE: synchronous_commit stays on: off, a commit acknowledged just before kill()
-      // could vanish (its WAL still in shared memory), and outage tests would lose records.
-      '-c', 'fsync=off',
-      '-c', 'full_page_writes=off',
-      '-c', 'shared_buffers=32MB',
-      '-c', 'max_connections=100',
-    ], { user, cwd: workDir, logPath });
-    await waitReady(server, url('postgres'), logPath);
+    // NOTE: right after a SIGKILL the old shared memory segment can still count as attached
+    // for a moment on a busy machine, and PostgreSQL refuses to start over it: try again.
+    for (let attempt = 1; ; attempt++) {
+      server = spawnServer(join(binDir, 'postgres'), [
+        '-D', dataDir,
+        '-p', String(port),
+        '-c', 'listen_addresses=127.0.0.1',
+        '-c', `unix_socket_directories=${socketDir}`,
+        // A test database need not survive a power cut, only kill(): writes that reached the OS are
+        // enough. NOTE: synchronous_commit stays on: off, a commit acknowledged just before kill()
+        // could vanish (its WAL still in shared memory), and outage tests would lose records.
+        '-c', 'fsync=off',
+        '-c', 'full_page_writes=off',
+        '-c', 'shared_buffers=32MB',
+        '-c', 'max_connections=100',
+      ], { user, cwd: workDir, logPath });
+      try {
+        await waitReady(server, url('postgres'), logPath);
+        break;
+      } catch (err) {
+        if (attempt >= 20 || !/pre-existing shared memory block/.test((err as Error).message)) throw err;
+        await sleep(250);
+      }
+    }
     log(`PostgreSQL ready on 127.0.0.1:${port} after ${Date.now() - started} ms`);
   };
 

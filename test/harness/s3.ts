@@ -2,6 +2,7 @@
 // built once by test/tools/build-seaweedfs.sh), its master, volume server, filer and S3 gateway
 // in one process on 127.0.0.1, with a throwaway data dir and one access key that may do anything.
 import { spawn } from 'node:child_process';
+import { runBuildScript } from './binaries.ts';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -41,17 +42,7 @@ const probeBucket = 'ferry-harness-probe';
 
 /** Builds (if needed) SeaweedFS and returns the path of the `weed` binary. */
 export async function ensureSeaweedBinary(): Promise<string> {
-  // stderr is inherited so a first-time Go build (several minutes) shows its progress.
-  const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  const binDir = stdout.trim().split('\n').pop()?.trim();
-  if (code !== 0 || !binDir) throw new Error(`${buildScript} failed (exit ${code}); stdout: ${stdout.trim()}`);
-  return join(binDir, 'weed');
+  return join(await runBuildScript(buildScript), 'weed');
 }
 
 export async function startS3(options: StartS3Options = {}): Promise<S3Server> {

@@ -6,19 +6,20 @@
 // own promotions and archiving still pass.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dump, load } from 'js-yaml';
+import { dump } from 'js-yaml';
 import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../builders.ts';
-import { run as runProcess, type KubectlResult } from '../harness/api-server.ts';
+import type { KubectlResult } from '../harness/api-server.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { Helm, ensureHelm, parseManifests } from '../harness/helm.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { ProcessKubelet } from '../harness/process-kubelet.ts';
+import { kubectlWith as kubectlAs, serviceAccountKubeconfig as serviceAccountKubeconfigIn } from '../harness/service-account.ts';
 
 const APPLIED_KINDS = new Set(['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
 const AGENT_IMAGE = 'ferry:promotion-guard-test';
@@ -36,25 +37,10 @@ let kubelet: ProcessKubelet;
 const users: Record<'alice' | 'bob', { name: string; kubectl: (args: string[]) => Promise<KubectlResult> }> = {} as never;
 const clusterScoped: string[] = [];
 
-/** A kubeconfig for a ServiceAccount: the admin's server and CA, a token from the TokenRequest API. */
-async function serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
-  const request = await cluster.client.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
-    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 },
-  });
-  type Kubeconfig = { users: Array<{ name: string; user: Record<string, unknown> }>; contexts: Array<{ context: { user: string } }> };
-  const admin = load(await readFile(cluster.kubeconfigPath, 'utf8')) as Kubeconfig;
-  const config: Kubeconfig = {
-    ...admin,
-    users: [{ name: `${namespace}-${name}`, user: { token: request.status.token } }],
-    contexts: admin.contexts.map((c) => ({ ...c, context: { ...c.context, user: `${namespace}-${name}` } })),
-  };
-  const path = join(workDir, `${namespace}-${name}.kubeconfig`);
-  await writeFile(path, dump(config), { mode: 0o600 });
-  return path;
-}
+/** A kubeconfig for a ServiceAccount of the test cluster (test/harness/service-account.ts). */
+const serviceAccountKubeconfig = (namespace: string, name: string) => serviceAccountKubeconfigIn(cluster, workDir, namespace, name);
 
-const kubectlWith = (kubeconfig: string) => (args: string[]) =>
-  runProcess(join(process.env.FERRY_TEST_BIN_DIR!, 'kubectl'), ['--kubeconfig', kubeconfig, '--cache-dir', join(workDir, 'kubectl-cache'), ...args]);
+const kubectlWith = (kubeconfig: string) => kubectlAs(kubeconfig, workDir);
 
 /** A user: a ServiceAccount in the team namespace bound to `clusterRole` there. */
 async function user(name: string, clusterRole: string) {

@@ -4,20 +4,20 @@
 // model registration and promotion; the same token is refused what the operator must never do.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dump, load } from 'js-yaml';
+import { dump } from 'js-yaml';
 import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts';
 import { MODEL_VERSIONS, PIPELINE_RUNS, PIPELINES, SECRETS } from '../../operator/kube/resources.ts';
 import { diamond, pipeline, pipelineRun, step } from '../builders.ts';
-import { run as runProcess } from '../harness/api-server.ts';
 import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
 import { FakeKubelet } from '../harness/fake-kubelet.ts';
 import { Helm, ensureHelm, parseManifests, type KubeManifest } from '../harness/helm.ts';
 import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
 import { ProcessKubelet } from '../harness/process-kubelet.ts';
+import { kubectlWith, serviceAccountKubeconfig as serviceAccountKubeconfigIn } from '../harness/service-account.ts';
 
 const RBAC_KINDS = new Set(['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
 const AGENT_IMAGE = 'ferry:rbac-test';
@@ -48,27 +48,11 @@ async function installRbac(release: string, namespace: string, values: Record<st
   return objects;
 }
 
-/** A kubeconfig for the ServiceAccount: the admin's server and CA, a token from the TokenRequest API. */
-async function serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
-  const request = await cluster.client.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
-    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 },
-  });
-  type Kubeconfig = { users: Array<{ name: string; user: Record<string, unknown> }>; contexts: Array<{ context: { user: string } }> };
-  const admin = load(await readFile(cluster.kubeconfigPath, 'utf8')) as Kubeconfig;
-  const config: Kubeconfig = {
-    ...admin,
-    users: [{ name: `${namespace}-${name}`, user: { token: request.status.token } }],
-    contexts: admin.contexts.map((c) => ({ ...c, context: { ...c.context, user: `${namespace}-${name}` } })),
-  };
-  const path = join(workDir, `${namespace}-${name}.kubeconfig`);
-  await writeFile(path, dump(config), { mode: 0o600 });
-  return path;
-}
+/** A kubeconfig for a ServiceAccount of the test cluster (test/harness/service-account.ts). */
+const serviceAccountKubeconfig = (namespace: string, name: string) => serviceAccountKubeconfigIn(cluster, workDir, namespace, name);
 
 /** kubectl as the ServiceAccount. */
-function kubectlAs(kubeconfig: string) {
-  return (args: string[]) => runProcess(join(process.env.FERRY_TEST_BIN_DIR!, 'kubectl'), ['--kubeconfig', kubeconfig, '--cache-dir', join(workDir, 'kubectl-cache'), ...args]);
-}
+const kubectlAs = (kubeconfig: string) => kubectlWith(kubeconfig, workDir);
 
 /** `kubectl auth can-i` as the ServiceAccount: true for yes. */
 async function can(kubeconfig: string, args: string[]): Promise<boolean> {
