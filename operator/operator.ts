@@ -8,7 +8,7 @@ import type { Config } from './config.ts';
 import { createPipelineController } from './controllers/pipeline/controller.ts';
 import { createPipelineRunController } from './controllers/pipeline-run/controller.ts';
 import { modelVersionIndexes, podIndexes, runIndexes, inNamespace } from './controllers/indexes.ts';
-import type { FreezeDeps } from './controllers/pipeline-run/freeze.ts';
+import { IMAGE_RESOLUTION_CONCURRENCY, IMAGE_RESOLUTION_DEADLINE_MS, type FreezeDeps } from './controllers/pipeline-run/freeze.ts';
 import { LruCache } from './artifacts/config-cache.ts';
 import { randomBytes } from 'node:crypto';
 import { startArtifactServer, type RunningArtifactServer } from './artifacts/artifact-server.ts';
@@ -20,6 +20,7 @@ import { openArtifactStore } from './artifacts/open.ts';
 import type { ArtifactStore } from './artifacts/store.ts';
 import type { PipelineConfiguration } from './configuration/pipeline-configuration.ts';
 import { RegistryImageResolver, credentialsFromDockerConfig } from './images/registry-client.ts';
+import { ImageResolutionQueue } from './images/resolution-queue.ts';
 import type { RegistryCredentials } from './images/resolver.ts';
 import { SECRETS, SERVICES } from './kube/resources.ts';
 import { OPERATOR_VERSION } from './version.ts';
@@ -108,9 +109,21 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     allowedTokenRealms: config.allowedTokenRealms,
     cacheTtlMs: config.imageCacheMs,
   });
+  // NOTE: the run controller is made below; a resolution finishing in the background wakes its run through it.
+  let wakeRun: (key: string) => void = () => undefined;
+  const imageQueue = new ImageResolutionQueue(images, {
+    concurrency: config.workers,
+    perRunConcurrency: IMAGE_RESOLUTION_CONCURRENCY,
+    deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS,
+    answerWithinMs: 250,
+    keepMs: 10 * 60_000,
+    onResolved: (key) => wakeRun(key),
+    onError: (key, err) => log.error('image resolution failed unexpectedly', { key, error: errorMessage(err) }),
+  });
   const freeze: FreezeDeps = {
     store,
     images,
+    imageQueue,
     configurations: new LruCache<PipelineConfiguration>(1000),
     operatorVersion: OPERATOR_VERSION,
     pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),
@@ -133,16 +146,18 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     ...(config.gcsCredentialsSecret ? { gcsCredentialsSecret: config.gcsCredentialsSecret } : {}),
     ...(config.gcsEndpoint ? { gcsEndpoint: config.gcsEndpoint } : {}),
   };
+  const runController = createPipelineRunController(
+    {
+      client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata,
+      stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), claimedVersions: new Map(), metadataBacklog: new MetadataBacklog(),
+    },
+    pipelines,
+    config.workers,
+  );
+  wakeRun = (key) => runController.enqueue(key);
   const controllers = [
     createPipelineController({ client, pipelines, events, clock, log, metrics }, config.workers),
-    createPipelineRunController(
-      {
-        client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata,
-        stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), claimedVersions: new Map(), metadataBacklog: new MetadataBacklog(),
-      },
-      pipelines,
-      config.workers,
-    ),
+    runController,
     createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new MetadataBacklog() }, config.workers),
   ];
   const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions], controllers, ...(elector ? { elector } : {}), log });

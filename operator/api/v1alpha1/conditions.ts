@@ -29,6 +29,8 @@ export const Reasons = {
   /** A step's nodeSelector or toleration uses a key the admin does not allow. */
   PlacementNotAllowed: 'PlacementNotAllowed',
   ImageResolutionFailed: 'ImageResolutionFailed',
+  /** The run's images are being resolved in the background (a slow registry). */
+  ResolvingImages: 'ResolvingImages',
   ConfigurationTampered: 'ConfigurationTampered',
   ConfigurationMissing: 'ConfigurationMissing',
   ConfigurationConflict: 'ConfigurationConflict',

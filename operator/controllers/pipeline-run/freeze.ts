@@ -13,7 +13,8 @@ import {
   CONFIGURATION_MAX_BYTES, ConfigurationDigestError, configurationKey, freezeConfiguration, parseConfiguration, reproduceConfiguration,
   serializeConfiguration, type PipelineConfiguration, type RunIdentity,
 } from '../../configuration/pipeline-configuration.ts';
-import { resolveAll, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
+import type { ResolutionAnswer, ResolutionRequest } from '../../images/resolution-queue.ts';
+import { resolveAll, type ImageResolution, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
 import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { validatePipeline } from '../pipeline/validate.ts';
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
@@ -34,6 +35,11 @@ export interface FreezeDeps {
   modelVersionsOf(namespace: string, model: string): ModelVersion[];
   /** Runs of a Pipeline in a namespace, from the cache. */
   runsOfPipeline(namespace: string, pipeline: string): PipelineRun[];
+  /**
+   * Resolves images off the reconcile workers, namespaces in turn (the operator's); without
+   * it a freeze resolves them itself (tests).
+   */
+  imageQueue?: { request(request: ResolutionRequest): Promise<ResolutionAnswer> };
   /** Counts image resolutions (metrics). */
   onImageResolution?(result: 'resolved' | 'pinned' | 'failed'): void;
   /** What placement the admin allows steps (unset: any). */
@@ -60,8 +66,8 @@ export function placementProblem(steps: Pipeline['spec']['steps'], policy: Place
 }
 
 /** Images of one run resolved at once, and the longest a run's resolution may take. */
-const IMAGE_RESOLUTION_CONCURRENCY = 4;
-const IMAGE_RESOLUTION_DEADLINE_MS = 60_000;
+export const IMAGE_RESOLUTION_CONCURRENCY = 4;
+export const IMAGE_RESOLUTION_DEADLINE_MS = 60_000;
 
 /** What freezing decided: a configuration to run, or a reason the run cannot (yet) start. */
 export type FreezeOutcome =
@@ -154,11 +160,17 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
     return { kind: 'failed', reason: Reasons.ImageNotPinned, message: `step "${unpinned.name}": image ${unpinned.image} has no digest and the pipeline's imagePolicy is RequireDigest` };
   }
   const credentials = await deps.credentialsFrom(namespace, (pipeline.spec.imagePullSecrets ?? []).map((s) => s.name));
-  // NOTE: concurrently, and bounded in time: a tenant's slow registry holds a worker for at
-  // most the deadline, never the queue.
-  const resolved = await resolveAll(deps.images, pipeline.spec.steps.map((s) => [s.name, s.image] as const), credentials, {
-    concurrency: IMAGE_RESOLUTION_CONCURRENCY, deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS,
-  });
+  // NOTE: concurrently and bounded in time, and with the operator's queue off the workers: a
+  // tenant's slow registry holds no worker, and other namespaces' runs take their turns.
+  const references = pipeline.spec.steps.map((s) => [s.name, s.image] as const);
+  let resolved: Map<string, ImageResolution>;
+  if (deps.imageQueue) {
+    const answer = await deps.imageQueue.request({ key: `${namespace}/${run.metadata.name}`, namespace, references, credentials });
+    if ('pending' in answer) return { kind: 'waiting', reason: Reasons.ResolvingImages, message: `resolving the images of ${references.length} steps` };
+    resolved = answer.done;
+  } else {
+    resolved = await resolveAll(deps.images, references, credentials, { concurrency: IMAGE_RESOLUTION_CONCURRENCY, deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS });
+  }
   const images = new Map<string, ResolvedImage>();
   for (const step of pipeline.spec.steps) {
     const result = resolved.get(step.name)!;
