@@ -9,7 +9,13 @@ let server: ApiServer | undefined;
 export async function globalSetup(): Promise<void> {
   if (process.env.FERRY_TEST_KUBECONFIG) return; // an API server given from outside
   server = await startApiServer({ log: (line) => process.stderr.write(`[harness] ${line}\n`) });
-  await installCrds(server);
+  try {
+    await installCrds(server);
+  } catch (err) {
+    // The teardown does not run when the setup fails: stop what was started here.
+    await server.stop();
+    throw err;
+  }
   process.env.FERRY_TEST_KUBECONFIG = server.kubeconfigPath;
   process.env.FERRY_TEST_BIN_DIR = server.binDir;
 }
