@@ -122,8 +122,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   });
   const freeze: FreezeDeps = {
     store,
-    images,
-    imageQueue,
+    images: imageQueue,
     configurations: new LruCache<PipelineConfiguration>(1000),
     operatorVersion: OPERATOR_VERSION,
     pipelineOf: (namespace, name) => pipelines.get(`${namespace}/${name}`),

@@ -1,10 +1,9 @@
 // Starts fake-gcs-server (the GCS emulator, built once by test/tools/build-fake-gcs.sh) on
 // 127.0.0.1 over plain HTTP with a throwaway filesystem backend, for the gs:// artifact-store
 // tests and the memory benchmark. Point GcsArtifactStore at `endpoint` through apiEndpoint.
-import { spawn } from 'node:child_process';
 import { runBuildScript } from './binaries.ts';
+import { spawnServerProcess } from './server-process.ts';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,8 +42,7 @@ export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<F
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
 
-  const fd = openSync(logPath, 'a');
-  const proc = spawn(bin, [
+  const proc = spawnServerProcess(bin, [
     '-scheme', 'http', '-host', '127.0.0.1', '-port', String(port),
     // Resumable-upload session URLs are built from this; make them match what we dial.
     '-external-url', endpoint,
@@ -53,35 +51,12 @@ export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<F
     // Filesystem rather than memory: the 1 GiB benchmark should not live in the emulator's heap.
     '-backend', 'filesystem', '-filesystem-root', join(workDir, 'storage'),
     '-log-level', 'warn',
-  ], { stdio: ['ignore', fd, fd] });
-  closeSync(fd); // the child holds its own copy
+  ], { logPath });
 
-  let exited = false;
-  const exitedPromise = new Promise<void>((resolve) => {
-    proc.once('exit', () => { exited = true; resolve(); });
-    // Spawn failures emit 'error' without 'exit'.
-    proc.once('error', (err) => {
-      exited = true;
-      void writeFile(logPath, `spawn ${bin} failed: ${err.message}\n`, { flag: 'a' }).catch(() => undefined);
-      resolve();
-    });
-  });
-  // If the test process exits without stop(), don't leak the server.
-  const killOnExit = (): void => { if (!exited) proc.kill('SIGKILL'); };
-  process.on('exit', killOnExit);
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopping ??= (async () => {
-    if (!exited) {
-      proc.kill('SIGTERM');
-      // The grace timer is unref'd so that a prompt exit does not keep the test process alive.
-      const timedOut = await Promise.race([
-        exitedPromise.then(() => false),
-        sleep(stopGraceMs, true, { ref: false }),
-      ]);
-      if (timedOut) { proc.kill('SIGKILL'); await exitedPromise; }
-    }
-    process.off('exit', killOnExit);
+    await proc.stop(stopGraceMs);
     if (!process.env.FERRY_KEEP_TEST_DIRS) await rm(workDir, { recursive: true, force: true });
     else log(`kept ${workDir}`);
   })());
@@ -100,7 +75,7 @@ export async function startFakeGcs(options: StartFakeGcsOptions = {}): Promise<F
   try {
     const started = Date.now();
     for (;;) {
-      if (exited) throw new Error(`fake-gcs-server exited during startup:\n${await tail(logPath)}`);
+      if (proc.exited) throw new Error(`fake-gcs-server exited during startup:\n${await tail(logPath)}`);
       const res = await fetch(`${endpoint}/storage/v1/b`).catch(() => undefined);
       if (res !== undefined) {
         await res.body?.cancel();

@@ -1,10 +1,9 @@
 // Starts a real S3 server for the s3:// artifact-store tests: SeaweedFS (`weed server -s3`,
 // built once by test/tools/build-seaweedfs.sh), its master, volume server, filer and S3 gateway
 // in one process on 127.0.0.1, with a throwaway data dir and one access key that may do anything.
-import { spawn } from 'node:child_process';
 import { runBuildScript } from './binaries.ts';
+import { spawnServerProcess } from './server-process.ts';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,8 +61,7 @@ export async function startS3(options: StartS3Options = {}): Promise<S3Server> {
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3, s3Grpc] = await freePorts(8) as [number, number, number, number, number, number, number, number];
   const endpoint = `http://127.0.0.1:${s3}`;
 
-  const fd = openSync(logPath, 'a');
-  const proc = spawn(bin, [
+  const proc = spawnServerProcess(bin, [
     '-logtostderr=true', 'server',
     '-ip=127.0.0.1', '-ip.bind=127.0.0.1', `-dir=${dataDir}`,
     `-master.port=${master}`, `-master.port.grpc=${masterGrpc}`,
@@ -75,22 +73,8 @@ export async function startS3(options: StartS3Options = {}): Promise<S3Server> {
     '-s3.port.iceberg=0', '-s3.port.lance=0', '-s3.iam=false',
     // As on AWS: a write to a missing bucket is a 404, not a new bucket.
     '-s3.autoCreateBucket=false',
-  ], { cwd: workDir, stdio: ['ignore', fd, fd] }); // cwd: so no master.toml or security.toml of ours is picked up
-  closeSync(fd); // the child holds its own copy
+  ], { logPath, cwd: workDir }); // cwd: so no master.toml or security.toml of ours is picked up
 
-  let exited = false;
-  const exitedPromise = new Promise<void>((resolve) => {
-    proc.once('exit', () => { exited = true; resolve(); });
-    // Spawn failures emit 'error' without 'exit'.
-    proc.once('error', (err) => {
-      exited = true;
-      void writeFile(logPath, `spawn ${bin} failed: ${err.message}\n`, { flag: 'a' }).catch(() => undefined);
-      resolve();
-    });
-  });
-  // If the test process exits without stop(), don't leak the server.
-  const killOnExit = (): void => { if (!exited) proc.kill('SIGKILL'); };
-  process.on('exit', killOnExit);
 
   const clients: S3Client[] = [];
   const client = (): S3Client => {
@@ -103,16 +87,7 @@ export async function startS3(options: StartS3Options = {}): Promise<S3Server> {
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopping ??= (async () => {
     for (const c of clients) c.destroy();
-    if (!exited) {
-      proc.kill('SIGTERM');
-      // The grace timer is unref'd so that a prompt exit does not keep the test process alive.
-      const timedOut = await Promise.race([
-        exitedPromise.then(() => false),
-        sleep(stopGraceMs, true, { ref: false }),
-      ]);
-      if (timedOut) { proc.kill('SIGKILL'); await exitedPromise; }
-    }
-    process.off('exit', killOnExit);
+    await proc.stop(stopGraceMs);
     // weed puts the gRPC sockets of its services in /tmp whatever it is told, and leaves them.
     const sockets = [['master', masterGrpc], ['volume', volumeGrpc], ['filer', filerGrpc], ['s3', s3Grpc]] as const;
     await Promise.all(sockets.map(([name, port]) => rm(`/tmp/seaweedfs-${name}-grpc-${port}.sock`, { force: true })));
@@ -136,7 +111,7 @@ export async function startS3(options: StartS3Options = {}): Promise<S3Server> {
     // the master has a volume server to place the bytes on.
     let lastError: unknown;
     for (;;) {
-      if (exited) throw new Error(`weed server exited during startup:\n${await tail(logPath)}`);
+      if (proc.exited) throw new Error(`weed server exited during startup:\n${await tail(logPath)}`);
       try {
         await createBucket(probeBucket);
         await admin.send(new PutObjectCommand({ Bucket: probeBucket, Key: 'ready', Body: 'ok' }));

@@ -16,7 +16,8 @@ import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { CONFIGURATION_MAX_BYTES, configurationKey, serializeConfiguration, type PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { ImageResolutionError, type ImageResolver, type ResolvedImage } from '../../images/resolver.ts';
 import { NAMESPACE, PIPELINE_NAME, RUN_NAME, RUN_UID, TEST_IMAGE, pipeline, pipelineRun, step } from '../../../test/builders.ts';
-import { checkPipeline, placementProblem, freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
+import { IMAGE_RESOLUTION_CONCURRENCY, IMAGE_RESOLUTION_DEADLINE_MS, checkPipeline, placementProblem, freezeRun, loadConfiguration, type FreezeDeps, type FreezeOutcome } from './freeze.ts';
+import { ImageResolutionQueue } from '../../images/resolution-queue.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}` as const;
 const TAG = 'registry.local/ferry/train:1.0';
@@ -110,17 +111,23 @@ interface World {
   store?: MemoryStore;
 }
 
-type TestDeps = FreezeDeps & { store: MemoryStore; images: FakeRegistry; resolutions: string[] };
+type TestDeps = FreezeDeps & { store: MemoryStore; registry: FakeRegistry; resolutions: string[] };
 
 function depsOf(world: World = {}): TestDeps {
   const pipelines = world.pipelines ?? [];
   const runs = world.runs ?? [];
   const models = world.models ?? [];
   const resolutions: string[] = [];
+  const registry = new FakeRegistry(world.tags ?? { [TAG]: TAG_DIGEST });
   const inNamespace = (namespace: string) => (o: { metadata: { namespace?: string } }) => o.metadata.namespace === namespace;
   return {
     store: world.store ?? new MemoryStore(),
-    images: new FakeRegistry(world.tags ?? { [TAG]: TAG_DIGEST }),
+    registry,
+    // The operator's queue; the fake registry answers at once, well within the wait.
+    images: new ImageResolutionQueue(registry, {
+      concurrency: 4, perRunConcurrency: IMAGE_RESOLUTION_CONCURRENCY, deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS,
+      answerWithinMs: 5_000, keepMs: 60_000, onResolved: () => undefined,
+    }),
     configurations: new LruCache<PipelineConfiguration>(16),
     operatorVersion: '0.0.0-test',
     resolutions,
@@ -238,7 +245,7 @@ describe('freezeRun: a run that cannot start (yet)', () => {
   it('asks the registry for nothing when RequireDigest refuses a tag', async () => {
     const deps = depsOf({ pipelines: [trainer({ imagePolicy: 'RequireDigest' })] });
     await freezeRun(deps, pipelineRun());
-    assert.deepEqual(deps.images.asked, []);
+    assert.deepEqual(deps.registry.asked, []);
   });
 });
 
@@ -385,7 +392,7 @@ describe('freezeRun: reproducing and resuming', () => {
     assert.deepEqual(copy.configuration.run, { namespace: NAMESPACE, name: 'r2', uid: 'uid-r2', reproducedFrom: { uri: outcome.uri, digest: outcome.digest } });
     assert.deepEqual({ ...copy.configuration, run: undefined }, { ...outcome.configuration, run: undefined });
     assert.equal(copy.uri, store.uriFor(configurationKey(NAMESPACE, PIPELINE_NAME, 'r2')));
-    assert.deepEqual(deps.images.asked, [], 'the pinned images are reused, not resolved again');
+    assert.deepEqual(deps.registry.asked, [], 'the pinned images are reused, not resolved again');
   });
 
   it('reproduceFrom a {uri, digest} copies it when the digest matches', async () => {

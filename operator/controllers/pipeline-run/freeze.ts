@@ -14,7 +14,7 @@ import {
   serializeConfiguration, type PipelineConfiguration, type RunIdentity,
 } from '../../configuration/pipeline-configuration.ts';
 import type { ResolutionAnswer, ResolutionRequest } from '../../images/resolution-queue.ts';
-import { resolveAll, type ImageResolution, type ImageResolver, type RegistryCredentials, type ResolvedImage } from '../../images/resolver.ts';
+import type { RegistryCredentials, ResolvedImage } from '../../images/resolver.ts';
 import { sha256Hex } from '../../configuration/canonical-json.ts';
 import { validatePipeline } from '../pipeline/validate.ts';
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
@@ -24,7 +24,8 @@ import { resolveParameters } from './parameters.ts';
 
 export interface FreezeDeps {
   store: ArtifactStore;
-  images: ImageResolver;
+  /** Resolves a run's images off the reconcile workers, namespaces in turn (images/resolution-queue.ts). */
+  images: { request(request: ResolutionRequest): Promise<ResolutionAnswer> };
   configurations: LruCache<PipelineConfiguration>;
   operatorVersion: string;
   /** The Pipeline a run references, from the cache. */
@@ -35,11 +36,6 @@ export interface FreezeDeps {
   modelVersionsOf(namespace: string, model: string): ModelVersion[];
   /** Runs of a Pipeline in a namespace, from the cache. */
   runsOfPipeline(namespace: string, pipeline: string): PipelineRun[];
-  /**
-   * Resolves images off the reconcile workers, namespaces in turn (the operator's); without
-   * it a freeze resolves them itself (tests).
-   */
-  imageQueue?: { request(request: ResolutionRequest): Promise<ResolutionAnswer> };
   /** Counts image resolutions (metrics). */
   onImageResolution?(result: 'resolved' | 'pinned' | 'failed'): void;
   /** What placement the admin allows steps (unset: any). */
@@ -160,17 +156,12 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
     return { kind: 'failed', reason: Reasons.ImageNotPinned, message: `step "${unpinned.name}": image ${unpinned.image} has no digest and the pipeline's imagePolicy is RequireDigest` };
   }
   const credentials = await deps.credentialsFrom(namespace, (pipeline.spec.imagePullSecrets ?? []).map((s) => s.name));
-  // NOTE: concurrently and bounded in time, and with the operator's queue off the workers: a
-  // tenant's slow registry holds no worker, and other namespaces' runs take their turns.
+  // NOTE: off the reconcile workers and bounded in time: a tenant's slow registry holds no
+  // worker, and other namespaces' runs take their turns.
   const references = pipeline.spec.steps.map((s) => [s.name, s.image] as const);
-  let resolved: Map<string, ImageResolution>;
-  if (deps.imageQueue) {
-    const answer = await deps.imageQueue.request({ key: `${namespace}/${run.metadata.name}`, namespace, references, credentials });
-    if ('pending' in answer) return { kind: 'waiting', reason: Reasons.ResolvingImages, message: `resolving the images of ${references.length} steps` };
-    resolved = answer.done;
-  } else {
-    resolved = await resolveAll(deps.images, references, credentials, { concurrency: IMAGE_RESOLUTION_CONCURRENCY, deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS });
-  }
+  const answer = await deps.images.request({ key: `${namespace}/${run.metadata.name}`, namespace, references, credentials });
+  if ('pending' in answer) return { kind: 'waiting', reason: Reasons.ResolvingImages, message: `resolving the images of ${references.length} steps` };
+  const resolved = answer.done;
   const images = new Map<string, ResolvedImage>();
   for (const step of pipeline.spec.steps) {
     const result = resolved.get(step.name)!;
