@@ -198,9 +198,10 @@ def status(url):
         return -1
 unsigned = status(target)
 forged = status(target + "?method=GET&expires=9999999999&signature=" + "A" * 43)
+by_digest = max(status(os.environ["SERVER"] + "/v1/objects/" + path) for path in os.environ["DIGEST_PATHS"].split(","))
 secrets = [k for k in os.environ if any(w in k for w in ("CREDENTIAL", "ARTIFACT_STORE", "SIGNING", "DATABASE", "GCS"))]
 files = [p for p in ("/var/run/secrets/kubernetes.io", "/var/run/secrets/ferry", "/var/lib/ferry/artifacts") if os.path.exists(p)]
-json.dump({"unsigned_status": unsigned, "forged_status": forged, "credentials_found": len(secrets) + len(files)}, open("/ferry/outputs/metrics.json", "w"))
+json.dump({"unsigned_status": unsigned, "forged_status": forged, "by_digest_status": by_digest, "credentials_found": len(secrets) + len(files)}, open("/ferry/outputs/metrics.json", "w"))
 print(json.dumps({"unsigned": unsigned, "forged": forged, "secrets": secrets, "files": files}))
 `;
 
@@ -216,7 +217,12 @@ test('tenancy: team-b cannot read team-a\'s artifacts by URI, by digest, through
   const server = `http://${ip}:8081`;
   await client.create(PIPELINES, intruder, {
     apiVersion: 'ferry.dev/v1alpha1', kind: 'Pipeline', metadata: { name: 'probe', namespace: intruder },
-    spec: { steps: [{ name: 'probe', image, command: ['python3', '-c', PROBE], env: [{ name: 'TARGET', value: `${server}/v1/objects/${key}` }] }] },
+    spec: { steps: [{ name: 'probe', image, command: ['python3', '-c', PROBE], env: [
+      { name: 'TARGET', value: `${server}/v1/objects/${key}` },
+      { name: 'SERVER', value: server },
+      // By digest: team-a's blob name, in team-a's part of the store and at the legacy root.
+      { name: 'DIGEST_PATHS', value: [`${namespace}/blobs/sha256/${output.digest.slice(7)}`, `blobs/sha256/${output.digest.slice(7)}`].join(',') },
+    ] }] },
   } as never);
   const probe = await startRun(client, intruder, { apiVersion: 'ferry.dev/v1alpha1', kind: 'PipelineRun', metadata: { name: '', generateName: 'probe-' }, spec: { pipelineRef: { name: 'probe' } } } as PipelineRun);
   const reproduce = await startRun(client, intruder, {
@@ -240,7 +246,7 @@ test('tenancy: team-b cannot read team-a\'s artifacts by URI, by digest, through
   finished.set(probe, probed!); // its Pod is one of the cluster's step Pods
   log(`probe: ${JSON.stringify(probed!.status?.steps?.[0]?.metrics)}`);
   assert.equal(probed!.status?.phase, 'Succeeded', probed!.status?.conditions?.[0]?.message);
-  assert.deepEqual(probed!.status?.steps?.[0]?.metrics, { credentials_found: 0, forged_status: 403, unsigned_status: 403 });
+  assert.deepEqual(probed!.status?.steps?.[0]?.metrics, { by_digest_status: 403, credentials_found: 0, forged_status: 403, unsigned_status: 403 });
   for (const [run, what] of [[reproduced!, 'reproduceFrom'], [modelled!, 'a hand-made ModelVersion']] as const) {
     const condition = run.status?.conditions?.find((c) => c.type === 'Succeeded');
     assert.equal(run.status?.phase, 'Failed', `${what}: ${JSON.stringify(run.status)}`);
