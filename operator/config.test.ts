@@ -45,8 +45,13 @@ describe('loadConfig', () => {
       imageCacheMs: 30_000,
       stepScratchSizeLimit: '20Gi',
       defaultStepTimeoutSeconds: 86_400,
+      imagePullTimeoutSeconds: 300,
+      unschedulableTimeoutSeconds: 600,
+      maxInfrastructureRetries: 3,
       allowedNodeSelectorKeys: undefined,
       allowedTolerationKeys: undefined,
+      allowedPriorityClasses: undefined,
+      allowedRuntimeClasses: undefined,
       databaseUrl: undefined,
     });
     assert.match(identity, /^.+_[0-9a-f]{8}$/);
@@ -75,6 +80,10 @@ describe('loadConfig', () => {
     const listed = loadConfig(['--allowed-node-selector-keys=pool, gpu', '--allowed-toleration-keys='], BASE_ENV);
     assert.deepEqual(listed.allowedNodeSelectorKeys, ['pool', 'gpu']);
     assert.deepEqual(listed.allowedTolerationKeys, []);
+    const classes = loadConfig(['--allowed-priority-classes=batch-low,batch-high', '--allowed-runtime-classes='], BASE_ENV);
+    assert.deepEqual(classes.allowedPriorityClasses, ['batch-low', 'batch-high']);
+    assert.deepEqual(classes.allowedRuntimeClasses, []);
+    assert.equal(loadConfig([], { ...BASE_ENV, FERRY_ALLOWED_RUNTIME_CLASSES: 'gvisor' }).allowedRuntimeClasses?.[0], 'gvisor');
   });
 
   it('lets flags override the environment', () => {
@@ -91,6 +100,11 @@ describe('loadConfig', () => {
     assert.equal(config.logLevel, 'warn');
   });
 
+  it('reads the failure settings from flags or FERRY_* variables', () => {
+    const config = loadConfig(['--image-pull-timeout-seconds=2', '--max-infrastructure-retries=0'], { ...BASE_ENV, FERRY_UNSCHEDULABLE_TIMEOUT_SECONDS: '30' });
+    assert.deepEqual([config.imagePullTimeoutSeconds, config.unschedulableTimeoutSeconds, config.maxInfrastructureRetries], [2, 30, 0]);
+  });
+
   const bad: Array<[string, string[], Record<string, string>, RegExp]> = [
     ['workers below 1 (flag)', ['--workers=0'], {}, /--workers \(FERRY_WORKERS\) must be an integer from 1 to 64, got "0"/],
     ['workers not an integer (env)', [], { FERRY_WORKERS: '2.5' }, /--workers \(FERRY_WORKERS\).*got "2\.5"/],
@@ -103,6 +117,9 @@ describe('loadConfig', () => {
     ['an artifact server without a signing key', [], { FERRY_ARTIFACT_SIGNING_KEY_SECRET: '' }, /--artifact-server \(FERRY_ARTIFACT_SERVER\) needs --artifact-signing-key-secret/],
     ['an artifact server address that is not host:port', ['--artifact-server-listen=8081'], {}, /--artifact-server-listen \(FERRY_ARTIFACT_SERVER_LISTEN\) must be host:port, got "8081"/],
     ['a scratch size that is not a quantity', ['--step-scratch-size-limit=lots'], {}, /--step-scratch-size-limit \(FERRY_STEP_SCRATCH_SIZE_LIMIT\) must be a quantity such as 20Gi, got "lots"/],
+    ['an image pull timeout of 0', ['--image-pull-timeout-seconds=0'], {}, /--image-pull-timeout-seconds \(FERRY_IMAGE_PULL_TIMEOUT_SECONDS\) must be an integer from 1 to 86400, got "0"/],
+    ['an unschedulable timeout that is not a number', [], { FERRY_UNSCHEDULABLE_TIMEOUT_SECONDS: 'soon' }, /--unschedulable-timeout-seconds \(FERRY_UNSCHEDULABLE_TIMEOUT_SECONDS\).*got "soon"/],
+    ['negative infrastructure retries', ['--max-infrastructure-retries=-1'], {}, /--max-infrastructure-retries \(FERRY_MAX_INFRASTRUCTURE_RETRIES\) must be an integer from 0 to 20/],
     ['unknown log level', [], { FERRY_LOG_LEVEL: 'trace' }, /--log-level \(FERRY_LOG_LEVEL\) must be debug, info, warn or error, got "trace"/],
     [
       'renew deadline not shorter than the lease',

@@ -53,9 +53,18 @@ export interface Config {
   stepScratchSizeLimit: string;
   /** The timeout of a step that sets none. */
   defaultStepTimeoutSeconds: number;
+  /** A step Pod stuck this long on an image it cannot pull fails its step (ImagePullFailed). */
+  imagePullTimeoutSeconds: number;
+  /** A step Pod no node can run for this long fails its step (Unschedulable). */
+  unschedulableTimeoutSeconds: number;
+  /** Infrastructure losses (Evicted, Preempted, NodeLost) of one step retried without using its retries.limit. */
+  maxInfrastructureRetries: number;
   /** nodeSelector and toleration keys steps may use; undefined: any. */
   allowedNodeSelectorKeys: string[] | undefined;
   allowedTolerationKeys: string[] | undefined;
+  /** priorityClassName and runtimeClassName values steps may use; undefined: any. */
+  allowedPriorityClasses: string[] | undefined;
+  allowedRuntimeClasses: string[] | undefined;
   databaseUrl: string | undefined;
 }
 
@@ -91,8 +100,13 @@ export const SETTINGS = {
   'image-cache-seconds': { env: 'FERRY_IMAGE_CACHE_SECONDS', default: '30', help: 'how long a resolved tag → digest is reused' },
   'step-scratch-size-limit': { env: 'FERRY_STEP_SCRATCH_SIZE_LIMIT', default: '20Gi', help: "size limit of each step Pod's /ferry volume (inputs, outputs)" },
   'default-step-timeout-seconds': { env: 'FERRY_DEFAULT_STEP_TIMEOUT_SECONDS', default: '86400', help: 'timeout of a step that sets none' },
+  'image-pull-timeout-seconds': { env: 'FERRY_IMAGE_PULL_TIMEOUT_SECONDS', default: '300', help: 'a step Pod that cannot pull an image this long fails its step (ImagePullFailed, not retried)' },
+  'unschedulable-timeout-seconds': { env: 'FERRY_UNSCHEDULABLE_TIMEOUT_SECONDS', default: '600', help: 'a step Pod no node can run this long fails its step (Unschedulable, not retried)' },
+  'max-infrastructure-retries': { env: 'FERRY_MAX_INFRASTRUCTURE_RETRIES', default: '3', help: "evictions, preemptions and lost nodes of a step retried without using its retries.limit" },
   'allowed-node-selector-keys': { env: 'FERRY_ALLOWED_NODE_SELECTOR_KEYS', default: '*', help: "comma-separated nodeSelector keys steps may use; '*' any, empty none" },
   'allowed-toleration-keys': { env: 'FERRY_ALLOWED_TOLERATION_KEYS', default: '*', help: "comma-separated toleration keys steps may use; '*' any, empty none" },
+  'allowed-priority-classes': { env: 'FERRY_ALLOWED_PRIORITY_CLASSES', default: '*', help: "comma-separated PriorityClasses steps may name; '*' any, empty none" },
+  'allowed-runtime-classes': { env: 'FERRY_ALLOWED_RUNTIME_CLASSES', default: '*', help: "comma-separated RuntimeClasses steps may name; '*' any, empty none" },
   'insecure-registries': { env: 'FERRY_INSECURE_REGISTRIES', default: '', help: 'comma-separated registries spoken to over plain http' },
   'allowed-private-registries': { env: 'FERRY_ALLOWED_PRIVATE_REGISTRIES', default: '', help: 'comma-separated registries on private or loopback addresses steps may use' },
   'allowed-token-realms': { env: 'FERRY_ALLOWED_TOKEN_REALMS', default: '', help: "comma-separated token services besides a registry's own host" },
@@ -169,8 +183,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     imageCacheMs: integer('image-cache-seconds', 0, 3600) * 1000,
     stepScratchSizeLimit: quantity(raw('step-scratch-size-limit'), named('step-scratch-size-limit')),
     defaultStepTimeoutSeconds: integer('default-step-timeout-seconds', 1, 30 * 86400),
+    imagePullTimeoutSeconds: integer('image-pull-timeout-seconds', 1, 86400),
+    unschedulableTimeoutSeconds: integer('unschedulable-timeout-seconds', 1, 7 * 86400),
+    maxInfrastructureRetries: integer('max-infrastructure-retries', 0, 20),
     allowedNodeSelectorKeys: allowList(raw('allowed-node-selector-keys')),
     allowedTolerationKeys: allowList(raw('allowed-toleration-keys')),
+    allowedPriorityClasses: allowList(raw('allowed-priority-classes')),
+    allowedRuntimeClasses: allowList(raw('allowed-runtime-classes')),
     databaseUrl: raw('database-url') || undefined,
   };
   if (!/^(file:\/\/\/|gs:\/\/|s3:\/\/)/.test(config.artifactStore)) {

@@ -133,6 +133,8 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     placement: {
       ...(config.allowedNodeSelectorKeys ? { nodeSelectorKeys: config.allowedNodeSelectorKeys } : {}),
       ...(config.allowedTolerationKeys ? { tolerationKeys: config.allowedTolerationKeys } : {}),
+      ...(config.allowedPriorityClasses ? { priorityClasses: config.allowedPriorityClasses } : {}),
+      ...(config.allowedRuntimeClasses ? { runtimeClasses: config.allowedRuntimeClasses } : {}),
     },
     onImageResolution: (result) => metrics.imageResolutions.inc({ result }),
   };
@@ -145,9 +147,15 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     ...(config.gcsCredentialsSecret ? { gcsCredentialsSecret: config.gcsCredentialsSecret } : {}),
     ...(config.gcsEndpoint ? { gcsEndpoint: config.gcsEndpoint } : {}),
   };
+  const failureSettings = {
+    imagePullTimeoutSeconds: config.imagePullTimeoutSeconds,
+    unschedulableTimeoutSeconds: config.unschedulableTimeoutSeconds,
+    maxInfrastructureRetries: config.maxInfrastructureRetries,
+    defaultStepTimeoutSeconds: config.defaultStepTimeoutSeconds,
+  };
   const runController = createPipelineRunController(
     {
-      client, runs, pods, events, clock, log, metrics, freeze, store, agent, modelVersions, metadata,
+      client, runs, pods, events, clock, log, metrics, freeze, store, agent, failureSettings, modelVersions, metadata,
       stepCache: new StepCache(runs, store, clock), issuedVersions: new Map(), claimedVersions: new Map(), metadataBacklog: new MetadataBacklog(),
     },
     pipelines,

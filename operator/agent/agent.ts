@@ -13,10 +13,13 @@ import type { ArtifactStore } from '../artifacts/store.ts';
 import type { Logger } from '../observability/logger.ts';
 import { fetchObject, uploadObject, type UploadOptions } from './object-access.ts';
 import {
-  ENV, FERRY_DIR, METRICS_FILE, METRICS_FILE_MAX_BYTES, TERMINATION_MESSAGE_LIMIT, numericMetrics,
-  type ConfigurationSpec, type InputSpec, type OutputSpec, type PublishedOutput, type ReportSpec, type StepReport, type TerminationMessage,
+  ENV, FERRY_DIR, METRICS_FILE, METRICS_FILE_MAX_BYTES, RESULT_MAX_BYTES, TERMINATION_MESSAGE_LIMIT, numericMetrics,
+  type CollectedInput, type ConfigurationSpec, type InputSpec, type OutputSpec, type PublishedOutput, type ReportSpec, type StepReport, type TerminationMessage,
 } from './protocol.ts';
 import { extractArtifact, packArtifact } from './tar.ts';
+
+/** The largest collection list the agent reads: 10,000 items of signed URLs. */
+const COLLECTION_MAX_BYTES = 64 * 1024 * 1024;
 
 export class AgentError extends Error {}
 
@@ -74,6 +77,7 @@ export async function fetchInputs({ env, log }: AgentContext): Promise<void> {
   const configuration = parseJson<ConfigurationSpec>(env, ENV.configuration);
   await mkdir(join(dir, 'inputs'), { recursive: true });
   await mkdir(join(dir, 'outputs'), { recursive: true });
+  await mkdir(join(dir, 'results'), { recursive: true });
   // Only a step without signed URLs opens the store itself.
   const direct = [configuration, ...inputs].some((o) => o && !o.url) ? openStore(env) : undefined;
   const source = async (o: { uri: string; url?: string; headers?: Record<string, string> }) => (o.url ? fetchObject(o.url, o.uri, o.headers) : direct!.read(o.uri));
@@ -90,17 +94,49 @@ export async function fetchInputs({ env, log }: AgentContext): Promise<void> {
     await writeFile(join(dir, 'config.json'), Buffer.concat(chunks));
   }
 
-  for (const input of inputs) {
-    const target = join(dir, 'inputs', input.name);
+  const fetchOne = async (name: string, input: { uri: string; digest: string; url?: string; headers?: Record<string, string> }, target: string) => {
     const hasher = hashing();
     await Promise.all([pipeline(await source(input), hasher), extractArtifact(hasher, target)]);
     const digest = hasher.digest();
     if (digest !== input.digest) {
       await rm(target, { recursive: true, force: true });
-      throw new AgentError(`input "${input.name}" from ${input.uri} does not have the expected digest ${input.digest}`);
+      throw new AgentError(`input "${name}" from ${input.uri} does not have the expected digest ${input.digest}`);
     }
+    return digest;
+  };
+  for (const input of inputs) {
+    const target = join(dir, 'inputs', input.name);
+    if (input.collection) {
+      const items = await collectionOf(await source(input), input);
+      await mkdir(target, { recursive: true });
+      // One item at a time: memory stays bounded however many items the fan-out had.
+      for (const item of items) await fetchOne(`${input.name}[${item.index}]`, item, join(target, String(item.index)));
+      log.info('fetched input', { input: input.name, uri: input.uri, items: items.length });
+      continue;
+    }
+    const digest = await fetchOne(input.name, input, target);
     log.info('fetched input', { input: input.name, uri: input.uri, digest });
   }
+}
+
+/** The list of a collection input (a forEach step's outputs), checked against its digest and shape. */
+async function collectionOf(stream: Readable, input: InputSpec): Promise<CollectedInput[]> {
+  const hasher = hashing();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  await pipeline(stream, hasher, async function* (data: AsyncIterable<Buffer>) {
+    for await (const chunk of data) {
+      size += chunk.length;
+      if (size > COLLECTION_MAX_BYTES) throw new AgentError(`input "${input.name}": its list of items is larger than ${COLLECTION_MAX_BYTES} bytes`);
+      chunks.push(chunk);
+    }
+  });
+  if (hasher.digest() !== input.digest) throw new AgentError(`input "${input.name}" from ${input.uri} does not have the expected digest ${input.digest}`);
+  const items = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  if (!Array.isArray(items) || !items.every((i: Partial<CollectedInput>) => Number.isInteger(i?.index) && typeof i.uri === 'string' && typeof i.digest === 'string')) {
+    throw new AgentError(`input "${input.name}": its list of items is not a list of {index, uri, digest}`);
+  }
+  return items as CollectedInput[];
 }
 
 export async function publishOutputs({ env, log }: AgentContext): Promise<TerminationMessage> {
@@ -122,6 +158,8 @@ export async function publishOutputs({ env, log }: AgentContext): Promise<Termin
   const report: StepReport = { outputs: published };
   const metrics = await readMetrics(join(outputsDir, METRICS_FILE));
   if (metrics) report.metrics = metrics;
+  const results = await readResults(join(dir, 'results'), parseList<string>(env, ENV.results));
+  if (Object.keys(results).length > 0) report.results = results;
   const message: TerminationMessage = { v: 1, report };
   if (JSON.stringify(message).length <= TERMINATION_MESSAGE_LIMIT) return message;
   // Too large for the kubelet's 4 KiB: store the report and point at it.
@@ -155,6 +193,27 @@ async function checkedOutputPath(outputsDir: string, name: string): Promise<stri
   const root = await realpath(outputsDir);
   if (real !== path && !real.startsWith(`${root}/`)) throw new AgentError(`declared output "${name}" at ${shown} resolves outside ${join(FERRY_DIR, 'outputs')}`);
   return path;
+}
+
+/**
+ * The declared results the step wrote, as text. A result file that is missing is left out (the
+ * operator names it when it fails the step); one larger than the cap, or not a regular file
+ * (a symlink could point at the agent's own files), fails the publication here.
+ */
+async function readResults(resultsDir: string, names: string[]): Promise<Record<string, string>> {
+  const results: Record<string, string> = {};
+  for (const name of names) {
+    const path = join(resultsDir, name);
+    const stats = await lstat(path).catch(() => undefined);
+    if (!stats) continue;
+    const shown = join(FERRY_DIR, 'results', name);
+    if (!stats.isFile()) throw new AgentError(`result "${name}": ${shown} is not a regular file`);
+    if (stats.size > RESULT_MAX_BYTES) throw new AgentError(`result "${name}" is ${stats.size} bytes, more than the limit of ${RESULT_MAX_BYTES}`);
+    const text = await readFile(path, 'utf8');
+    // A trailing newline (echo > file) is not part of the value.
+    results[name] = text.replace(/\r?\n$/, '');
+  }
+  return results;
 }
 
 /** metrics.json, if the step wrote one: its size is checked before it is read. */

@@ -8,6 +8,8 @@ export const FERRY_DIR = '/ferry';
 export const INPUTS_DIR = `${FERRY_DIR}/inputs`;
 export const OUTPUTS_DIR = `${FERRY_DIR}/outputs`;
 export const CONFIG_PATH = `${FERRY_DIR}/config.json`;
+/** A step writes each declared result to a file here (not under outputs/, so no output name can collide). */
+export const RESULTS_DIR = `${FERRY_DIR}/results`;
 export const METRICS_FILE = 'metrics.json';
 
 export const ENV = {
@@ -20,11 +22,14 @@ export const ENV = {
   report: 'FERRY_REPORT',
   namespace: 'FERRY_NAMESPACE',
   terminationLog: 'FERRY_TERMINATION_LOG',
+  results: 'FERRY_RESULTS',
 } as const;
 
 /** The kubelet reads at most 4096 bytes of a termination message. */
 export const TERMINATION_MESSAGE_LIMIT = 4096;
 export const MAX_METRICS = 64;
+/** The largest result a step may write (docs/limits.md): results live in the run's status. */
+export const RESULT_MAX_BYTES = 4096;
 /** Metric names are Kubernetes-label-sized: they become status keys and lineage columns. */
 export const METRIC_NAME_MAX_LENGTH = 63;
 /** The largest metrics.json the agent reads (checked before reading). */
@@ -42,6 +47,22 @@ export interface InputSpec {
   uri: string;
   digest: string;
   /** A signed GET of `uri`, and headers it must be sent with. */
+  url?: string;
+  headers?: Record<string, string>;
+  /**
+   * Set when `uri` is a collection (a forEach step's outputs): a JSON list of
+   * CollectedInput, each fetched into <name>/<index>/.
+   */
+  collection?: boolean;
+  /** In a plan, before the list is made: which output of each item the collection input is. */
+  output?: string;
+}
+
+/** One item's artifact of a collection input, with the URL to read it by. */
+export interface CollectedInput {
+  index: number;
+  uri: string;
+  digest: string;
   url?: string;
   headers?: Record<string, string>;
 }
@@ -83,6 +104,8 @@ export interface PublishedOutput {
 export interface StepReport {
   outputs: PublishedOutput[];
   metrics?: Record<string, number>;
+  /** The text of each result file the step wrote (the operator checks them against their declared types). */
+  results?: Record<string, string>;
 }
 
 /** What the termination message holds: the report, or where it was stored when too large. */
@@ -110,7 +133,17 @@ export function parseStepReport(bytes: Buffer, digest: string): StepReport {
   if (!Array.isArray(outputs) || !outputs.every((o) => typeof o?.name === 'string' && typeof o.uri === 'string' && typeof o.digest === 'string')) {
     throw new SyntaxError('the stored report has no list of outputs with name, uri and digest');
   }
-  return { outputs, ...(value.metrics ? { metrics: numericMetrics(value.metrics) } : {}) };
+  return {
+    outputs,
+    ...(value.metrics ? { metrics: numericMetrics(value.metrics) } : {}),
+    ...(value.results ? { results: stringValues(value.results) } : {}),
+  };
+}
+
+/** The string members of a results object (anything else is dropped: the operator then reports the result missing). */
+export function stringValues(document: unknown): Record<string, string> {
+  if (!document || typeof document !== 'object' || Array.isArray(document)) return {};
+  return Object.fromEntries(Object.entries(document as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string'));
 }
 
 /**

@@ -3,7 +3,7 @@
 // operator version), serialised canonically and hashed. Pure: freezing and reproducing build
 // documents; configuration-store.ts writes and reads them.
 import type { ResolvedParameter } from '../api/v1alpha1/pipeline-run.ts';
-import type { ParameterType, Pipeline, PipelineSpec } from '../api/v1alpha1/pipeline.ts';
+import type { ParameterType, Pipeline, PipelineSpec, StepSpec } from '../api/v1alpha1/pipeline.ts';
 import type { ResolvedImage } from '../images/resolver.ts';
 import { canonicalJson, digestOf, sha256Hex } from './canonical-json.ts';
 
@@ -87,6 +87,7 @@ export function freezeConfiguration(input: FreezeInput): PipelineConfiguration {
     if (!image) throw new Error(`no resolved image for step "${step}"`);
     return image;
   };
+  const pinned = (s: StepSpec): StepSpec => ({ ...structuredClone(s), image: pin(s.name).pinned });
   return {
     apiVersion: 'ferry.dev/v1alpha1',
     kind: 'PipelineConfiguration',
@@ -97,9 +98,13 @@ export function freezeConfiguration(input: FreezeInput): PipelineConfiguration {
       specHash: digestOf(pipeline.spec),
       provenance: provenanceOf(pipeline),
     },
-    spec: { ...structuredClone(pipeline.spec), steps: pipeline.spec.steps.map((s) => ({ ...structuredClone(s), image: pin(s.name).pinned })) },
+    spec: {
+      ...structuredClone(pipeline.spec),
+      steps: pipeline.spec.steps.map(pinned),
+      ...(pipeline.spec.finally ? { finally: pipeline.spec.finally.map(pinned) } : {}),
+    },
     parameters: input.parameters.map((p) => ({ name: p.name, type: types.get(p.name) ?? 'string', value: p.value, source: p.source })),
-    images: pipeline.spec.steps.map((s) => ({ step: s.name, reference: s.image, pinned: pin(s.name).pinned, digest: pin(s.name).digest })),
+    images: [...pipeline.spec.steps, ...(pipeline.spec.finally ?? [])].map((s) => ({ step: s.name, reference: s.image, pinned: pin(s.name).pinned, digest: pin(s.name).digest })),
     externalInputs: input.externalInputs ?? [],
     operator: { version: input.operatorVersion },
   };

@@ -15,6 +15,22 @@ export const Reasons = {
   InvalidInput: 'InvalidInput',
   UnknownParameter: 'UnknownParameter',
   InvalidDefault: 'InvalidDefault',
+  /** A step's volumeMounts name a volume the step does not declare. */
+  UnknownVolume: 'UnknownVolume',
+  /** A step volume with a name of Ferry's, or not exactly one source. */
+  InvalidVolume: 'InvalidVolume',
+  /** A mount path that is not absolute and normalised, is / or /ferry, or is under /ferry or the token's directory. */
+  InvalidVolumeMount: 'InvalidVolumeMount',
+  /** podMetadata with an invalid key or value, or a key of Ferry's, Kubernetes' or a container runtime's. */
+  InvalidPodMetadata: 'InvalidPodMetadata',
+  /** A step's `when` does not compile, is not a bool, or uses what it cannot see. */
+  InvalidCondition: 'InvalidCondition',
+  /** $(steps.x.results.y) of a step that is not upstream, or a result it does not declare. */
+  InvalidResultReference: 'InvalidResultReference',
+  InvalidForEach: 'InvalidForEach',
+  InvalidFinally: 'InvalidFinally',
+  /** Two steps whose Pods could have the same name (`a-1` next to a forEach step `a`). */
+  StepNameConflict: 'StepNameConflict',
   // PipelineRun Succeeded
   Pending: 'Pending',
   PipelineNotFound: 'PipelineNotFound',
@@ -26,7 +42,7 @@ export const Reasons = {
   InvalidPipeline: 'InvalidPipeline',
   InvalidParameters: 'InvalidParameters',
   ImageNotPinned: 'ImageNotPinned',
-  /** A step's nodeSelector or toleration uses a key the admin does not allow. */
+  /** A step's nodeSelector, affinity or toleration key, priority class or runtime class is one the admin does not allow. */
   PlacementNotAllowed: 'PlacementNotAllowed',
   ImageResolutionFailed: 'ImageResolutionFailed',
   /** The run's images are being resolved in the background (a slow registry). */
@@ -57,6 +73,29 @@ export const Reasons = {
   Error: 'Error',
   /** A Pending step whose identical twin runs in another run right now. */
   WaitingForCache: 'WaitingForCache',
+  /** Skipped: the step's `when` is false. */
+  ConditionFalse: 'ConditionFalse',
+  /** Failed: the step's `when` could not be evaluated (a missing key, say). */
+  ConditionError: 'ConditionError',
+  /** Skipped: a step it uses was skipped. */
+  UpstreamSkipped: 'UpstreamSkipped',
+  /** Skipped: a step it depends on failed (failurePolicy Continue). */
+  UpstreamFailed: 'UpstreamFailed',
+  /** A declared result is missing or does not fit its type. */
+  InvalidResult: 'InvalidResult',
+  /** More of a forEach step's items failed than its minSuccessRatio allows. */
+  ItemsFailed: 'ItemsFailed',
+  /** The main steps ended; the finally steps run. */
+  RunningFinally: 'RunningFinally',
+  /** The main steps succeeded, a finally step failed. */
+  FinallyFailed: 'FinallyFailed',
+  // Step reasons of failure causes (pod-status.ts REASON_OF_CAUSE)
+  OOMKilled: 'OOMKilled',
+  Evicted: 'Evicted',
+  Preempted: 'Preempted',
+  NodeLost: 'NodeLost',
+  ImagePullFailed: 'ImagePullFailed',
+  Unschedulable: 'Unschedulable',
 } as const;
 
 /** Reasons of the Events Ferry emits (a step's or run's transition, a model's stage). */
@@ -69,6 +108,8 @@ export const EventReasons = {
   RunSucceeded: 'RunSucceeded',
   RunFailed: 'RunFailed',
   RunCancelled: 'RunCancelled',
+  /** The main steps ended; the finally steps start. */
+  RunningFinally: 'RunningFinally',
   RegistrationFailed: Reasons.RegistrationFailed,
   StageChanged: 'StageChanged',
   Archived: 'Archived',

@@ -3,6 +3,8 @@ export const LABEL_RUN = 'ferry.dev/run';
 export const LABEL_STEP = 'ferry.dev/step';
 export const LABEL_PIPELINE = 'ferry.dev/pipeline';
 export const LABEL_ATTEMPT = 'ferry.dev/attempt';
+/** The index of a forEach step's item, on its Pods. */
+export const LABEL_ITEM = 'ferry.dev/item';
 /** On a ModelVersion: the registered model it is a version of. */
 export const LABEL_MODEL = 'ferry.dev/model';
 /** On a ModelVersion: the uid of the run that registered it (a reservation is adopted by it). */
@@ -16,5 +18,9 @@ export const MANAGED_POD_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
 /** On a ModelVersion: who set spec.stage last when Ferry did, and why (shown in the stage history). */
 export const ANNOTATION_STAGE_BY = 'ferry.dev/stage-changed-by';
 export const ANNOTATION_STAGE_REASON = 'ferry.dev/stage-reason';
+/** On a step Pod: `kubectl logs <pod>` shows the user's step (an init container) without `-c step`. */
+export const ANNOTATION_DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
+/** Prefix of every label and annotation key Ferry owns; podMetadata may not use it. */
+export const FERRY_KEY_PREFIX = 'ferry.dev/';
 
 export const FINAL_RUN_PHASES = new Set(['Succeeded', 'Failed', 'Cancelled']);

@@ -2,7 +2,7 @@
 // Status stays compact (one small entry per declared step, never a copy of the spec)
 // so that a 200-step run stays far below etcd's request size limit.
 import { ConditionsSchema, type KubeObject } from './common.ts';
-import { MAX_PARAMETERS, MAX_STEPS } from './pipeline.ts';
+import { FAILURE_POLICIES, MAX_FINALLY_STEPS, MAX_PARAMETERS, MAX_RESULTS, MAX_STEPS, RESULT_MAX_BYTES, podMetadataSchema } from './pipeline.ts';
 import { Type, cel, dnsLabel, enumOf, mapOf, namedList, object, scalar, timestamp, type Static } from './schema-kit.ts';
 
 export const RUN_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled'] as const;
@@ -86,6 +86,13 @@ export const PipelineRunSpecSchema = object(
       ),
     ),
     cachePolicy: Type.Optional(enumOf(['Enabled', 'Disabled'] as const, { description: 'Disabled reruns every step of this run.' })),
+    podMetadata: Type.Optional(
+      podMetadataSchema(
+        "Labels and annotations for this run's step Pods, over the Pipeline's podMetadata (Ferry's own labels still win).",
+        { rule: 'self == oldSelf', message: 'podMetadata is immutable' },
+      ),
+    ),
+    failurePolicy: Type.Optional(enumOf(FAILURE_POLICIES, { description: "Overrides the Pipeline's failurePolicy." })),
     cancel: Type.Optional(Type.Boolean({ description: 'Set to true to stop the run; running steps are deleted.' })),
   },
   cel(
@@ -111,6 +118,15 @@ export const StepStatusSchema = object({
   retryAt: Type.Optional(timestamp('When the next attempt starts (phase Retrying).')),
   reason: Type.Optional(Type.String({ maxLength: 128 })),
   message: Type.Optional(Type.String({ maxLength: 1024 })),
+  cause: Type.Optional(
+    enumOf(['Error', 'OOMKilled', 'Evicted', 'Preempted', 'NodeLost', 'ImagePullFailed', 'Unschedulable', 'DeadlineExceeded', 'AgentFailed'] as const, {
+      description: 'Why the latest attempt failed; with retries.policy it decides whether the step is retried.',
+    }),
+  ),
+  exitCode: Type.Optional(Type.Integer({ minimum: -2147483648, maximum: 2147483647, description: "Exit code of the latest failed attempt's container." })),
+  infrastructureRetries: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'Attempts retried after an infrastructure loss (Evicted, Preempted, NodeLost); they do not use retries.limit.' }),
+  ),
   outputs: Type.Optional(
     namedList(
       object({
@@ -130,6 +146,33 @@ export const StepStatusSchema = object({
     Type.Array(object({ name: Type.String({ maxLength: 63 }), version: Type.Integer({ minimum: 1 }) }), {
       maxItems: 8, description: 'ModelVersions this step registered (name-v<version>).',
     }),
+  ),
+  results: Type.Optional(
+    mapOf(Type.String({ maxLength: RESULT_MAX_BYTES }), { maxProperties: MAX_RESULTS, description: 'Results the step wrote, as canonical text (JSON for json results).' }),
+  ),
+  items: Type.Optional(
+    object(
+      {
+        total: Type.Integer({ minimum: 0 }),
+        pending: Type.Integer({ minimum: 0 }),
+        running: Type.Integer({ minimum: 0 }),
+        succeeded: Type.Integer({ minimum: 0 }),
+        failed: Type.Integer({ minimum: 0 }),
+      },
+      { description: 'Counts of a forEach step\'s items (never an entry per item: status stays small).' },
+    ),
+  ),
+  failedItems: Type.Optional(
+    Type.Array(
+      object({ index: Type.Integer({ minimum: 0 }), reason: Type.String({ maxLength: 128 }), message: Type.String({ maxLength: 256 }) }),
+      { maxItems: 10, description: 'The first failed items of a forEach step.' },
+    ),
+  ),
+  collection: Type.Optional(
+    object(
+      { uri: Type.String({ maxLength: 2048 }), digest: Type.String({ maxLength: 71 }), size: Type.Integer({ minimum: 0 }) },
+      { description: "A forEach step's items: their outputs and results, one JSON document in the artifact store." },
+    ),
   ),
 });
 
@@ -163,7 +206,17 @@ export const PipelineRunStatusSchema = object({
       'Resolved parameter values and where each came from.',
     ),
   ),
-  steps: Type.Optional(namedList(StepStatusSchema, MAX_STEPS, 'One entry per declared step.')),
+  steps: Type.Optional(namedList(StepStatusSchema, MAX_STEPS + MAX_FINALLY_STEPS, 'One entry per declared step, then one per finally step.')),
+  outcome: Type.Optional(
+    object(
+      {
+        phase: enumOf(['Succeeded', 'Failed', 'Cancelled'] as const),
+        reason: Type.String({ maxLength: 128 }),
+        message: Type.String({ maxLength: 4096 }),
+      },
+      { description: "How the run's main steps ended; set while its finally steps run." },
+    ),
+  ),
   metadataRecorded: Type.Optional(Type.String({ maxLength: 100, description: 'Phase and digest of what was last recorded in the metadata store.' })),
 });
 

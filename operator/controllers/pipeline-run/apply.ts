@@ -34,15 +34,18 @@ export async function createStepPods(
   if (!configuration) return { created, rejected };
   const pipelineName = configuration.spec.pipeline.name;
   await Promise.all(
-    plan.create.map(async ({ step, attempt, podName, inputs }) => {
+    plan.create.map(async ({ step, attempt, podName, inputs, item, variables }) => {
       const access = await stepAccess({
-        store, step, attempt, inputs, now,
+        store, step, attempt, inputs, now, ...(item ? { item: item.index } : {}),
         ...(agent.defaultTimeoutSeconds ? { defaultTimeoutSeconds: agent.defaultTimeoutSeconds } : {}),
         namespace: run.metadata.namespace ?? '',
         runUid: run.metadata.uid ?? '',
         configuration: { uri: configuration.uri, digest: configuration.digest },
       });
-      const pod = buildStepPod({ run, pipelineName, step, attempt, agent, access, parameters: plan.parameters });
+      const pod = buildStepPod({
+        run, pipelineName, step, attempt, agent, access, parameters: plan.parameters, ...(item ? { item } : {}), ...(variables ? { variables } : {}),
+        pipeline: configuration.spec.spec,
+      });
       try {
         onCreated(await client.create<Pod>(PODS, run.metadata.namespace, pod));
         created++;

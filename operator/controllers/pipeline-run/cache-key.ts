@@ -6,6 +6,7 @@ import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { InputSpec } from '../../agent/protocol.ts';
 import { canonicalJson, digestOf, sha256Hex } from '../../configuration/canonical-json.ts';
 import { referencedParameters } from '../pipeline/validate.ts';
+import { variablesOf } from '../pipeline/step-references.ts';
 
 export interface CacheKey {
   key: string;
@@ -26,7 +27,12 @@ export function maxAgeMs(step: StepSpec): number {
   return [...text.matchAll(/(\d+)([smhd])/g)].reduce((sum, [, n, u]) => sum + Number(n) * unit[u!]!, 0);
 }
 
-export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inputs: InputSpec[]): CacheKey {
+/**
+ * NOTE: the results a step uses are a component only when it uses any, so the keys of steps
+ * that use none stay what they were before results existed (their cached results stay valid).
+ */
+export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inputs: InputSpec[], results?: Map<string, string>): CacheKey {
+  const usedResults = variablesOf(step).results.map((r) => `${r.step}.${r.name}`).sort();
   const used = [...new Set([...(step.parameters ?? []), ...referencedParameters(step)])].sort();
   const values: Record<string, unknown> = {
     image: step.image,
@@ -37,6 +43,8 @@ export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inpu
     inputs: Object.fromEntries(inputs.map((i) => [i.name, i.digest])),
     outputs: (step.outputs ?? []).map((o) => [o.name, o.type]),
     version: step.cache?.version ?? '',
+    ...(usedResults.length > 0 ? { results: Object.fromEntries(usedResults.map((key) => [key, results?.get(key) ?? null])) } : {}),
+    ...(step.results?.length ? { declaredResults: step.results.map((r) => [r.name, r.type ?? 'string']) } : {}),
   };
   const components = Object.fromEntries(Object.entries(values).map(([name, value]) => [name, sha256Hex(canonicalJson(value)).slice(0, 16)]));
   return { key: digestOf(values), components };

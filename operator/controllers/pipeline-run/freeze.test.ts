@@ -401,6 +401,18 @@ describe('freezeRun: reproducing and resuming', () => {
     assert.deepEqual(copy.configuration.spec, outcome.configuration.spec);
   });
 
+  it("holds a reproduction to today's placement policy (PlacementNotAllowed), whatever it was when the source ran", async () => {
+    const store = new MemoryStore();
+    const r0 = pipelineRun({ name: 'r0', uid: 'uid-r0' });
+    const placed = pipeline({ steps: [step('a', { priorityClassName: 'batch-high' })] });
+    const outcome = frozen(await freezeRun(depsOf({ store, pipelines: [placed] }), r0));
+    const deps = { ...depsOf({ store, runs: [recorded(r0, outcome)] }), placement: { priorityClasses: ['batch-low'] } };
+    const result = await freezeRun(deps, pipelineRun({ name: 'r2', uid: 'uid-r2', reproduceFrom: { run: 'r0' } }));
+    assert.equal(result.kind, 'failed');
+    assert.equal(result.reason, Reasons.PlacementNotAllowed);
+    assert.equal(result.message, 'step "a": priorityClassName "batch-high" is not allowed here (allowed: batch-low)');
+  });
+
   it('refuses to reproduce a {uri, digest} whose digest does not match (ConfigurationDigestMismatch)', async () => {
     const { store, outcome } = await source();
     const wrong = pipelineRun({ name: 'r2', reproduceFrom: { configuration: { uri: outcome.uri, digest: digest('0') } } });
@@ -519,6 +531,37 @@ describe('placementProblem: what the admin allows steps', () => {
     ['no tolerations allowed', { tolerationKeys: [] }, 'step "a": a toleration of "gpu" is not allowed here (allowed: none)'],
   ];
   for (const [name, policy, expected] of cases) it(name, () => assert.equal(placementProblem(steps, policy), expected));
+
+  const scheduled = [step('b', {
+    priorityClassName: 'batch-high',
+    runtimeClassName: 'gvisor',
+    affinity: {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['gpu'] }] }] },
+        preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, preference: { matchExpressions: [{ key: 'zone', operator: 'Exists' }] } }],
+      },
+      podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'kubernetes.io/hostname' }] },
+    },
+  })];
+  const allKeys = ['pool', 'zone', 'kubernetes.io/hostname'];
+  const scheduling: Array<[string, Parameters<typeof placementProblem>[1], string | undefined]> = [
+    ['affinity keys, priority and runtime class all allowed', { nodeSelectorKeys: allKeys, priorityClasses: ['batch-high'], runtimeClasses: ['gvisor'] }, undefined],
+    ['a required nodeAffinity key not listed', { nodeSelectorKeys: ['zone'] }, 'step "b": nodeAffinity key "pool" is not allowed here (allowed: zone)'],
+    ['a preferred nodeAffinity key not listed', { nodeSelectorKeys: ['pool', 'kubernetes.io/hostname'] }, 'step "b": nodeAffinity key "zone" is not allowed here (allowed: pool, kubernetes.io/hostname)'],
+    ['a pod anti-affinity topologyKey not listed', { nodeSelectorKeys: ['pool', 'zone'] }, 'step "b": pod affinity topologyKey "kubernetes.io/hostname" is not allowed here (allowed: pool, zone)'],
+    ['a priority class not listed', { priorityClasses: ['batch-low'] }, 'step "b": priorityClassName "batch-high" is not allowed here (allowed: batch-low)'],
+    ['no runtime class allowed', { runtimeClasses: [] }, 'step "b": runtimeClassName "gvisor" is not allowed here (allowed: none)'],
+  ];
+  for (const [name, policy, expected] of scheduling) it(name, () => assert.equal(placementProblem(scheduled, policy), expected));
+  it('a step that names no class fits any class list', () => assert.equal(placementProblem(steps, { priorityClasses: [], runtimeClasses: [] }), undefined));
+
+  it("fails a run whose podMetadata uses a key that is not the user's (InvalidPodMetadata)", async () => {
+    const run = pipelineRun({ podMetadata: { labels: { 'ferry.dev/step': 'x' } } });
+    const outcome = await freezeRun(depsOf({ pipelines: [pipeline({ steps })] }), run);
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(outcome.reason, Reasons.InvalidPodMetadata);
+    assert.equal(outcome.message, 'spec.podMetadata: label key "ferry.dev/step" cannot be set: it is Ferry\'s own');
+  });
 
   it('fails the run with PlacementNotAllowed before any image is resolved', async () => {
     const placed = pipeline({ steps });

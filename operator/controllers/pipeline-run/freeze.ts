@@ -5,7 +5,7 @@
 // changes, whatever happens to its Pipeline.
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
 import type { PipelineRun, ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
-import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
+import type { Pipeline, StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { LruCache } from '../../artifacts/config-cache.ts';
 import { ObjectExistsError, ObjectNotFoundError, ObjectTooLargeError, type ArtifactStore } from '../../artifacts/store.ts';
 import { CrossNamespaceReferenceError, uriInNamespace } from '../../artifacts/tenancy.ts';
@@ -16,7 +16,7 @@ import {
 import type { ResolutionAnswer, ResolutionRequest } from '../../images/resolution-queue.ts';
 import type { RegistryCredentials, ResolvedImage } from '../../images/resolver.ts';
 import { sha256Hex } from '../../configuration/canonical-json.ts';
-import { validatePipeline } from '../pipeline/validate.ts';
+import { podMetadataProblem, stepPodsProblem, validatePipeline } from '../pipeline/validate.ts';
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import type { ExternalInput } from '../../configuration/pipeline-configuration.ts';
 import { resolveModelReference } from '../../models/references.ts';
@@ -44,19 +44,49 @@ export interface FreezeDeps {
   credentialsFrom(namespace: string, secrets: string[]): Promise<(registry: string) => RegistryCredentials | undefined>;
 }
 
-/** nodeSelector and toleration keys steps may use; a list left out allows any. */
+/**
+ * What placement steps may ask for; a list left out allows any. nodeSelectorKeys also governs the
+ * node label keys of nodeAffinity match expressions and the topology keys of pod (anti-)affinity.
+ */
 export interface PlacementPolicy {
   nodeSelectorKeys?: string[];
   tolerationKeys?: string[];
+  priorityClasses?: string[];
+  runtimeClasses?: string[];
 }
 
+/** Every node label key a step's scheduling names: nodeSelector, nodeAffinity expressions, pod (anti-)affinity topology keys. */
+function nodeLabelKeys(step: StepSpec): Array<{ key: string; where: string }> {
+  const keys = Object.keys(step.nodeSelector ?? {}).map((key) => ({ key, where: 'nodeSelector key' }));
+  const node = step.affinity?.nodeAffinity;
+  const terms = [
+    ...(node?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? []),
+    ...(node?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p) => p.preference),
+  ];
+  for (const term of terms) for (const e of term.matchExpressions ?? []) keys.push({ key: e.key, where: 'nodeAffinity key' });
+  for (const pods of [step.affinity?.podAffinity, step.affinity?.podAntiAffinity]) {
+    const podTerms = [...(pods?.requiredDuringSchedulingIgnoredDuringExecution ?? []), ...(pods?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p) => p.podAffinityTerm)];
+    for (const term of podTerms) keys.push({ key: term.topologyKey, where: 'pod affinity topologyKey' });
+  }
+  return keys;
+}
+
+const allowed = (list: string[]) => list.join(', ') || 'none';
+
 /** The first step placement the policy does not allow, as a message; undefined when all fit. */
-export function placementProblem(steps: Pipeline['spec']['steps'], policy: PlacementPolicy | undefined): string | undefined {
+export function placementProblem(steps: StepSpec[], policy: PlacementPolicy | undefined): string | undefined {
   for (const step of steps) {
-    const selector = Object.keys(step.nodeSelector ?? {}).find((k) => policy?.nodeSelectorKeys && !policy.nodeSelectorKeys.includes(k));
-    if (selector !== undefined) return `step "${step.name}": nodeSelector key "${selector}" is not allowed here (allowed: ${policy!.nodeSelectorKeys!.join(', ') || 'none'})`;
-    const toleration = (step.tolerations ?? []).find((t) => policy?.tolerationKeys && !policy.tolerationKeys.includes(t.key ?? ''));
-    if (toleration) return `step "${step.name}": a toleration of "${toleration.key ?? '(any key)'}" is not allowed here (allowed: ${policy!.tolerationKeys!.join(', ') || 'none'})`;
+    const { nodeSelectorKeys, tolerationKeys, priorityClasses, runtimeClasses } = policy ?? {};
+    const label = nodeSelectorKeys ? nodeLabelKeys(step).find(({ key }) => !nodeSelectorKeys.includes(key)) : undefined;
+    if (label) return `step "${step.name}": ${label.where} "${label.key}" is not allowed here (allowed: ${allowed(nodeSelectorKeys ?? [])})`;
+    const toleration = tolerationKeys ? (step.tolerations ?? []).find((t) => !tolerationKeys.includes(t.key ?? '')) : undefined;
+    if (toleration) return `step "${step.name}": a toleration of "${toleration.key ?? '(any key)'}" is not allowed here (allowed: ${allowed(tolerationKeys ?? [])})`;
+    if (priorityClasses && step.priorityClassName !== undefined && !priorityClasses.includes(step.priorityClassName)) {
+      return `step "${step.name}": priorityClassName "${step.priorityClassName}" is not allowed here (allowed: ${allowed(priorityClasses)})`;
+    }
+    if (runtimeClasses && step.runtimeClassName !== undefined && !runtimeClasses.includes(step.runtimeClassName)) {
+      return `step "${step.name}": runtimeClassName "${step.runtimeClassName}" is not allowed here (allowed: ${allowed(runtimeClasses)})`;
+    }
   }
   return undefined;
 }
@@ -107,6 +137,8 @@ export async function freezeRun(deps: FreezeDeps, run: PipelineRun): Promise<Fre
       throw err;
     }
   }
+  const podMetadata = podMetadataProblem(run.spec.podMetadata);
+  if (podMetadata) return { kind: 'failed', reason: Reasons.InvalidPodMetadata, message: `spec.podMetadata: ${podMetadata}` };
   const built = run.spec.reproduceFrom || run.spec.resumeFrom ? await reproduce(deps, run) : await freezeFromPipeline(deps, run);
   if (built.kind !== 'built') return built;
   return writeOnce(deps, run, built.configuration);
@@ -146,24 +178,26 @@ async function freezeFromPipeline(deps: FreezeDeps, run: PipelineRun): Promise<B
   const checked = checkPipeline({ ...run, spec: { ...run.spec, pipelineRef: { name: pipelineName } } }, deps.pipelineOf(namespace, pipelineName));
   if (checked.kind !== 'ok') return checked;
   const { pipeline, parameters } = checked;
-  const placement = placementProblem(pipeline.spec.steps, deps.placement);
+  const placement = placementProblem([...pipeline.spec.steps, ...(pipeline.spec.finally ?? [])], deps.placement);
   if (placement) return { kind: 'failed', reason: Reasons.PlacementNotAllowed, message: placement };
   const external = resolveExternalInputs(deps, namespace, pipeline, boundModels);
   if ('error' in external) return { kind: 'failed', reason: external.reason, message: external.error };
   const requireDigest = pipeline.spec.imagePolicy === 'RequireDigest';
-  const unpinned = requireDigest ? pipeline.spec.steps.find((s) => !s.image.includes('@sha256:')) : undefined;
+  // Finally steps are steps too: their images are pinned and their inputs resolved alike.
+  const everyStep = [...pipeline.spec.steps, ...(pipeline.spec.finally ?? [])];
+  const unpinned = requireDigest ? everyStep.find((s) => !s.image.includes('@sha256:')) : undefined;
   if (unpinned) {
     return { kind: 'failed', reason: Reasons.ImageNotPinned, message: `step "${unpinned.name}": image ${unpinned.image} has no digest and the pipeline's imagePolicy is RequireDigest` };
   }
   const credentials = await deps.credentialsFrom(namespace, (pipeline.spec.imagePullSecrets ?? []).map((s) => s.name));
   // NOTE: off the reconcile workers and bounded in time: a tenant's slow registry holds no
   // worker, and other namespaces' runs take their turns.
-  const references = pipeline.spec.steps.map((s) => [s.name, s.image] as const);
+  const references = everyStep.map((s) => [s.name, s.image] as const);
   const answer = await deps.images.request({ key: `${namespace}/${run.metadata.name}`, namespace, references, credentials });
   if ('pending' in answer) return { kind: 'waiting', reason: Reasons.ResolvingImages, message: `resolving the images of ${references.length} steps` };
   const resolved = answer.done;
   const images = new Map<string, ResolvedImage>();
-  for (const step of pipeline.spec.steps) {
+  for (const step of everyStep) {
     const result = resolved.get(step.name)!;
     if (result.error) {
       deps.onImageResolution?.('failed');
@@ -190,7 +224,7 @@ function resolveExternalInputs(
   deps: FreezeDeps, namespace: string, pipeline: Pipeline, boundModels: Map<string, ModelVersion>,
 ): { inputs: ExternalInput[] } | { error: string; reason: string } {
   const inputs: ExternalInput[] = [];
-  for (const step of pipeline.spec.steps) {
+  for (const step of [...pipeline.spec.steps, ...(pipeline.spec.finally ?? [])]) {
     for (const input of step.inputs ?? []) {
       const where = `step "${step.name}" input "${input.name}"`;
       if (input.model) {
@@ -249,6 +283,11 @@ async function reproduce(deps: FreezeDeps, run: PipelineRun): Promise<Built> {
     const readable = uriInNamespace(deps.store, source.uri, namespace, 'the configuration to reproduce');
     const original = parseConfiguration(await deps.store.readAll(readable, CONFIGURATION_MAX_BYTES), source.digest, source.uri);
     const { uri, digest } = source;
+    // NOTE: the admin's placement policy and the Pod rules are today's, whatever they were when the source ran.
+    const placement = placementProblem([...original.spec.steps, ...(original.spec.finally ?? [])], deps.placement);
+    if (placement) return { kind: 'failed', reason: Reasons.PlacementNotAllowed, message: placement };
+    const pods = stepPodsProblem(original.spec);
+    if (pods) return { kind: 'failed', reason: Reasons.InvalidPipeline, message: `the configuration to reproduce is invalid: ${pods.message}` };
     return { kind: 'built', configuration: reproduceConfiguration(original, { ...identityOf(run), reproducedFrom: { uri, digest } }) };
   } catch (err) {
     if (err instanceof CrossNamespaceReferenceError) return { kind: 'failed', reason: Reasons.CrossNamespaceReference, message: `refusing to reproduce: ${err.message}` };

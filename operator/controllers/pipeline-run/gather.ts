@@ -6,8 +6,12 @@
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import { FINAL_RUN_PHASES } from '../../api/v1alpha1/labels.ts';
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
-import { REPORT_MAX_BYTES, parseStepReport, type StepReport } from '../../agent/protocol.ts';
-import { ObjectNotFoundError, ObjectTooLargeError, type ArtifactStore } from '../../artifacts/store.ts';
+import { REPORT_MAX_BYTES, parseStepReport, stringValues, type StepReport } from '../../agent/protocol.ts';
+import { LABEL_STEP } from '../../api/v1alpha1/labels.ts';
+import { ObjectNotFoundError, ObjectTooLargeError, blobKey, type ArtifactStore } from '../../artifacts/store.ts';
+import { LruCache } from '../../artifacts/config-cache.ts';
+import { COLLECTION_MAX_BYTES, parseCollection, type Collection } from './collection.ts';
+import { FINAL_STEP_PHASES } from './transitions.ts';
 import { CrossNamespaceReferenceError, uriInNamespace } from '../../artifacts/tenancy.ts';
 import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import type { Pod } from '../../kube/pod.ts';
@@ -18,7 +22,8 @@ import type { CheckedReport, RunFacts } from './plan.ts';
 import { attemptOutcome, terminationMessageOf } from './pod-status.ts';
 import { recordedAsFinished } from './records.ts';
 import { registrationPending } from './registration.ts';
-import type { StepCache } from './step-cache.ts';
+import type { FailureSettings } from './retry-policy.ts';
+import { reusedExtras, type StepCache } from './step-cache.ts';
 import type { Reused } from './transitions.ts';
 
 export interface GatherDeps {
@@ -29,6 +34,8 @@ export interface GatherDeps {
   freeze: FreezeDeps;
   stepCache: StepCache;
   clock: Clock;
+  /** The operator's settings for failed attempts (config.ts), passed on to the planner. */
+  failureSettings: FailureSettings;
 }
 
 /** The facts of a run that has finished (Succeeded, Failed or Cancelled). */
@@ -76,6 +83,9 @@ export async function gatherRun(deps: GatherDeps, key: string): Promise<Gathered
       reports: await checkReports(deps.store, run, pods),
       resumed: resumedResults(deps.runs, run),
       cache: deps.stepCache.view(run.metadata.namespace ?? '', run.metadata.name),
+      failureSettings: deps.failureSettings,
+      collections: await loadCollections(deps.store, run),
+      blobUri: (hex) => deps.store.uriFor(blobKey(run.metadata.namespace ?? '', hex)),
     },
   };
 }
@@ -87,14 +97,15 @@ export async function gatherRun(deps: GatherDeps, key: string): Promise<Gathered
  */
 async function checkReports(store: ArtifactStore, run: PipelineRun, pods: Pod[]): Promise<Map<string, CheckedReport>> {
   const namespace = run.metadata.namespace ?? '';
-  const done = new Set((run.status?.steps ?? []).filter((s) => s.phase === 'Succeeded').map((s) => s.podName));
+  // A finished step's report is in its status already (a forEach step's in its collection).
+  const finished = new Set((run.status?.steps ?? []).filter((s) => FINAL_STEP_PHASES.has(s.phase)).map((s) => s.name));
   const reports = new Map<string, CheckedReport>();
   for (const pod of pods) {
-    if (done.has(pod.metadata.name) || attemptOutcome(pod).state !== 'succeeded') continue;
+    if (finished.has(pod.metadata.labels?.[LABEL_STEP] ?? '') || attemptOutcome(pod).state !== 'succeeded') continue;
     const message = terminationMessageOf(pod);
     if (!message) continue;
     try {
-      const report = 'report' in message ? message.report : await readReport(store, namespace, message.manifest);
+      const report = 'report' in message ? { ...message.report, ...(message.report.results ? { results: stringValues(message.report.results) } : {}) } : await readReport(store, namespace, message.manifest);
       for (const output of report.outputs) uriInNamespace(store, output.uri, namespace, `output "${output.name}"`);
       reports.set(pod.metadata.name, report);
     } catch (err) {
@@ -105,9 +116,45 @@ async function checkReports(store: ArtifactStore, run: PipelineRun, pods: Pod[])
   return reports;
 }
 
+/** Stored reports and collections are immutable (named by digest): parsed ones are kept, a bounded number. */
+const parsedReports = new LruCache<StepReport>(2000);
+const parsedCollections = new LruCache<Collection>(64);
+
 async function readReport(store: ArtifactStore, namespace: string, manifest: { uri: string; digest: string }): Promise<StepReport> {
   const uri = uriInNamespace(store, manifest.uri, namespace, 'the step report');
-  return parseStepReport(await store.readAll(uri, REPORT_MAX_BYTES), manifest.digest);
+  const key = `${uri}@${manifest.digest}`;
+  const known = parsedReports.get(key);
+  if (known) return known;
+  const report = parseStepReport(await store.readAll(uri, REPORT_MAX_BYTES), manifest.digest);
+  parsedReports.set(key, report);
+  return report;
+}
+
+/**
+ * The collections of the run's finished forEach steps, which later steps read their results
+ * from. One that cannot be read within its limit, or does not match its digest, is left out: the
+ * steps that need it then fail (the gate finds no results).
+ */
+async function loadCollections(store: ArtifactStore, run: PipelineRun): Promise<Map<string, Collection>> {
+  const namespace = run.metadata.namespace ?? '';
+  const collections = new Map<string, Collection>();
+  for (const step of run.status?.steps ?? []) {
+    if (!step.collection) continue;
+    const uri = uriInNamespace(store, step.collection.uri, namespace, `the collection of step "${step.name}"`);
+    const key = `${uri}@${step.collection.digest}`;
+    let collection = parsedCollections.get(key);
+    if (!collection) {
+      try {
+        collection = parseCollection(await store.readAll(uri, COLLECTION_MAX_BYTES), step.collection.digest);
+      } catch (err) {
+        if (!(err instanceof ObjectTooLargeError || err instanceof ObjectNotFoundError || err instanceof SyntaxError)) throw err;
+        continue;
+      }
+      parsedCollections.set(key, collection);
+    }
+    collections.set(step.name, collection);
+  }
+  return collections;
 }
 
 /** Results of the run being resumed that may be reused (their artifacts are checked after planning). */
@@ -120,7 +167,7 @@ function resumedResults(runs: RunCache, run: PipelineRun): Map<string, Reused> {
       run: step.cachedFrom ?? source!.metadata.name,
       outputs: step.outputs ?? [],
       origin: `${source!.metadata.uid}/${step.name}`,
-      ...(step.metrics ? { metrics: step.metrics } : {}),
+      ...reusedExtras(step),
     });
   }
   return reuse;

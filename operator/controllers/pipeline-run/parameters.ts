@@ -2,6 +2,8 @@
 // against its declared type. Values are kept as canonical strings ("3", "0.25", "true").
 import { PARAMETER_VALUE_MAX_LENGTH, type ResolvedParameter, type RunParameter } from '../../api/v1alpha1/pipeline-run.ts';
 import type { ParameterSpec, ParameterType } from '../../api/v1alpha1/pipeline.ts';
+import { canonicalJson } from '../../configuration/canonical-json.ts';
+import { escapeForKubelet, substitute } from './variables.ts';
 
 export type Coerced = { value: string } | { error: string };
 
@@ -34,6 +36,15 @@ export function coerceParameter(type: ParameterType, raw: unknown): Coerced {
       if (raw === true || raw === 'true') return { value: 'true' };
       if (raw === false || raw === 'false') return { value: 'false' };
       return { error: `${describe(raw)} is not a boolean (true or false)` };
+    case 'json': {
+      // A number or boolean is JSON already; a string must parse. Kept as canonical JSON text.
+      if (typeof raw !== 'string') return { value: canonicalJson(raw) };
+      try {
+        return { value: canonicalJson(JSON.parse(raw) as unknown) };
+      } catch {
+        return { error: `${describe(raw)} is not JSON` };
+      }
+    }
   }
 }
 
@@ -64,20 +75,7 @@ export function resolveParameters(declared: ParameterSpec[], given: RunParameter
 /** FERRY_PARAM_<NAME>: upper case, with - turned into _. */
 export const parameterEnvName = (name: string) => `FERRY_PARAM_${name.toUpperCase().replace(/-/g, '_')}`;
 
-/**
- * Replaces $(params.<name>) with the resolved value; unknown references stay as written. The
- * value is escaped for the kubelet, which would otherwise expand a `$(VAR)` inside it.
- */
-export function substituteParameters(text: string, values: Map<string, string>): string {
-  return text.replace(/\$\(params\.([a-zA-Z_][a-zA-Z0-9_-]*)\)/g, (whole, name: string) => {
-    const value = values.get(name);
-    return value === undefined ? whole : escapeForKubelet(value);
-  });
-}
+/** Replaces $(params.<name>) with the resolved value (variables.ts has every kind of variable). */
+export const substituteParameters = (text: string, values: Map<string, string>): string => substitute(text, { params: values });
 
-/**
- * A value the kubelet passes through as written: it expands `$(VAR)` in command, args and env
- * values, and reads `$$(` as a literal `$(`. NOTE: a parameter value is data, never a reference
- * to another variable (that could copy a Secret-backed variable into args).
- */
-export const escapeForKubelet = (value: string) => value.replaceAll('$(', () => '$$(');
+export { escapeForKubelet };

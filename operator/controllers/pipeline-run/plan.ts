@@ -4,105 +4,46 @@
 //
 // A step moves through these phases (the attempt counter grows on each launch):
 //
-//   Pending ──deps succeeded, slot free──► Running ──Pod Succeeded──► Succeeded
-//                                           │  ▲
-//                 Pod Failed / timed out,   │  │ retryAt reached, slot free
-//                 attempts <= retries.limit ▼  │
-//                                          Retrying
-//                 Pod Failed / timed out,
-//                 no retries left ─────────────────────────────────► Failed
+//   Pending ──deps done, when true, slot free──► Running ──Pod Succeeded──► Succeeded
+//      │                                          │  ▲
+//      │ when false, or a step it     Pod Failed, │  │ retryAt reached, slot free
+//      │ needs did not succeed      retries left  ▼  │
+//      ▼                                         Retrying
+//   Skipped                     Pod Failed, no retries left ─────────────► Failed
 //
-//   When the run ends early (a step Failed, the run timed out, spec.cancel): Running and
-//   Retrying steps become Cancelled (their Pods are deleted), Pending steps become Skipped.
-//
-// The run is Pending until its first step starts, Running until every step Succeeded
-// (Succeeded) or it ends early (Failed or Cancelled). Pods have deterministic names, so a
-// launch that is planned twice creates one Pod.
+// A forEach step is Running while its items run (fan-out.ts), then Succeeded or Failed.
+// The main steps end when each is final, or early: at a Failed step (failurePolicy FailFast),
+// at the run's timeout, or at spec.cancel; then Running and Retrying steps become Cancelled
+// (their Pods are deleted) and Pending ones Skipped. Then the finally steps run, whatever the
+// outcome (status.outcome holds it meanwhile), and the run takes the main steps' outcome
+// (Failed if a finally step failed after the main steps succeeded). Pods have deterministic
+// names, so a launch that is planned twice creates one Pod. docs/control-flow.md has the rules.
 import type { Condition } from '../../api/v1alpha1/common.ts';
-import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import { CONDITION_SUCCEEDED, EventReasons, Reasons, setCondition } from '../../api/v1alpha1/conditions.ts';
 import { LABEL_ATTEMPT, LABEL_STEP } from '../../api/v1alpha1/labels.ts';
-import type {
-  PipelineRun, PipelineRunStatus, ResolvedParameter, RunPhase, StepStatus,
-} from '../../api/v1alpha1/pipeline-run.ts';
+import type { PipelineRun, PipelineRunStatus, ResolvedParameter, RunPhase, StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
-import type { InputSpec, StepReport } from '../../agent/protocol.ts';
+import type { InputSpec } from '../../agent/protocol.ts';
 import type { PipelineConfiguration } from '../../configuration/pipeline-configuration.ts';
 import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { attemptOutcome, isActive, truncate } from './pod-status.ts';
+import { evaluateCondition } from '../pipeline/expressions.ts';
+import { conditionEnvironment, conditionValues } from '../pipeline/condition-environment.ts';
+import { consumedSteps } from '../pipeline/step-references.ts';
 import { cacheKeyOf, isCacheable, type CacheKey } from './cache-key.ts';
-import type { FreezeOutcome } from './freeze.ts';
+import { collectedResult } from './collection.ts';
+import { advanceFanOut, resolveItems } from './fan-out.ts';
+import { Planner, activePods, type RunFacts, type RunPlan, type RunEvent, type StepLaunch } from './planner.ts';
+import { attemptOutcome, truncate } from './pod-status.ts';
+import { checkResults } from './results.ts';
+import { retryDelaySeconds } from './retry-policy.ts';
 import {
-  FINAL_STEP_PHASES, adoptAttempt, endStep, failStep, isDone, iso, pendingStep, retryStep, reuseStep, startAttempt, succeedStep,
-  waitForTwin, type Reused,
+  FINAL_STEP_PHASES, adoptAttempt, endStep, failStep, isDone, iso, pendingStep, retryStep, reuseStep, skipStep, startAttempt, startFanOut,
+  succeedStep, waitForTwin, type Reused,
 } from './transitions.ts';
 
-export { isDone, type Reused };
-
-/** What the step cache says of a step's cache key (step-cache.ts answers from the informer cache). */
-export type CacheLookup = { hit: Reused } | { runningIn: string } | { miss: true };
-
-/** The step cache as the planner sees it: synchronous, no I/O (artifacts are checked after planning). */
-export interface CacheView {
-  lookup(key: string, step: StepSpec): CacheLookup;
-}
-
-/** Everything a pass knows about a live run (gather.ts collects it). */
-export interface RunFacts {
-  /** A copy of the cached run: planning may not touch the cache's object. */
-  run: PipelineRun;
-  start: FreezeOutcome;
-  /** Pods controlled by the run, from the cache. */
-  pods: Pod[];
-  now: Date;
-  /** ModelVersions the run created (by its uid label): its registrations so far. */
-  registered: ModelVersion[];
-  /** Reports of succeeded Pods, checked (gather.ts); a Pod absent here has none. */
-  reports: Map<string, CheckedReport>;
-  /** Results of the run being resumed (spec.resumeFrom), by step name. */
-  resumed: Map<string, Reused>;
-  /** Earlier executions of identical steps; undefined when nothing may be reused. */
-  cache?: CacheView;
-}
-
-/** A succeeded Pod's report, or why it was refused (the step then fails). */
-export type CheckedReport = StepReport | { refused: string };
-
-export interface StepLaunch {
-  step: StepSpec;
-  attempt: number;
-  podName: string;
-  /** Upstream outputs the step reads, filled once every step has been advanced. */
-  inputs: InputSpec[];
-  /** Set when the step could have been served from the cache and was not: the key it will be found under. */
-  cache?: CacheKey;
-}
-
-export interface RunEvent {
-  type: 'Normal' | 'Warning';
-  reason: string;
-  message: string;
-  /** The step a StepStarted Event is about (a refused Pod takes it back). */
-  step?: string;
-}
-
-export interface RunPlan {
-  status: PipelineRunStatus;
-  create: StepLaunch[];
-  delete: Pod[];
-  events: RunEvent[];
-  parameters: ResolvedParameter[];
-  /** The frozen configuration, when the run has one. */
-  configuration?: { spec: PipelineConfiguration; uri: string; digest: string };
-  /** Earlier results this plan reuses, by step: the shell checks their artifacts still exist. */
-  reused: Map<string, Reused>;
-  /** Step cache lookups made by this plan, for metrics. */
-  lookups: Array<'hit' | 'miss' | 'wait'>;
-  requeueAfterMs?: number;
-  /** The run waits for a system that is down (a registry): retry with the key's backoff. */
-  backoff?: boolean;
-}
+export { activePods, isDone, retryDelaySeconds, type Reused };
+export type { CacheLookup, CacheView, CheckedReport, RunEvent, RunFacts, RunPlan, StepLaunch } from './planner.ts';
 
 /**
  * One Event per type and reason for a pass: a pass that starts 199 steps says so once, naming
@@ -122,74 +63,13 @@ export function collapseEvents(events: RunEvent[]): RunEvent[] {
   });
 }
 
-const DEFAULT_BACKOFF_SECONDS = 10;
-const DEFAULT_MAX_BACKOFF_SECONDS = 300;
 /** While a step waits for its twin in another run: how often to look again. */
 const TWIN_POLL_MS = 2000;
 
 const ms = (t: string | undefined) => (t ? Date.parse(t) : NaN);
 const attemptOf = (pod: Pod) => Number(pod.metadata.labels?.[LABEL_ATTEMPT] ?? 0);
 
-/** Delay before the attempt that follows `failures` failed attempts. */
-export function retryDelaySeconds(step: StepSpec, failures: number): number {
-  const base = step.retries?.backoffSeconds ?? DEFAULT_BACKOFF_SECONDS;
-  const max = step.retries?.maxBackoffSeconds ?? DEFAULT_MAX_BACKOFF_SECONDS;
-  return Math.min(max, base * 2 ** Math.max(0, failures - 1));
-}
-
-/** Pods that are still running and not already being deleted. */
-export const activePods = (pods: Pod[]): Pod[] => pods.filter((pod) => isActive(pod) && !pod.metadata.deletionTimestamp);
-
-/** Collects the outputs of planning one run. */
-class Planner {
-  readonly create: StepLaunch[] = [];
-  readonly delete: Pod[] = [];
-  readonly events: RunEvent[] = [];
-  readonly reused = new Map<string, Reused>();
-  readonly lookups: RunPlan['lookups'] = [];
-  private wakeAt = Infinity;
-  readonly facts: RunFacts;
-  readonly now: number;
-
-  constructor(facts: RunFacts) {
-    this.facts = facts;
-    this.now = facts.now.getTime();
-  }
-
-  wake(at: number): void {
-    this.wakeAt = Math.min(this.wakeAt, at);
-  }
-
-  /** A run that ended has no timed work left. */
-  sleep(): void {
-    this.wakeAt = Infinity;
-  }
-
-  event(type: RunEvent['type'], reason: string, message: string): void {
-    this.events.push({ type, reason, message: truncate(message, 1024) });
-  }
-
-  deleteActive(pods: Pod[]): void {
-    for (const pod of activePods(pods)) if (!this.delete.includes(pod)) this.delete.push(pod);
-  }
-
-  finish(status: PipelineRunStatus, parameters: ResolvedParameter[], backoff = false): RunPlan {
-    const requeueAfterMs = Number.isFinite(this.wakeAt) ? Math.max(0, this.wakeAt - this.now) : undefined;
-    const start = this.facts.start;
-    return {
-      status,
-      create: this.create,
-      delete: this.delete,
-      events: this.events,
-      parameters,
-      reused: this.reused,
-      lookups: this.lookups,
-      ...(start.kind === 'frozen' ? { configuration: { spec: start.configuration, uri: start.uri, digest: start.digest } } : {}),
-      ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
-      ...(backoff ? { backoff } : {}),
-    };
-  }
-}
+type Outcome = NonNullable<PipelineRunStatus['outcome']>;
 
 /** A live run (not yet Succeeded, Failed or Cancelled) one step forward. */
 export function planRun(facts: RunFacts): RunPlan {
@@ -225,45 +105,77 @@ export function planRun(facts: RunFacts): RunPlan {
     specHash: configuration.pipeline.specHash,
   };
 
+  const mainSpecs = configuration.spec.steps;
+  const finallySpecs = configuration.spec.finally ?? [];
   const previousSteps = new Map((previous.steps ?? []).map((s) => [s.name, s]));
   const podsByStep = new Map<string, Pod[]>();
   for (const pod of pods) {
     const step = pod.metadata.labels?.[LABEL_STEP] ?? '';
     podsByStep.set(step, [...(podsByStep.get(step) ?? []), pod]);
   }
-  const steps = configuration.spec.steps.map((spec) =>
-    advanceStep(p, run, spec, previousSteps.get(spec.name) ?? pendingStep(spec.name), podsByStep.get(spec.name) ?? []));
+  const graph: RunGraph = {
+    run, configuration, specs: [...mainSpecs, ...finallySpecs], main: mainSpecs.length, podsByStep, collections: facts.collections,
+    outcome: () => status.outcome,
+    steps: [...mainSpecs, ...finallySpecs].map((spec) => {
+      const step = previousSteps.get(spec.name) ?? pendingStep(spec.name);
+      // A forEach step's items are advanced with the launches (they share the free slots).
+      return spec.forEach ? step : advanceStep(p, run, spec, step, podsByStep.get(spec.name) ?? []);
+    }),
+  };
+  const steps = graph.steps;
   status.steps = steps;
   // An adopted Pod means the run started, even if the status write that said so was lost.
   const firstStart = Math.min(...steps.map((s) => ms(s.startedAt)).filter(Number.isFinite));
   if (!status.startedAt && Number.isFinite(firstStart)) status.startedAt = iso(new Date(firstStart));
 
-  if (run.spec.cancel) return end('Cancelled', Reasons.Cancelled, 'cancelled (spec.cancel is true)');
+  const failFast = (run.spec.failurePolicy ?? configuration.spec.failurePolicy ?? 'FailFast') === 'FailFast';
+  const mainSteps = () => steps.slice(0, graph.main);
+  const earlyEnd = (): Outcome | undefined => {
+    if (run.spec.cancel) return { phase: 'Cancelled', reason: Reasons.Cancelled, message: 'cancelled (spec.cancel is true)' };
+    const timeoutSeconds = run.spec.timeoutSeconds ?? configuration.spec.timeoutSeconds;
+    if (timeoutSeconds && status.startedAt) {
+      const deadline = ms(status.startedAt) + timeoutSeconds * 1000;
+      if (deadline <= p.now) return { phase: 'Failed', reason: Reasons.TimedOut, message: `run exceeded its timeout of ${timeoutSeconds}s` };
+      p.wake(deadline);
+    }
+    const failed = failFast ? mainSteps().find((s) => s.phase === 'Failed') : undefined;
+    return failed ? { phase: 'Failed', reason: Reasons.Failed, message: stepFailedMessage(failed) } : undefined;
+  };
 
-  const timeoutSeconds = run.spec.timeoutSeconds ?? configuration.spec.timeoutSeconds;
-  if (timeoutSeconds && status.startedAt) {
-    const deadline = ms(status.startedAt) + timeoutSeconds * 1000;
-    if (deadline <= p.now) return end('Failed', Reasons.TimedOut, `run exceeded its timeout of ${timeoutSeconds}s`);
-    p.wake(deadline);
+  let outcome = status.outcome;
+  if (!outcome) {
+    outcome = earlyEnd();
+    if (!outcome) {
+      launchReadySteps(p, graph, 0, graph.main);
+      if (!status.startedAt && (p.create.length > 0 || steps.some((s) => FINAL_STEP_PHASES.has(s.phase)))) status.startedAt = iso(facts.now);
+      // Starting steps may have failed one (a condition that cannot be evaluated).
+      outcome = earlyEnd() ?? (mainSteps().every((s) => FINAL_STEP_PHASES.has(s.phase)) ? mainOutcome(mainSteps()) : undefined);
+    }
+    if (outcome && finallySpecs.length === 0) return end(outcome.phase, outcome.reason, outcome.message);
+    if (outcome) endMainSteps(p, graph, outcome);
   }
-
-  const failed = steps.find((s) => s.phase === 'Failed');
-  if (failed) return end('Failed', Reasons.Failed, stepFailedMessage(failed));
-
-  launchReadySteps(p, run, configuration, steps, status);
+  if (outcome) {
+    status.outcome = outcome;
+    status.startedAt ??= iso(facts.now);
+    launchReadySteps(p, graph, graph.main, steps.length);
+    if (steps.slice(graph.main).every((s) => FINAL_STEP_PHASES.has(s.phase))) {
+      const failedFinally = steps.slice(graph.main).find((s) => s.phase === 'Failed');
+      if (failedFinally && outcome.phase === 'Succeeded') return end('Failed', Reasons.FinallyFailed, `the main steps succeeded, but finally ${stepFailedMessage(failedFinally)}`);
+      return end(outcome.phase, outcome.reason, outcome.message);
+    }
+  }
 
   const doneCount = steps.filter((s) => isDone(s.phase)).length;
   status.progress = `${doneCount}/${steps.length}`;
-  if (doneCount === steps.length) {
-    const cached = steps.filter((s) => s.phase === 'Cached').length;
-    return end('Succeeded', Reasons.Succeeded, `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded${cached ? ` (${cached} from cache)` : ''}`);
-  }
-
-  const running = steps.filter((s) => s.phase === 'Running').map((s) => s.name);
+  const running = steps.filter((s) => s.phase === 'Running').map((s) => (s.items ? `${s.name} (${s.items.succeeded + s.items.failed}/${s.items.total} items)` : s.name));
   const retrying = steps.filter((s) => s.phase === 'Retrying').map((s) => s.name);
   const twin = steps.find((s) => s.phase === 'Pending' && s.reason === Reasons.WaitingForCache);
   const waiting = twin ? `step "${twin.name}": ${twin.message ?? 'waiting for an identical step'}` : undefined;
-  if (status.startedAt) {
+  if (outcome) {
+    status.phase = 'Running';
+    const message = truncate(`${outcome.phase === 'Succeeded' ? 'the main steps succeeded' : outcome.message}; running finally steps${running.length ? `: ${running.join(', ')}` : ''}`, 1024);
+    status.conditions = succeeded(status.conditions, 'Unknown', Reasons.RunningFinally, message, facts.now);
+  } else if (status.startedAt) {
     status.phase = 'Running';
     const parts = [running.length ? `running: ${running.join(', ')}` : '', retrying.length ? `retrying: ${retrying.join(', ')}` : '', waiting ?? ''];
     const message = truncate(parts.filter(Boolean).join('; ') || 'waiting for steps', 1024);
@@ -273,6 +185,42 @@ export function planRun(facts: RunFacts): RunPlan {
     status.conditions = succeeded(status.conditions, 'Unknown', Reasons.Pending, truncate(waiting ?? 'waiting for a free slot', 1024), facts.now);
   }
   return p.finish(status, parameters);
+}
+
+/** The steps of a run, main then finally, as one pass sees and changes them. */
+interface RunGraph {
+  run: PipelineRun;
+  configuration: PipelineConfiguration;
+  specs: StepSpec[];
+  steps: StepStatus[];
+  /** How many of them are main steps (the rest are finally steps). */
+  main: number;
+  podsByStep: Map<string, Pod[]>;
+  collections: RunFacts['collections'];
+  /** How the main steps ended, once they have. */
+  outcome: () => Outcome | undefined;
+}
+
+/** How the main steps ended once each is final: Failed if one failed (failurePolicy Continue), else Succeeded. */
+function mainOutcome(steps: StepStatus[]): Outcome {
+  const failed = steps.filter((s) => s.phase === 'Failed');
+  if (failed.length > 0) {
+    const others = failed.length > 1 ? ` (and ${failed.length - 1} more: ${failed.slice(1).map((s) => s.name).join(', ')})` : '';
+    return { phase: 'Failed', reason: Reasons.Failed, message: truncate(`${stepFailedMessage(failed[0]!)}${others}`, 4096) };
+  }
+  const cached = steps.filter((s) => s.phase === 'Cached').length;
+  const skipped = steps.filter((s) => s.phase === 'Skipped').length;
+  const extras = [cached ? `${cached} from cache` : '', skipped ? `${skipped} skipped` : ''].filter(Boolean).join(', ');
+  return { phase: 'Succeeded', reason: Reasons.Succeeded, message: `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded${extras ? ` (${extras})` : ''}` };
+}
+
+/** The main steps ended early or at last: stop what still runs of them before the finally steps start. */
+function endMainSteps(p: Planner, graph: RunGraph, outcome: Outcome): void {
+  const main = new Set(graph.specs.slice(0, graph.main).map((s) => s.name));
+  for (let i = p.create.length - 1; i >= 0; i--) if (main.has(p.create[i]!.step.name)) p.create.splice(i, 1);
+  for (const name of main) p.deleteActive(graph.podsByStep.get(name) ?? []);
+  for (let i = 0; i < graph.main; i++) graph.steps[i] = endStep(graph.steps[i]!, p.facts.now);
+  p.event(outcome.phase === 'Succeeded' ? 'Normal' : 'Warning', EventReasons.RunningFinally, `${outcome.message}; running finally steps`);
 }
 
 /** A finished run's only plan: none of its Pods may keep running. */
@@ -316,8 +264,10 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
       if (missing.length > 0) {
         return failAttempt(p, spec, step, Reasons.MissingOutput, `the step's Pod succeeded but reported no ${missing.map((m) => `"${m}"`).join(', ')} output`, false);
       }
+      const checked = checkResults(spec.results, report?.results);
+      if ('error' in checked) return failAttempt(p, spec, step, Reasons.InvalidResult, checked.error, false);
       p.event('Normal', EventReasons.StepSucceeded, `step "${spec.name}" succeeded`);
-      return succeedStep(step, outcome.finishedAt ?? iso(p.facts.now), (spec.outputs ?? []).map((o) => published.get(o.name)!), report?.metrics);
+      return succeedStep(step, outcome.finishedAt ?? iso(p.facts.now), (spec.outputs ?? []).map((o) => published.get(o.name)!), report?.metrics, checked.results);
     }
     if (outcome.state === 'failed') return failAttempt(p, spec, step, outcome.reason, outcome.message, true, outcome.finishedAt);
     if (spec.timeoutSeconds && outcome.startedAt) {
@@ -355,28 +305,55 @@ function failAttempt(
 }
 
 /**
- * Starts Pending steps whose dependencies are done and Retrying steps whose time came, within
- * parallelism. A step with an earlier result to reuse (the resumed run's, or the step cache's)
- * is Cached instead, which may make its dependants ready in turn, so this repeats until
- * nothing changes: one plan follows cache hits down the whole graph.
+ * Starts the steps of specs[from, to) that are ready: Pending steps whose dependencies are
+ * final, and Retrying steps whose time came, within parallelism. A Pending step whose condition
+ * is false, or that needs a step that did not succeed, is Skipped; one with an earlier result to
+ * reuse (the resumed run's, or the step cache's) is Cached. Either may make its dependants ready
+ * in turn, so this repeats until nothing changes: one plan follows them down the whole graph.
+ * Running forEach steps start their items here too, from the same free slots.
  */
-function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineConfiguration, steps: StepStatus[], status: PipelineRunStatus): void {
-  const specs = configuration.spec.steps;
+function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number): void {
+  const { run, configuration, specs, steps } = graph;
   const byName = new Map(steps.map((s) => [s.name, s]));
   const parameters = new Map(configuration.parameters.map((x) => [x.name, x.value]));
-  let slots = (run.spec.parallelism ?? Infinity) - steps.filter((s) => s.phase === 'Running').length;
+  // A forEach step holds one slot per running item (as its status counted them last).
+  const running = steps.reduce((n, s) => n + (s.phase !== 'Running' ? 0 : s.items ? s.items.running : 1), 0);
+  const slots = { free: (run.spec.parallelism ?? Infinity) - running };
+  const fannedOut = new Set<string>();
   for (let changed = true; changed; ) {
     changed = false;
-    for (const [i, spec] of specs.entries()) {
+    for (let i = from; i < to; i++) {
+      const spec = specs[i]!;
       const step = steps[i]!;
+      const set = (next: StepStatus) => { steps[i] = next; byName.set(next.name, next); };
+      if (spec.forEach && step.phase === 'Running') {
+        if (fannedOut.has(spec.name)) continue;
+        fannedOut.add(spec.name);
+        set(fanOut(p, graph, spec, step, byName, parameters, slots));
+        if (FINAL_STEP_PHASES.has(steps[i]!.phase)) changed = true;
+        continue;
+      }
       const ready =
-        (step.phase === 'Pending' && (spec.dependsOn ?? []).every((d) => isDone(byName.get(d)?.phase))) ||
+        (step.phase === 'Pending' && (spec.dependsOn ?? []).every((d) => FINAL_STEP_PHASES.has(byName.get(d)?.phase ?? ''))) ||
         (step.phase === 'Retrying' && ms(step.retryAt) <= p.now);
       if (!ready) continue;
-      const set = (next: StepStatus) => { steps[i] = next; byName.set(next.name, next); };
-      const inputs = inputsOf(spec, byName, configuration);
       const fresh = step.phase === 'Pending';
-      const cache = fresh && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs) : undefined;
+      if (fresh) {
+        const gate = gateOf(graph, spec, byName, i >= graph.main);
+        if (gate) {
+          if (gate.fail) {
+            p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" failed: ${gate.message}`);
+            set(failStep(step, gate.reason, gate.message, iso(p.facts.now)));
+          } else {
+            set(skipStep(step, gate.reason, gate.message, p.facts.now));
+          }
+          changed = true;
+          continue;
+        }
+      }
+      const inputs = inputsOf(spec, byName, configuration);
+      const variables = variablesFor(graph, spec, byName);
+      const cache = fresh && !spec.forEach && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs, variables.results) : undefined;
       const resumed = fresh ? p.facts.resumed.get(spec.name) : undefined;
       const found = resumed ? { hit: resumed } : fresh ? lookUp(p, cache, spec) : undefined;
       if (found && 'hit' in found) {
@@ -391,20 +368,109 @@ function launchReadySteps(p: Planner, run: PipelineRun, configuration: PipelineC
         p.wake(p.now + TWIN_POLL_MS);
         continue;
       }
-      if (slots <= 0) continue;
+      if (spec.forEach) {
+        const resolved = resolveItems(spec, parameters, variables.results ?? new Map());
+        if ('error' in resolved) {
+          p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" failed: ${resolved.error}`);
+          set(failStep(step, Reasons.InvalidForEach, resolved.error, iso(p.facts.now)));
+          changed = true;
+          continue;
+        }
+        set(startFanOut(step, resolved.items.length, p.facts.now));
+        fannedOut.add(spec.name);
+        set(fanOut(p, graph, spec, steps[i]!, byName, parameters, slots));
+        changed = true;
+        continue;
+      }
+      if (slots.free <= 0) continue;
       if (cache) p.lookups.push('miss'); // counted when the step runs, not on each pass it waits for a slot
       const attempt = (step.attempts ?? 0) + 1;
       const podName = stepPodName(run.metadata.name, spec.name, attempt);
       set(startAttempt(step, attempt, podName, p.facts.now, cache?.key));
-      status.startedAt ??= iso(p.facts.now);
-      p.create.push({ step: spec, attempt, podName, inputs, ...(cache ? { cache } : {}) });
-      p.events.push({ type: 'Normal', reason: EventReasons.StepStarted, message: `step "${spec.name}" started (attempt ${attempt})`, step: spec.name });
-      slots--;
+      p.create.push({ step: spec, attempt, podName, inputs, variables, ...(cache ? { cache } : {}) });
+      p.event('Normal', EventReasons.StepStarted, `step "${spec.name}" started (attempt ${attempt})`, spec.name);
+      slots.free--;
     }
   }
-  // A Pod re-created for a running attempt (see advanceStep) needs its inputs too.
-  for (const launch of p.create) if (launch.inputs.length === 0) launch.inputs = inputsOf(launch.step, byName, configuration);
-  if (status.startedAt === undefined && steps.some((s) => s.phase === 'Cached')) status.startedAt = iso(p.facts.now);
+  // A Pod re-created for a running attempt (see advanceStep) needs its inputs and variables too.
+  for (const launch of p.create) {
+    if (launch.variables === undefined) launch.variables = variablesFor(graph, launch.step, byName);
+    if (launch.inputs.length === 0) launch.inputs = inputsOf(launch.step, byName, configuration);
+  }
+}
+
+/** The items of a running forEach step, advanced (fan-out.ts). */
+function fanOut(
+  p: Planner, graph: RunGraph, spec: StepSpec, step: StepStatus, byName: Map<string, StepStatus>, parameters: Map<string, string>, slots: { free: number },
+): StepStatus {
+  const variables = variablesFor(graph, spec, byName);
+  const resolved = resolveItems(spec, parameters, variables.results ?? new Map());
+  // NOTE: the items were resolved when the step started, from values that cannot change since.
+  const items = 'items' in resolved ? resolved.items : [];
+  return advanceFanOut(p, graph.run, {
+    spec, step, items, slots, variables,
+    pods: graph.podsByStep.get(spec.name) ?? [],
+    inputs: inputsOf(spec, byName, graph.configuration),
+  });
+}
+
+/**
+ * Whether a ready step is skipped or failed before it starts: a dependency failed (failurePolicy
+ * Continue) or was skipped other than by its own condition; a step whose outputs or results it
+ * uses did not succeed; or its condition is false or cannot be evaluated.
+ */
+function gateOf(graph: RunGraph, spec: StepSpec, byName: Map<string, StepStatus>, isFinally: boolean): { reason: string; message: string; fail?: boolean } | undefined {
+  for (const name of spec.dependsOn ?? []) {
+    const dep = byName.get(name);
+    if (dep?.phase === 'Failed' || dep?.phase === 'Cancelled') return { reason: Reasons.UpstreamFailed, message: `step "${name}" it depends on ${dep.phase === 'Failed' ? 'failed' : 'was cancelled'}` };
+    if (dep?.phase === 'Skipped' && dep.reason !== Reasons.ConditionFalse) return { reason: Reasons.UpstreamSkipped, message: `step "${name}" it depends on was skipped` };
+  }
+  for (const name of consumedSteps(spec)) {
+    const used = byName.get(name);
+    if (!isDone(used?.phase)) {
+      const what = used?.phase === 'Skipped' ? 'was skipped' : used?.phase === 'Failed' ? 'failed' : 'did not succeed';
+      return { reason: isFinally || used?.phase === 'Skipped' ? Reasons.UpstreamSkipped : Reasons.UpstreamFailed, message: `it uses the outputs or results of step "${name}", which ${what}` };
+    }
+  }
+  if (!spec.when) return undefined;
+  const spec0 = graph.configuration.spec;
+  const env = conditionEnvironment(spec0, spec.name);
+  const values = conditionValues(env, graph.configuration.parameters, (name) => storedResults(graph, name, byName));
+  const result = evaluateCondition(spec.when, env, values);
+  if ('error' in result) return { reason: Reasons.ConditionError, message: truncate(`when "${spec.when}": ${result.error}`, 1024), fail: true };
+  return result.value ? undefined : { reason: Reasons.ConditionFalse, message: truncate(`when "${spec.when}" is false`, 1024) };
+}
+
+/** A step's stored results: its status's, or each collected item's for a forEach step. */
+function storedResults(graph: RunGraph, name: string, byName: Map<string, StepStatus>): Record<string, string> | Array<Record<string, string> | undefined> | undefined {
+  const step = byName.get(name);
+  if (!isDone(step?.phase)) return undefined;
+  const collection = step!.collection ? graph.collections.get(name) : undefined;
+  if (collection) return collection.items.map((item) => item.results);
+  return step!.results;
+}
+
+/** The $(steps.…), $(run.…) variables of a step that is about to start. */
+function variablesFor(graph: RunGraph, spec: StepSpec, byName: Map<string, StepStatus>): NonNullable<StepLaunch['variables']> {
+  const results = new Map<string, string>();
+  for (const name of consumedSteps(spec)) {
+    const producer = graph.specs.find((s) => s.name === name);
+    const step = byName.get(name);
+    if (!producer || !isDone(step?.phase)) continue;
+    const collection = step!.collection ? graph.collections.get(name) : undefined;
+    for (const declared of producer.results ?? []) {
+      const text = collection ? collectedResult(collection, declared) : step!.results?.[declared.name];
+      if (text !== undefined) results.set(`${name}.${declared.name}`, text);
+    }
+  }
+  const isFinally = graph.specs.indexOf(spec) >= graph.main;
+  const outcome = graph.outcome();
+  return {
+    ...(results.size > 0 ? { results } : {}),
+    ...(isFinally && outcome
+      ? { run: { status: outcome.phase, failedSteps: graph.steps.slice(0, graph.main).filter((s) => s.phase === 'Failed').map((s) => s.name) } }
+      : {}),
+  };
 }
 
 /** Asks the step cache for a key, counting a hit or a wait (a miss is counted when the step starts); a resumed result is not a lookup. */
@@ -415,13 +481,18 @@ function lookUp(p: Planner, cache: CacheKey | undefined, spec: StepSpec): { hit:
   return 'miss' in answer ? undefined : answer;
 }
 
-/** Where each input of a step comes from: an upstream step's published output, or a pinned external input. */
+/**
+ * Where each input of a step comes from: an upstream step's published output (every item's, as
+ * a collection, from a forEach step), or a pinned external input.
+ */
 function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>, configuration: PipelineConfiguration): InputSpec[] {
   return (spec.inputs ?? []).map((input) => {
     if (input.from) {
       const { step, output: name } = input.from;
-      // NOTE: validation guarantees the producer is upstream, so it is done and published it.
-      const output = steps.get(step)?.outputs?.find((o) => o.name === name);
+      const producer = steps.get(step);
+      // NOTE: validation guarantees the producer is upstream, and the gate that it succeeded.
+      if (producer?.collection) return { name: input.name, uri: producer.collection.uri, digest: producer.collection.digest, collection: true, output: name };
+      const output = producer?.outputs?.find((o) => o.name === name);
       return { name: input.name, uri: output?.uri ?? '', digest: output?.digest ?? '' };
     }
     const external = (configuration.externalInputs ?? []).find((e) => e.step === spec.name && e.input === input.name);

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import type { ResolvedParameter } from '../../api/v1alpha1/pipeline-run.ts';
+import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { InputSpec } from '../../agent/protocol.ts';
 import { HttpArtifactStore } from '../../artifacts/http-store.ts';
-import { buildStepPod, DEFAULT_RUN_AS_USER, type AgentSettings } from './pod-spec.ts';
+import { buildStepPod, DEADLINE_SLACK_SECONDS, DEFAULT_RUN_AS_USER, type AgentSettings } from './pod-spec.ts';
 import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
 import { GRANT_SLACK_SECONDS, stepAccess } from './step-access.ts';
 import { NAMESPACE, RUN_UID, TEST_IMAGE, pipelineRun, step } from '../../../test/builders.ts';
@@ -69,15 +70,17 @@ describe('buildStepPod', () => {
   it('bounds /ferry by the scratch size limit, and a step without a timeout by the default one', () => {
     const bounded = build({ step: step('quick'), agent: { ...agent, scratchSizeLimit: '5Gi', defaultTimeoutSeconds: 3600 } });
     assert.deepEqual(bounded.spec?.volumes?.[0], { name: 'ferry', emptyDir: { sizeLimit: '5Gi' } });
-    assert.equal(bounded.spec?.activeDeadlineSeconds, 3600);
-    assert.equal(build({ agent: { ...agent, defaultTimeoutSeconds: 3600 } }).spec?.activeDeadlineSeconds, 900, "the step's own timeout wins");
+    assert.equal(bounded.spec?.activeDeadlineSeconds, 3600 + DEADLINE_SLACK_SECONDS);
+    assert.equal(build({ agent: { ...agent, defaultTimeoutSeconds: 3600 } }).spec?.activeDeadlineSeconds, 900 + DEADLINE_SLACK_SECONDS, "the step's own timeout wins");
   });
 
   it('never restarts, mounts no token, and is bounded by the step timeout', () => {
     assert.equal(pod.spec?.restartPolicy, 'Never');
     assert.equal(pod.spec?.automountServiceAccountToken, false);
     assert.equal(pod.spec?.enableServiceLinks, false);
-    assert.equal(pod.spec?.activeDeadlineSeconds, 900);
+    // A backstop only: the planner times the step container itself (plan.ts), an hour before this.
+    assert.equal(DEADLINE_SLACK_SECONDS, 3600);
+    assert.equal(pod.spec?.activeDeadlineSeconds, 900 + 3600);
     assert.equal(build({ step: step('quick') }).spec?.activeDeadlineSeconds, undefined);
   });
 
@@ -204,5 +207,142 @@ describe('buildStepPod', () => {
       assert.match(value, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
       assert.equal(a.metadata.ownerReferences?.[0]?.name, longRun.metadata.name, 'the owner reference keeps the full name');
     });
+  });
+});
+
+describe('buildStepPod: volumes, service account, scheduling and podMetadata of a step', () => {
+  const podStep = step('train', {
+    volumes: [
+      { name: 'data', persistentVolumeClaim: { claimName: 'datasets', readOnly: true } },
+      { name: 'settings', configMap: { name: 'train-settings', items: [{ key: 'config.yaml', path: 'config.yaml' }], defaultMode: 0o444 } },
+      { name: 'hub', secret: { secretName: 'hub-token', defaultMode: 0o400 } },
+      { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } },
+      { name: 'scratch', emptyDir: {} },
+    ],
+    volumeMounts: [
+      { name: 'data', mountPath: '/data', readOnly: true },
+      { name: 'settings', mountPath: '/etc/train' },
+      { name: 'hub', mountPath: '/var/run/hub', readOnly: true, subPath: 'token' },
+      { name: 'shm', mountPath: '/dev/shm' },
+      { name: 'scratch', mountPath: '/scratch' },
+    ],
+    serviceAccountName: 'trainer',
+    automountServiceAccountToken: true,
+    priorityClassName: 'batch-high',
+    runtimeClassName: 'gvisor',
+    affinity: {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['gpu'] }] }] },
+        preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 10, preference: { matchExpressions: [{ key: 'zone', operator: 'Exists' }] } }],
+      },
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          { weight: 50, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'ferry.dev/step': 'train' } } } },
+        ],
+      },
+    },
+  });
+  const pipelineSpec = {
+    imagePullSecrets: [{ name: 'registry-creds' }],
+    podMetadata: {
+      labels: { team: 'vision', cost: 'pipeline', 'ferry.dev/run': 'spoofed', 'app.kubernetes.io/managed-by': 'helm' },
+      annotations: { 'example.com/owner': 'vision', 'kubectl.kubernetes.io/default-container': 'publish-outputs' },
+    },
+  };
+  const run = pipelineRun({ podMetadata: { labels: { cost: 'run-42' }, annotations: { 'example.com/ticket': 'ML-7' } } });
+  const pod = build({ step: podStep, run, pipeline: pipelineSpec, agent: { ...agent, scratchSizeLimit: '5Gi' } });
+  const container = stepContainer(pod);
+  const agents = [pod.spec?.initContainers?.[0], pod.spec?.containers[0]];
+  const volume = (name: string) => pod.spec?.volumes?.find((v) => v.name === name);
+
+  it('puts each volume onto the Pod with its one source; an emptyDir on disk gets the /ferry size limit', () => {
+    assert.deepEqual(volume('data'), { name: 'data', persistentVolumeClaim: { claimName: 'datasets', readOnly: true } });
+    assert.deepEqual(volume('settings'), { name: 'settings', configMap: { name: 'train-settings', items: [{ key: 'config.yaml', path: 'config.yaml' }], defaultMode: 0o444 } });
+    assert.deepEqual(volume('hub'), { name: 'hub', secret: { secretName: 'hub-token', defaultMode: 0o400 } });
+    assert.deepEqual(volume('shm'), { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } });
+    assert.deepEqual(volume('scratch'), { name: 'scratch', emptyDir: { sizeLimit: '5Gi' } });
+  });
+
+  it('mounts the user volumes into the step container only; the agents keep only /ferry', () => {
+    assert.deepEqual(container?.volumeMounts, [
+      { name: 'ferry', mountPath: '/ferry' },
+      { name: 'data', mountPath: '/data', readOnly: true },
+      { name: 'settings', mountPath: '/etc/train' },
+      { name: 'hub', mountPath: '/var/run/hub', readOnly: true, subPath: 'token' },
+      { name: 'shm', mountPath: '/dev/shm' },
+      { name: 'scratch', mountPath: '/scratch' },
+      { name: 'ferry-service-account-token', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true },
+    ]);
+    for (const c of agents) assert.deepEqual(c?.volumeMounts, [{ name: 'ferry', mountPath: '/ferry' }], `${c?.name} mounts only /ferry`);
+  });
+
+  it('projects the service account token into the step container only, and never automounts it', () => {
+    assert.equal(pod.spec?.serviceAccountName, 'trainer');
+    assert.equal(pod.spec?.automountServiceAccountToken, false, 'automounting would put the token into every container');
+    assert.deepEqual(volume('ferry-service-account-token')?.projected?.sources?.map((s) => Object.keys(s)[0]), ['serviceAccountToken', 'configMap', 'downwardAPI']);
+    assert.deepEqual(volume('ferry-service-account-token')?.projected?.sources?.[0], { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } });
+    const holders = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].filter((c) => c.volumeMounts?.some((m) => m.name === 'ferry-service-account-token'));
+    assert.deepEqual(holders.map((c) => c.name), [STEP_CONTAINER]);
+    const withoutToken = build({ step: { ...podStep, automountServiceAccountToken: false } });
+    assert.equal(withoutToken.spec?.volumes?.some((v) => v.name === 'ferry-service-account-token'), false);
+    assert.equal(stepContainer(withoutToken)?.volumeMounts?.some((m) => m.mountPath.startsWith('/var/run/secrets/kubernetes.io')), false);
+    assert.equal(withoutToken.spec?.serviceAccountName, 'trainer', 'the Pod still runs as the service account (workload identity)');
+  });
+
+  it('sets the priority class, runtime class, affinity and image pull secrets', () => {
+    assert.equal(pod.spec?.priorityClassName, 'batch-high');
+    assert.equal(pod.spec?.runtimeClassName, 'gvisor');
+    assert.deepEqual(pod.spec?.affinity, podStep.affinity);
+    assert.deepEqual(pod.spec?.imagePullSecrets, [{ name: 'registry-creds' }]);
+    const plain = build();
+    for (const field of ['serviceAccountName', 'priorityClassName', 'runtimeClassName', 'affinity', 'imagePullSecrets'] as const) {
+      assert.equal(plain.spec?.[field], undefined, `${field} is unset for a step that sets none`);
+    }
+  });
+
+  it("copies podMetadata, the run's over the pipeline's, never over Ferry's own labels", () => {
+    assert.deepEqual(pod.metadata.labels, {
+      team: 'vision',
+      cost: 'run-42',
+      'app.kubernetes.io/managed-by': 'ferry',
+      'ferry.dev/run': 'r1',
+      'ferry.dev/pipeline': 'train-pipeline',
+      'ferry.dev/step': 'train',
+      'ferry.dev/attempt': '2',
+    });
+    assert.deepEqual(pod.metadata.annotations, {
+      'example.com/owner': 'vision',
+      'example.com/ticket': 'ML-7',
+      'kubectl.kubernetes.io/default-container': STEP_CONTAINER,
+    });
+  });
+
+  it('names the step container as the default one for kubectl logs and exec', () => {
+    assert.deepEqual(build().metadata.annotations, { 'kubectl.kubernetes.io/default-container': STEP_CONTAINER });
+  });
+
+  it('takes only the offered fields from a configuration, whatever else it holds (no hostPath, no other namespaces)', () => {
+    // As a configuration no CRD schema has seen might hold it.
+    const crafted = {
+      ...step('crafted'),
+      volumes: [{ name: 'host', hostPath: { path: '/' }, emptyDir: {} }],
+      affinity: {
+        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1'] }] }] } },
+        podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'zone', namespaces: ['team-b'], namespaceSelector: {} }] },
+      },
+    } as unknown as StepSpec;
+    const built = build({ step: crafted });
+    assert.deepEqual(built.spec?.volumes?.find((v) => v.name === 'host'), { name: 'host', emptyDir: {} });
+    assert.deepEqual(built.spec?.affinity, {
+      nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [] }] } },
+      podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'zone' }] },
+    });
+  });
+
+  it('keeps the restricted security context whatever the step sets', () => {
+    assert.deepEqual(pod.spec?.securityContext, build().spec?.securityContext);
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    }
   });
 });

@@ -4,6 +4,7 @@
 // what the store missed, stop its Pods) with the same tail. Safe to stop at any line and run
 // again: the configuration is written once, children have deterministic names and are adopted,
 // and the status write carries the resourceVersion.
+import { Readable } from 'node:stream';
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import { EventReasons } from '../../api/v1alpha1/conditions.ts';
 import type { PipelineRun, PipelineRunStatus } from '../../api/v1alpha1/pipeline-run.ts';
@@ -29,6 +30,7 @@ import { collapseEvents, planFinishedRun, planRun, type RunFacts, type RunPlan }
 import type { AgentSettings } from './pod-spec.ts';
 import { recordsDigest, recordsOf } from './records.ts';
 import { registerModels, registrationPending, type BoundInference, type RegistrationOutcome } from './registration.ts';
+import type { FailureSettings } from './retry-policy.ts';
 import type { StepCache } from './step-cache.ts';
 
 export interface PipelineRunDeps {
@@ -43,6 +45,8 @@ export interface PipelineRunDeps {
   freeze: FreezeDeps;
   store: ArtifactStore;
   agent: AgentSettings;
+  /** Stuck Pods' timeouts and free retries of infrastructure losses (config.ts). */
+  failureSettings: FailureSettings;
   stepCache: StepCache;
   metadata: MetadataStore;
   /** Version numbers this process handed out, by `namespace/model`. */
@@ -82,6 +86,10 @@ async function passOfLiveRun(deps: PipelineRunDeps, facts: RunFacts): Promise<Pa
   const plan = await planWithVerifiedResults(deps, facts);
   for (const result of plan.lookups) deps.metrics.cacheLookups.inc({ result });
 
+  // The collections of forEach steps that finished are stored before anything reads them (a
+  // step this pass starts) and before the status names them. Content-addressed: writing one twice is one.
+  const namespace = run.metadata.namespace ?? '';
+  await Promise.all(plan.collections.map((bytes) => deps.store.putBlob(namespace, Readable.from([bytes]))));
   const created: Pod[] = [];
   const pods = await createStepPods(deps.client, run, plan, deps.agent, deps.store, facts.now, (pod) => {
     deps.pods.recordCreate(pod); // the next pass must not create it again

@@ -3,12 +3,13 @@
 // The planner asks it synchronously (view); the shell then checks once that the artifacts of the
 // results the plan reused still exist (verify) and claims the keys the plan will run (claim),
 // so that two identical steps starting at once do not both run: the second waits for the first.
+import type { StepStatus } from '../../api/v1alpha1/pipeline-run.ts';
 import type { StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { ArtifactStore } from '../../artifacts/store.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import { inNamespace, type RunCache } from '../indexes.ts';
 import { maxAgeMs } from './cache-key.ts';
-import type { CacheLookup, CacheView, StepLaunch } from './plan.ts';
+import type { CacheLookup, CacheView, StepLaunch } from './planner.ts';
 import type { Reused } from './transitions.ts';
 
 /** How long a claim holds if the claiming run's status never shows the key (its write was lost). */
@@ -47,7 +48,7 @@ export class StepCache {
     if (newest) {
       const { run, step: s } = newest;
       return {
-        hit: { run: s.cachedFrom ?? run.metadata.name, outputs: s.outputs ?? [], origin: `${run.metadata.uid}/${s.name}`, ...(s.metrics ? { metrics: s.metrics } : {}) },
+        hit: { run: s.cachedFrom ?? run.metadata.name, outputs: s.outputs ?? [], origin: `${run.metadata.uid}/${s.name}`, ...reusedExtras(s) },
       };
     }
     const running = results.find(({ step: s }) => s.phase === 'Running');
@@ -83,7 +84,8 @@ export class StepCache {
    */
   async verify(reused: Map<string, Reused>): Promise<string[]> {
     const checks = await Promise.all([...reused].map(async ([step, result]) => {
-      const present = await Promise.all(result.outputs.map((o) => this.store.exists(o.uri)));
+      const uris = [...result.outputs.map((o) => o.uri), ...(result.collection ? [result.collection.uri] : [])];
+      const present = await Promise.all(uris.map((uri) => this.store.exists(uri)));
       return present.every(Boolean) ? undefined : { step, origin: result.origin };
     }));
     const stale = checks.filter((c) => c !== undefined);
@@ -104,3 +106,10 @@ export class StepCache {
     for (const [key, claim] of this.claims) if (claim.until <= now) this.claims.delete(key);
   }
 }
+
+/** What a reused step carries besides its outputs: metrics, results, a forEach step's collection. */
+export const reusedExtras = (s: StepStatus): Pick<Reused, 'metrics' | 'results' | 'collection'> => ({
+  ...(s.metrics ? { metrics: s.metrics } : {}),
+  ...(s.results ? { results: s.results } : {}),
+  ...(s.collection ? { collection: s.collection } : {}),
+});

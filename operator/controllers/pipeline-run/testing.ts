@@ -99,7 +99,7 @@ export const CONFIGURATION_DIGEST = `sha256:${'c'.repeat(64)}`;
 export function startFor(p: Pipeline | undefined, run: PipelineRun): FreezeOutcome {
   const checked = checkPipeline(run, p);
   if (checked.kind !== 'ok') return checked;
-  const images = new Map(checked.pipeline.spec.steps.map((s) => [s.name, { reference: s.image, pinned: s.image, digest: `sha256:${'d'.repeat(64)}` as const }]));
+  const images = new Map([...checked.pipeline.spec.steps, ...(checked.pipeline.spec.finally ?? [])].map((s) => [s.name, { reference: s.image, pinned: s.image, digest: `sha256:${'d'.repeat(64)}` as const }]));
   const configuration = freezeConfiguration({
     run: { namespace: NAMESPACE, name: run.metadata.name, uid: run.metadata.uid ?? '' },
     pipeline: checked.pipeline,
@@ -121,7 +121,11 @@ export type ReusedLike = Omit<Reused, 'origin'> & { origin?: string };
 
 /** The whole facts of a pass over `run` at NOW, with nothing in them unless given. */
 export function factsFor(facts: Partial<RunFacts> & Pick<RunFacts, 'run' | 'start'>): RunFacts {
-  return { pods: [], now: NOW, registered: [], reports: inlineReports(facts.pods ?? []), resumed: new Map(), ...facts };
+  const { collections, blobUri, ...rest } = facts;
+  return {
+    pods: [], now: NOW, registered: [], reports: inlineReports(facts.pods ?? []), resumed: new Map(),
+    collections: collections ?? new Map(), blobUri: blobUri ?? ((hex) => `file:///store/${NAMESPACE}/blobs/sha256/${hex}`), ...rest,
+  };
 }
 
 /** The reports Pods carry in their termination messages, as gather.ts passes them on when they check out. */

@@ -10,6 +10,9 @@ export interface Reused {
   run: string;
   outputs: StepOutput[];
   metrics?: Record<string, number>;
+  results?: Record<string, string>;
+  /** A forEach step's items. */
+  collection?: StepStatus['collection'];
   /** `<run uid>/<step>` of the execution that produced them: what is invalidated if an output is gone. */
   origin: string;
 }
@@ -31,7 +34,7 @@ function clean(step: StepStatus): StepStatus {
 export function startAttempt(step: StepStatus, attempt: number, podName: string, now: Date, cacheKey?: string): StepStatus {
   return clean({
     ...step, phase: 'Running', attempts: attempt, podName, retryAt: undefined, reason: undefined, message: undefined,
-    startedAt: step.startedAt ?? iso(now), ...(cacheKey ? { cacheKey } : {}),
+    cause: undefined, exitCode: undefined, startedAt: step.startedAt ?? iso(now), ...(cacheKey ? { cacheKey } : {}),
   });
 }
 
@@ -41,31 +44,59 @@ export function adoptAttempt(step: StepStatus, attempt: number, podName: string,
 }
 
 /** Running → Succeeded, with what the attempt published. */
-export function succeedStep(step: StepStatus, finishedAt: string, outputs: StepOutput[], metrics: Record<string, number> | undefined): StepStatus {
+export function succeedStep(
+  step: StepStatus, finishedAt: string, outputs: StepOutput[], metrics: Record<string, number> | undefined, results?: Record<string, string>,
+): StepStatus {
   return clean({
     ...step, phase: 'Succeeded', finishedAt, reason: undefined,
     // Why the cache could not serve this step stays on record.
     message: step.message?.startsWith('cache miss:') ? step.message : undefined,
     outputs, metrics: metrics && Object.keys(metrics).length > 0 ? metrics : undefined,
+    results: results && Object.keys(results).length > 0 ? results : undefined,
   });
 }
 
+/** Pending → Skipped: its condition is false, or a step it needs did not succeed. */
+export const skipStep = (step: StepStatus, reason: string, message: string, now: Date): StepStatus =>
+  clean({ ...step, phase: 'Skipped', reason, message: truncate(message, 1024), finishedAt: iso(now) });
+
+/** Pending → Running: a forEach step starts its items. */
+export const startFanOut = (step: StepStatus, total: number, now: Date): StepStatus =>
+  clean({ ...step, phase: 'Running', reason: undefined, message: undefined, startedAt: step.startedAt ?? iso(now), items: { total, pending: total, running: 0, succeeded: 0, failed: 0 } });
+
+/**
+ * What a failed attempt leaves on its step: its cause and exit code (until the next attempt
+ * starts), and the infrastructure losses retried so far (kept for the step's life).
+ */
+export interface AttemptFailure {
+  cause?: StepStatus['cause'];
+  exitCode?: number;
+  infrastructureRetries?: number;
+}
+
+const failureOf = (step: StepStatus, failure: AttemptFailure = {}): Partial<StepStatus> => ({
+  cause: failure.cause, exitCode: failure.exitCode, infrastructureRetries: failure.infrastructureRetries ?? step.infrastructureRetries,
+});
+
 /** Running → Retrying: the attempt failed and another is due at `retryAt`. */
-export function retryStep(step: StepStatus, reason: string, message: string, finishedAt: string, retryAt: Date): StepStatus {
+export function retryStep(step: StepStatus, reason: string, message: string, finishedAt: string, retryAt: Date, failure?: AttemptFailure): StepStatus {
   // Millisecond precision: a retry must not start before its backoff has passed.
-  return clean({ ...step, phase: 'Retrying', reason, finishedAt, retryAt: retryAt.toISOString(), message: truncate(`attempt ${step.attempts ?? 1} ${message}`, 1024) });
+  return clean({
+    ...step, phase: 'Retrying', reason, finishedAt, retryAt: retryAt.toISOString(), message: truncate(`attempt ${step.attempts ?? 1} ${message}`, 1024),
+    ...failureOf(step, failure),
+  });
 }
 
 /** Running → Failed: no retries left, or a failure retrying cannot fix. */
-export function failStep(step: StepStatus, reason: string, message: string, finishedAt: string): StepStatus {
-  return clean({ ...step, phase: 'Failed', reason, finishedAt, retryAt: undefined, message: truncate(message, 1024) });
+export function failStep(step: StepStatus, reason: string, message: string, finishedAt: string, failure?: AttemptFailure): StepStatus {
+  return clean({ ...step, phase: 'Failed', reason, finishedAt, retryAt: undefined, message: truncate(message, 1024), ...failureOf(step, failure) });
 }
 
 /** Pending → Cached: an earlier execution's outputs are reused; no Pod runs. */
 export function reuseStep(step: StepStatus, reused: Reused, now: Date, cacheKey: string | undefined): StepStatus {
   return clean({
     ...step, phase: 'Cached', cachedFrom: reused.run, outputs: reused.outputs, metrics: reused.metrics,
-    cacheKey, startedAt: iso(now), finishedAt: iso(now), reason: undefined, message: undefined,
+    results: reused.results, collection: reused.collection, cacheKey, startedAt: iso(now), finishedAt: iso(now), reason: undefined, message: undefined,
   });
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
-import type { PipelineSpec } from '../../api/v1alpha1/pipeline.ts';
+import type { PipelineSpec, StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import { diamond, step } from '../../../test/builders.ts';
 import { referencedParameters, validatePipeline } from './validate.ts';
 
@@ -169,4 +169,108 @@ describe('referencedParameters', () => {
     );
     assert.deepEqual(refs.sort(), ['a', 'b', 'c_d', 'e-f']);
   });
+});
+
+describe('validatePipeline: volumes, mounts and podMetadata', () => {
+  const config = { name: 'settings', configMap: { name: 'train-settings' } };
+  const mounted = (mountPath: string, extra: Partial<StepSpec> = {}): PipelineSpec => ({
+    steps: [step('a', { volumes: [config], volumeMounts: [{ name: 'settings', mountPath }], ...extra })],
+  });
+
+  it('accepts mounts of the step\'s own volumes outside /ferry, and valid podMetadata', () => {
+    const spec: PipelineSpec = {
+      podMetadata: { labels: { team: 'vision', 'app.kubernetes.io/name': 'trainer' }, annotations: { 'example.com/owner': 'vision', 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false' } },
+      steps: [step('a', {
+        volumes: [config, { name: 'shm', emptyDir: { medium: 'Memory' } }],
+        volumeMounts: [{ name: 'settings', mountPath: '/etc/train' }, { name: 'shm', mountPath: '/dev/shm' }, { name: 'settings', mountPath: '/ferryman', subPath: 'a/b' }],
+        automountServiceAccountToken: true,
+      })],
+    };
+    assert.equal(validatePipeline(spec), undefined);
+    assert.equal(validatePipeline(mounted('/var/run/secrets/kubernetes.io/serviceaccount')), undefined, 'the token directory is free when no token is mounted');
+  });
+
+  const cases: Array<{ name: string; spec: PipelineSpec; reason: string; message: string }> = [
+    {
+      name: 'a mount of a volume the step does not declare',
+      spec: { steps: [step('a', { volumes: [config], volumeMounts: [{ name: 'data', mountPath: '/data' }] }), step('b', { volumeMounts: [{ name: 'settings', mountPath: '/etc' }] })] },
+      reason: Reasons.UnknownVolume,
+      message: 'step "a" mount at "/data" names volume "data", which the step\'s volumes do not declare',
+    },
+    {
+      name: "a mount of another step's volume",
+      spec: { steps: [step('a', { volumes: [config] }), step('b', { volumeMounts: [{ name: 'settings', mountPath: '/etc/train' }] })] },
+      reason: Reasons.UnknownVolume,
+      message: 'step "b" mount at "/etc/train" names volume "settings", which the step\'s volumes do not declare',
+    },
+    { name: 'a mount at /ferry', spec: mounted('/ferry'), reason: Reasons.InvalidVolumeMount, message: 'step "a" mount at "/ferry": /ferry and what is under it are Ferry\'s own' },
+    { name: 'a mount under /ferry', spec: mounted('/ferry/outputs/model'), reason: Reasons.InvalidVolumeMount, message: 'step "a" mount at "/ferry/outputs/model": /ferry and what is under it are Ferry\'s own' },
+    {
+      name: 'a mount that reaches /ferry through ..',
+      spec: mounted('/tmp/../ferry'),
+      reason: Reasons.InvalidVolumeMount,
+      message: 'step "a" mount at "/tmp/../ferry": a mount path is absolute and normalised (no ., .. or empty segments), and not /',
+    },
+    { name: 'a mount at /', spec: mounted('/'), reason: Reasons.InvalidVolumeMount, message: 'step "a" mount at "/": a mount path is absolute and normalised (no ., .. or empty segments), and not /' },
+    { name: 'a relative mount path', spec: mounted('data'), reason: Reasons.InvalidVolumeMount, message: 'step "a" mount at "data": a mount path is absolute and normalised (no ., .. or empty segments), and not /' },
+    {
+      name: 'a mount over the token of a step that mounts it',
+      spec: mounted('/var/run/secrets/kubernetes.io/serviceaccount', { automountServiceAccountToken: true }),
+      reason: Reasons.InvalidVolumeMount,
+      message: 'step "a" mount at "/var/run/secrets/kubernetes.io/serviceaccount": the service account token is mounted at /var/run/secrets/kubernetes.io/serviceaccount',
+    },
+    {
+      name: 'a volume named like Ferry\'s own',
+      spec: { steps: [step('a', { volumes: [{ name: 'ferry-artifacts', emptyDir: {} }] })] },
+      reason: Reasons.InvalidVolume,
+      message: 'step "a" volume "ferry-artifacts": names ferry and ferry-* are Ferry\'s own',
+    },
+    {
+      name: 'a volume with two sources',
+      spec: { steps: [step('a', { volumes: [{ name: 'both', emptyDir: {}, configMap: { name: 'c' } }] })] },
+      reason: Reasons.InvalidVolume,
+      message: 'step "a" volume "both": set exactly one of persistentVolumeClaim, configMap, secret or emptyDir',
+    },
+    {
+      name: 'a finally step mounting under /ferry',
+      spec: { steps: [step('a')], finally: [step('report', { volumes: [config], volumeMounts: [{ name: 'settings', mountPath: '/ferry/inputs' }] })] },
+      reason: Reasons.InvalidVolumeMount,
+      message: 'step "report" mount at "/ferry/inputs": /ferry and what is under it are Ferry\'s own',
+    },
+    {
+      name: "a label of Ferry's",
+      spec: { podMetadata: { labels: { 'ferry.dev/run': 'other' } }, steps: [step('a')] },
+      reason: Reasons.InvalidPodMetadata,
+      message: 'podMetadata: label key "ferry.dev/run" cannot be set: it is Ferry\'s own',
+    },
+    {
+      name: 'the managed-by label',
+      spec: { podMetadata: { labels: { 'app.kubernetes.io/managed-by': 'helm' } }, steps: [step('a')] },
+      reason: Reasons.InvalidPodMetadata,
+      message: 'podMetadata: label key "app.kubernetes.io/managed-by" cannot be set: it is Ferry\'s own',
+    },
+    {
+      name: 'an AppArmor annotation (it would loosen the security context)',
+      spec: { podMetadata: { annotations: { 'container.apparmor.security.beta.kubernetes.io/step': 'unconfined' } }, steps: [step('a')] },
+      reason: Reasons.InvalidPodMetadata,
+      message: 'podMetadata: annotation key "container.apparmor.security.beta.kubernetes.io/step" cannot be set: Kubernetes reserves its prefix',
+    },
+    {
+      name: 'a container runtime annotation',
+      spec: { podMetadata: { annotations: { 'io.kubernetes.cri-o.Devices': '/dev/fuse' } }, steps: [step('a')] },
+      reason: Reasons.InvalidPodMetadata,
+      message: 'podMetadata: annotation key "io.kubernetes.cri-o.Devices" cannot be set: container runtimes read it as a setting',
+    },
+    {
+      name: 'an invalid label key',
+      spec: { podMetadata: { labels: { 'bad key': 'x' } }, steps: [step('a')] },
+      reason: Reasons.InvalidPodMetadata,
+      message: 'podMetadata: label key "bad key" is not a valid key (an optional DNS prefix and a name of at most 63 characters)',
+    },
+  ];
+  for (const c of cases) {
+    it(`rejects ${c.name} (${c.reason})`, () => {
+      assert.deepEqual(validatePipeline(c.spec), { reason: c.reason, message: c.message });
+    });
+  }
 });
