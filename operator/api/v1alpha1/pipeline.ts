@@ -172,10 +172,8 @@ export const ForEachSchema = object(
   },
   {
     description: 'Runs the step once per item ($(item), $(item.<field>), FERRY_ITEM); later steps read every item\'s outputs at /ferry/inputs/<name>/<index>/ and its results as a list.',
-    ...cel({
-      rule: '(has(self.items) ? 1 : 0) + (has(self.parameter) ? 1 : 0) + (has(self.result) ? 1 : 0) == 1',
-      message: 'set exactly one of items, parameter or result',
-    }),
+    // NOTE: CEL cannot see `items` (untyped values), so the operator checks that exactly one is set.
+    ...cel({ rule: '!(has(self.parameter) && has(self.result))', message: 'set exactly one of items, parameter or result' }),
   },
 );
 

@@ -7,6 +7,7 @@ import type { InputSpec } from '../../agent/protocol.ts';
 import { canonicalJson, digestOf, sha256Hex } from '../../configuration/canonical-json.ts';
 import { referencedParameters } from '../pipeline/validate.ts';
 import { variablesOf } from '../pipeline/step-references.ts';
+import type { StepVariables } from './variables.ts';
 
 export interface CacheKey {
   key: string;
@@ -31,19 +32,24 @@ export function maxAgeMs(step: StepSpec): number {
  * NOTE: the results a step uses are a component only when it uses any, so the keys of steps
  * that use none stay what they were before results existed (their cached results stay valid).
  */
-export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inputs: InputSpec[], results?: Map<string, string>): CacheKey {
-  const usedResults = variablesOf(step).results.map((r) => `${r.step}.${r.name}`).sort();
-  const used = [...new Set([...(step.parameters ?? []), ...referencedParameters(step)])].sort();
+export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inputs: InputSpec[], variables: Omit<StepVariables, 'params'> = {}): CacheKey {
+  const used = variablesOf(step);
+  const usedResults = used.results.map((r) => `${r.step}.${r.name}`).sort();
+  const results = variables.results;
+  // A finally step's outputs depend on how the run went: $(run.…) and its environment.
+  const run = variables.run ? { status: variables.run.status, failedSteps: variables.run.failedSteps } : undefined;
+  const usedParameters = [...new Set([...(step.parameters ?? []), ...referencedParameters(step)])].sort();
   const values: Record<string, unknown> = {
     image: step.image,
     command: step.command ?? [],
     args: step.args ?? [],
     env: step.env ?? [],
-    parameters: Object.fromEntries(used.map((name) => [name, parameters.get(name) ?? null])),
+    parameters: Object.fromEntries(usedParameters.map((name) => [name, parameters.get(name) ?? null])),
     inputs: Object.fromEntries(inputs.map((i) => [i.name, i.digest])),
     outputs: (step.outputs ?? []).map((o) => [o.name, o.type]),
     version: step.cache?.version ?? '',
     ...(usedResults.length > 0 ? { results: Object.fromEntries(usedResults.map((key) => [key, results?.get(key) ?? null])) } : {}),
+    ...(run ? { run } : {}),
     ...(step.results?.length ? { declaredResults: step.results.map((r) => [r.name, r.type ?? 'string']) } : {}),
   };
   const components = Object.fromEntries(Object.entries(values).map(([name, value]) => [name, sha256Hex(canonicalJson(value)).slice(0, 16)]));

@@ -13,7 +13,7 @@ import { MAX_FOREACH_ITEMS, type StepSpec } from '../../api/v1alpha1/pipeline.ts
 import type { InputSpec } from '../../agent/protocol.ts';
 import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { serializeCollection, type CollectedItem } from './collection.ts';
+import { serializeCollection, type CollectedItem, type Collection } from './collection.ts';
 import type { Planner, StepLaunch } from './planner.ts';
 import { attemptOutcome, truncate } from './pod-status.ts';
 import { checkResults } from './results.ts';
@@ -56,6 +56,8 @@ export interface FanOut {
   variables: StepLaunch['variables'];
   /** Pods the run may still start in this pass (shared with the other steps). */
   slots: { free: number };
+  /** The run's collections: the one this step makes goes in, for the steps that start in this same pass. */
+  collections: Map<string, Collection>;
 }
 
 interface ItemState {
@@ -105,8 +107,10 @@ export function advanceFanOut(p: Planner, run: PipelineRun, fan: FanOut): StepSt
 
   if (counts.pending === 0 && counts.running === 0) {
     const collected = states.flatMap((s) => (s.collected ? [s.collected] : []));
-    const { bytes, hex } = serializeCollection({ total: items.length, items: collected });
+    const collection = { total: items.length, items: collected };
+    const { bytes, hex } = serializeCollection(collection);
     p.collections.push(bytes);
+    fan.collections.set(spec.name, collection);
     const tolerated = counts.failed > 0 ? ` (${counts.failed} failed, within minSuccessRatio ${ratio})` : '';
     p.event('Normal', EventReasons.StepSucceeded, `step "${spec.name}" succeeded: ${counts.succeeded} of ${counts.total} items${tolerated}`);
     const { retryAt: _retryAt, reason: _reason, ...rest } = step;

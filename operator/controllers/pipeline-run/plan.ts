@@ -36,10 +36,10 @@ import { advanceFanOut, resolveItems } from './fan-out.ts';
 import { Planner, activePods, type RunFacts, type RunPlan, type RunEvent, type StepLaunch } from './planner.ts';
 import { attemptOutcome, truncate } from './pod-status.ts';
 import { checkResults } from './results.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { DEFAULT_FAILURE_SETTINGS, decideRetry, retryDelaySeconds } from './retry-policy.ts';
 import {
   FINAL_STEP_PHASES, adoptAttempt, endStep, failStep, isDone, iso, pendingStep, retryStep, reuseStep, skipStep, startAttempt, startFanOut,
-  succeedStep, waitForTwin, type Reused,
+  succeedStep, waitForTwin, type AttemptFailure, type Reused,
 } from './transitions.ts';
 
 export { activePods, isDone, retryDelaySeconds, type Reused };
@@ -114,7 +114,7 @@ export function planRun(facts: RunFacts): RunPlan {
     podsByStep.set(step, [...(podsByStep.get(step) ?? []), pod]);
   }
   const graph: RunGraph = {
-    run, configuration, specs: [...mainSpecs, ...finallySpecs], main: mainSpecs.length, podsByStep, collections: facts.collections,
+    run, configuration, specs: [...mainSpecs, ...finallySpecs], main: mainSpecs.length, podsByStep, collections: new Map(facts.collections),
     outcome: () => status.outcome,
     steps: [...mainSpecs, ...finallySpecs].map((spec) => {
       const step = previousSteps.get(spec.name) ?? pendingStep(spec.name);
@@ -255,7 +255,8 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
       p.create.push({ step: spec, attempt: current, podName: stepPodName(run.metadata.name, spec.name, current), inputs: [] });
       return step;
     }
-    const outcome = attemptOutcome(pod);
+    const settings = p.facts.failureSettings ?? DEFAULT_FAILURE_SETTINGS;
+    const outcome = attemptOutcome(pod, { now: p.facts.now, timeouts: settings });
     if (outcome.state === 'succeeded') {
       const report = p.facts.reports.get(pod.metadata.name);
       if (report && 'refused' in report) return failAttempt(p, spec, step, Reasons.InvalidStepReport, report.refused, false);
@@ -269,12 +270,21 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
       p.event('Normal', EventReasons.StepSucceeded, `step "${spec.name}" succeeded`);
       return succeedStep(step, outcome.finishedAt ?? iso(p.facts.now), (spec.outputs ?? []).map((o) => published.get(o.name)!), report?.metrics, checked.results);
     }
-    if (outcome.state === 'failed') return failAttempt(p, spec, step, outcome.reason, outcome.message, true, outcome.finishedAt);
-    if (spec.timeoutSeconds && outcome.startedAt) {
-      const deadline = ms(outcome.startedAt) + spec.timeoutSeconds * 1000;
+    if (outcome.state === 'failed') {
+      // A Pod stuck Pending (an image it cannot pull, no node to run it) is still there: it goes.
+      p.deleteActive([pod]);
+      const failure: AttemptFailure = { cause: outcome.cause, ...(outcome.exitCode !== undefined ? { exitCode: outcome.exitCode } : {}) };
+      return failAttempt(p, spec, step, outcome.reason, outcome.message, true, outcome.finishedAt, failure);
+    }
+    if (outcome.failsAt) p.wake(ms(outcome.failsAt));
+    // NOTE: the timeout counts the user's container only, from when it started running (image
+    // pulls and input downloads do not); the Pod's activeDeadlineSeconds is a backstop (pod-spec.ts).
+    const timeoutSeconds = spec.timeoutSeconds ?? settings.defaultStepTimeoutSeconds;
+    if (timeoutSeconds && outcome.stepRunningSince) {
+      const deadline = ms(outcome.stepRunningSince) + timeoutSeconds * 1000;
       if (deadline <= p.now) {
         p.deleteActive([pod]);
-        return failAttempt(p, spec, step, Reasons.TimedOut, `exceeded its timeout of ${spec.timeoutSeconds}s`, true);
+        return failAttempt(p, spec, step, Reasons.TimedOut, `exceeded its timeout of ${timeoutSeconds}s`, true, undefined, { cause: 'DeadlineExceeded' });
       }
       p.wake(deadline);
     }
@@ -287,21 +297,28 @@ function advanceStep(p: Planner, run: PipelineRun, spec: StepSpec, previous: Ste
   return step;
 }
 
-/** A failed attempt: Retrying if retries are left and retrying can help, else Failed. */
+/**
+ * A failed attempt: Retrying if retry-policy.ts says so for its cause (an infrastructure loss
+ * without using retries.limit), else Failed. `retryable` false: a failure no attempt can fix.
+ */
 function failAttempt(
-  p: Planner, spec: StepSpec, step: StepStatus, reason: string, message: string, retryable: boolean, finishedAt?: string,
+  p: Planner, spec: StepSpec, step: StepStatus, reason: string, message: string, retryable: boolean, finishedAt?: string, failure?: AttemptFailure,
 ): StepStatus {
   const attempts = step.attempts ?? 1;
   const finished = finishedAt ?? iso(p.facts.now);
-  if (retryable && attempts <= (spec.retries?.limit ?? 0)) {
-    const retryAt = new Date(p.now + retryDelaySeconds(spec, attempts) * 1000);
+  const infrastructureRetries = step.infrastructureRetries ?? 0;
+  const settings = p.facts.failureSettings ?? DEFAULT_FAILURE_SETTINGS;
+  const decision = retryable ? decideRetry(spec.retries, failure?.cause ?? 'Error', attempts, infrastructureRetries, settings) : undefined;
+  if (decision?.retry) {
+    const retryAt = new Date(p.now + decision.delaySeconds * 1000);
     p.wake(retryAt.getTime());
-    p.event('Warning', EventReasons.StepRetrying, `step "${spec.name}" attempt ${attempts} failed (${message}); retrying at ${retryAt.toISOString()}`);
-    return retryStep(step, reason, message, finished, retryAt);
+    const free = decision.consumesRetry ? '' : ' (an infrastructure loss: retries.limit not used)';
+    p.event('Warning', EventReasons.StepRetrying, `step "${spec.name}" attempt ${attempts} failed (${message}); retrying at ${retryAt.toISOString()}${free}`);
+    return retryStep(step, reason, message, finished, retryAt, { ...failure, ...(decision.consumesRetry ? {} : { infrastructureRetries: infrastructureRetries + 1 }) });
   }
   const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
-  p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" failed${tries}: ${message}`);
-  return failStep(step, reason, `${message}${tries}`, finished);
+  p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" failed${tries}: ${message}${decision ? ` (${decision.why})` : ''}`);
+  return failStep(step, reason, `${message}${tries}`, finished, failure);
 }
 
 /**
@@ -353,7 +370,7 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
       }
       const inputs = inputsOf(spec, byName, configuration);
       const variables = variablesFor(graph, spec, byName);
-      const cache = fresh && !spec.forEach && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs, variables.results) : undefined;
+      const cache = fresh && !spec.forEach && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs, variables) : undefined;
       const resumed = fresh ? p.facts.resumed.get(spec.name) : undefined;
       const found = resumed ? { hit: resumed } : fresh ? lookUp(p, cache, spec) : undefined;
       if (found && 'hit' in found) {
@@ -408,7 +425,7 @@ function fanOut(
   // NOTE: the items were resolved when the step started, from values that cannot change since.
   const items = 'items' in resolved ? resolved.items : [];
   return advanceFanOut(p, graph.run, {
-    spec, step, items, slots, variables,
+    spec, step, items, slots, variables, collections: graph.collections,
     pods: graph.podsByStep.get(spec.name) ?? [],
     inputs: inputsOf(spec, byName, graph.configuration),
   });

@@ -85,6 +85,8 @@ function stepProblem(spec: PipelineSpec, step: StepSpec): ValidationProblem | un
 function forEachProblem(spec: PipelineSpec, step: StepSpec, visible: Set<string>, byName: Map<string, StepSpec>): ValidationProblem | undefined {
   const forEach = step.forEach!;
   const where = `step "${step.name}" forEach`;
+  const sources = [forEach.items, forEach.parameter, forEach.result].filter((x) => x !== undefined).length;
+  if (sources !== 1) return problem(Reasons.InvalidForEach, `${where}: set exactly one of items, parameter or result`);
   if ((step.outputs ?? []).some((o) => o.register)) {
     return problem(Reasons.InvalidForEach, `${where}: a forEach step cannot register models (each item would register one); register the best in a step after it`);
   }
