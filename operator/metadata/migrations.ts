@@ -151,6 +151,17 @@ CREATE TABLE model_version_claims (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'step results and forEach collections',
+    sql: `
+-- The typed values a step wrote (canonical text by name), and a forEach step's items.
+ALTER TABLE step_executions ADD COLUMN results jsonb;
+ALTER TABLE step_executions ADD COLUMN collection_uri text;
+ALTER TABLE step_executions ADD COLUMN collection_digest text;
+ALTER TABLE step_executions ADD COLUMN items jsonb;
+`,
+  },
 ];
 
 /** Key of the transaction-scoped advisory lock every migrate() takes ("ferrymig" in ASCII). */

@@ -67,6 +67,10 @@ const EXECUTION_MERGE: Record<string, string> = {
   started_at: 'COALESCE(cur.started_at, EXCLUDED.started_at)',
   finished_at: FINISHED_MERGE,
   metrics: 'COALESCE(EXCLUDED.metrics, cur.metrics)',
+  results: 'COALESCE(EXCLUDED.results, cur.results)',
+  collection_uri: 'COALESCE(cur.collection_uri, EXCLUDED.collection_uri)',
+  collection_digest: 'COALESCE(cur.collection_digest, EXCLUDED.collection_digest)',
+  items: 'COALESCE(EXCLUDED.items, cur.items)',
 };
 
 // The stage follows the object (latest write wins); what produced the version never changes.
@@ -167,16 +171,18 @@ export class PostgresMetadataStore implements MetadataStore {
       if (executions.length > 0) {
         await db.query(`
           INSERT INTO step_executions AS cur (run_uid, step, namespace, phase, attempts, pod_name, cache_key, cache_components,
-                                              cached_from, started_at, finished_at, metrics)
+                                              cached_from, started_at, finished_at, metrics, results, collection_uri, collection_digest, items)
           SELECT $1, x.step, $2, x.phase, x.attempts, x.pod_name, x.cache_key, x.cache_components,
-                 x.cached_from, x.started_at, x.finished_at, x.metrics
+                 x.cached_from, x.started_at, x.finished_at, x.metrics, x.results, x.collection_uri, x.collection_digest, x.items
           FROM jsonb_to_recordset($3::jsonb) AS x(step text, phase text, attempts integer, pod_name text, cache_key text,
-               cache_components jsonb, cached_from text, started_at timestamptz, finished_at timestamptz, metrics jsonb)
+               cache_components jsonb, cached_from text, started_at timestamptz, finished_at timestamptz, metrics jsonb,
+               results jsonb, collection_uri text, collection_digest text, items jsonb)
           ON CONFLICT (run_uid, step) ${mergeOnConflict(EXECUTION_MERGE)}`, [
           run.uid, run.namespace, JSON.stringify(executions.map((e) => ({
             step: e.step, phase: e.phase, attempts: e.attempts, pod_name: e.podName, cache_key: e.cacheKey,
             cache_components: e.cacheComponents, cached_from: e.cachedFrom, started_at: e.startedAt,
-            finished_at: e.finishedAt, metrics: e.metrics,
+            finished_at: e.finishedAt, metrics: e.metrics, results: e.results, collection_uri: e.collection?.uri,
+            collection_digest: e.collection?.digest, items: e.items,
           }))),
         ]);
       }

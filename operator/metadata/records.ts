@@ -33,6 +33,11 @@ export interface ExecutionRecord {
   startedAt?: string;
   finishedAt?: string;
   metrics?: Record<string, number>;
+  /** Results the step wrote, as canonical text. */
+  results?: Record<string, string>;
+  /** A forEach step's items: where their outputs and results are, and how many did what. */
+  collection?: { uri: string; digest: string };
+  items?: { total: number; succeeded: number; failed: number };
 }
 
 export interface ArtifactRecord {

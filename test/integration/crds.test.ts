@@ -44,6 +44,10 @@ describe('CRDs', () => {
     ['a self-dependency', '  - {name: a, image: x, dependsOn: [a]}\n', /spec\.steps\[0\]\.dependsOn: Invalid value: .*a step may not depend on itself/],
     ['a bad step name', '  - {name: Train_Model, image: x}\n', /spec\.steps\[0\]\.name: Invalid value: "Train_Model"/],
     ['registering a non-model output', '  - {name: a, image: x, outputs: [{name: o, type: dataset, register: {name: iris}}]}\n', /only outputs of type model can be registered/],
+    ['a mount under /ferry', '  - {name: a, image: x, volumes: [{name: v, emptyDir: {}}], volumeMounts: [{name: v, mountPath: /ferry/inputs}]}\n', /spec\.steps\[0\]\.volumeMounts\[0\]\.mountPath: Invalid value: .*\/ferry is Ferry's own: mount elsewhere/],
+    ['a mount path that is not normalised', '  - {name: a, image: x, volumes: [{name: v, emptyDir: {}}], volumeMounts: [{name: v, mountPath: /tmp/../ferry}]}\n', /spec\.steps\[0\]\.volumeMounts\[0\]\.mountPath: Invalid value: "\/tmp\/\.\.\/ferry"/],
+    ['a volume with two sources', '  - {name: a, image: x, volumes: [{name: v, emptyDir: {}, configMap: {name: c}}]}\n', /set exactly one of persistentVolumeClaim, configMap, secret or emptyDir/],
+    ["a volume named like Ferry's", '  - {name: a, image: x, volumes: [{name: ferry-artifacts, emptyDir: {}}]}\n', /spec\.steps\[0\]\.volumes\[0\]\.name: Invalid value: .*volume names ferry and ferry-\* are Ferry's own/],
   ];
   for (const [what, steps, message] of cases) {
     it(`reject a Pipeline with ${what}`, async () => {

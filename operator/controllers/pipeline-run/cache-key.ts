@@ -50,6 +50,8 @@ export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inpu
     version: step.cache?.version ?? '',
     ...(usedResults.length > 0 ? { results: Object.fromEntries(usedResults.map((key) => [key, results?.get(key) ?? null])) } : {}),
     ...(run ? { run } : {}),
+    // Only when set, so the keys of steps without volumes stay as they were.
+    ...(step.volumes?.length || step.volumeMounts?.length ? { volumes: { volumes: step.volumes ?? [], mounts: step.volumeMounts ?? [] } } : {}),
     ...(step.results?.length ? { declaredResults: step.results.map((r) => [r.name, r.type ?? 'string']) } : {}),
   };
   const components = Object.fromEntries(Object.entries(values).map(([name, value]) => [name, sha256Hex(canonicalJson(value)).slice(0, 16)]));
