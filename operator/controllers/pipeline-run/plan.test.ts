@@ -8,7 +8,7 @@ import { foldPass } from './fold.ts';
 import { collapseEvents, planFinishedRun, retryDelaySeconds, type RunEvent, type RunPlan } from './plan.ts';
 import { RUN_NAME, diamond, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import {
-  NOW, at, condition, created, deleted, eventReasons, failedPod, phases, plan, stamp, stepOf, stepPod, stored, succeededPod, withStatus,
+  NOW, at, condition, created, deleted, eventReasons, failedPod, phases, plan, runningStep, stamp, stepOf, stepPod, stored, succeededPod, withStatus,
 } from './testing.ts';
 
 /** A status in which the given steps have the given phases (attempts 1 unless Pending), as a previous reconcile wrote it. */
@@ -227,7 +227,7 @@ describe('planRun: timeouts', () => {
   it('a step Pod older than timeoutSeconds is deleted and the step retried with reason TimedOut', () => {
     const p = pipeline({ steps: [step('a', { timeoutSeconds: 60, retries: { limit: 1, backoffSeconds: 7 } })] });
     const status = runningStatus({ a: { phase: 'Running' } });
-    const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-61) } });
+    const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-61), initContainerStatuses: [runningStep(stamp(-61))] } });
     const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [slow] });
     const a = stepOf(next, 'a');
     assert.deepEqual([a.phase, a.reason], ['Retrying', Reasons.TimedOut]);
@@ -239,7 +239,7 @@ describe('planRun: timeouts', () => {
   it('a step that times out with no retries left fails the run, its Pod deleted once', () => {
     const p = pipeline({ steps: [step('a', { timeoutSeconds: 60 }), step('b', { dependsOn: ['a'] })] });
     const status = runningStatus({ a: { phase: 'Running' }, b: { phase: 'Pending' } });
-    const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-60) } });
+    const slow = stepPod('a', 1, 'Running', { status: { startTime: stamp(-60), initContainerStatuses: [runningStep(stamp(-60))] } });
     const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [slow] });
     assert.equal(next.status.phase, 'Failed');
     assert.deepEqual(phases(next), { a: 'Failed', b: 'Skipped' });
@@ -251,7 +251,7 @@ describe('planRun: timeouts', () => {
   it('a step within its timeout asks to be looked at again when it expires', () => {
     const p = pipeline({ steps: [step('a', { timeoutSeconds: 60 })] });
     const status = runningStatus({ a: { phase: 'Running' } });
-    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Running', { status: { startTime: stamp(-10) } })] });
+    const next = plan({ pipeline: p, run: pipelineRun({ status }), pods: [stepPod('a', 1, 'Running', { status: { startTime: stamp(-10), initContainerStatuses: [runningStep(stamp(-10))] } })] });
     assert.equal(stepOf(next, 'a').phase, 'Running');
     assert.deepEqual(next.delete, []);
     assert.equal(next.requeueAfterMs, 50_000);

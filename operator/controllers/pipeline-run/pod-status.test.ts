@@ -178,6 +178,7 @@ describe('attemptOutcome: a Pod stuck Pending', () => {
       assert.equal(outcome.state, 'failed');
       if (outcome.state !== 'failed') return;
       assert.deepEqual([outcome.cause, outcome.reason, outcome.exitCode], ['ImagePullFailed', Reasons.ImagePullFailed, undefined]);
+      assert.equal(outcome.finishedAt, undefined, 'it ends when the operator gives up, not when fetch-inputs ended');
       assert.equal(outcome.message, `container step could not pull its image "step-image@sha256:${'e'.repeat(64)}" for 300s (${reason}): Back-off pulling image "step-image"`);
     });
   }

@@ -103,7 +103,8 @@ export function attemptOutcome(pod: Pod, pending?: { now: Date; timeouts: Pendin
       if (lost) return failed(lost.cause, lost.message);
       const step = containers.find((c) => c.name === STEP_CONTAINER)?.state?.running?.startedAt;
       const stuck = pending ? stuckPod(pod, pending.timeouts) : undefined;
-      if (stuck && pending && Date.parse(stuck.failsAt) <= pending.now.getTime()) return failed(stuck.cause, stuck.message);
+      // It ends now, when the operator gives up on it (not when a container before it ended).
+      if (stuck && pending && Date.parse(stuck.failsAt) <= pending.now.getTime()) return { ...failed(stuck.cause, stuck.message), finishedAt: undefined };
       return { state: 'active', startedAt, ...(step ? { stepRunningSince: step } : {}), ...(stuck ? { failsAt: stuck.failsAt } : {}) };
     }
   }

@@ -84,6 +84,11 @@ export function terminated(exitCode: number, extra: { message?: string; reason?:
   };
 }
 
+/** The step container running since `startedAt`: what the planner times a step from. */
+export function runningStep(startedAt: string): IContainerStatus {
+  return { name: 'step', image: TEST_IMAGE, imageID: '', ready: false, restartCount: 0, state: { running: { startedAt } } };
+}
+
 /** A step Pod that failed with `exitCode` and a termination message. */
 export const failedPod = (stepName: string, attempt: number, exitCode = 1, message = 'boom'): Pod =>
   stepPod(stepName, attempt, 'Failed', { status: { containerStatuses: [terminated(exitCode, { message })] } });
