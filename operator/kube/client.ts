@@ -82,13 +82,16 @@ export class KubeClient {
    * Lists every page of a collection. `slim` is applied page by page, so a list of 10k Pods never
    * holds 10k whole Pods at once when only part of each is kept.
    */
-  async list<T>(r: Resource, namespace?: string, labelSelector?: string, slim?: (item: T) => T, options: CallOptions = {}): Promise<ListResult<T>> {
+  async list<T>(
+    r: Resource, namespace?: string, labelSelector?: string, slim?: (item: T) => T, options: CallOptions & { fieldSelector?: string } = {},
+  ): Promise<ListResult<T>> {
     const items: T[] = [];
     let continueToken: string | undefined;
     let resourceVersion = '';
     do {
       const query = new URLSearchParams({ limit: '500' });
       if (labelSelector) query.set('labelSelector', labelSelector);
+      if (options.fieldSelector) query.set('fieldSelector', options.fieldSelector);
       if (continueToken) query.set('continue', continueToken);
       const page = await this.request<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
         'GET',

@@ -66,7 +66,8 @@ export class FakeKubelet {
     if (this.busy) return;
     this.busy = true;
     try {
-      const { items } = await this.client.list<Pod>(PODS, this.namespace);
+      // Finished Pods are left out: with thousands of them a full list every tick would load the API server.
+      const { items } = await this.client.list<Pod>(PODS, this.namespace, undefined, undefined, { fieldSelector: 'status.phase!=Succeeded,status.phase!=Failed' });
       for (const pod of items) {
         const name = pod.metadata.name;
         if (this.seen.has(name) || pod.metadata.deletionTimestamp) continue;

@@ -17,7 +17,7 @@ import { serializeCollection, type CollectedItem, type Collection } from './coll
 import type { Planner, StepLaunch } from './planner.ts';
 import { attemptOutcome, truncate } from './pod-status.ts';
 import { checkResults } from './results.ts';
-import { retryDelaySeconds } from './retry-policy.ts';
+import { DEFAULT_FAILURE_SETTINGS, INFRASTRUCTURE_CAUSES, decideRetry } from './retry-policy.ts';
 import { failStep, iso } from './transitions.ts';
 
 const MAX_FAILED_ITEMS_SHOWN = 10;
@@ -111,6 +111,8 @@ export function advanceFanOut(p: Planner, run: PipelineRun, fan: FanOut): StepSt
     const { bytes, hex } = serializeCollection(collection);
     p.collections.push(bytes);
     fan.collections.set(spec.name, collection);
+    // Items that failed while stuck (an image, no node) may still have a Pod waiting.
+    p.deleteActive(fan.pods);
     const tolerated = counts.failed > 0 ? ` (${counts.failed} failed, within minSuccessRatio ${ratio})` : '';
     p.event('Normal', EventReasons.StepSucceeded, `step "${spec.name}" succeeded: ${counts.succeeded} of ${counts.total} items${tolerated}`);
     const { retryAt: _retryAt, reason: _reason, ...rest } = step;
@@ -162,8 +164,14 @@ function itemState(p: Planner, spec: StepSpec, pods: Pod[]): ItemState {
   const attempts = numberLabel(newest, LABEL_ATTEMPT);
   // Pods of earlier attempts must not run on.
   p.deleteActive(pods.filter((pod) => pod !== newest));
-  const outcome = attemptOutcome(newest);
-  if (outcome.state === 'active') return { state: 'running', attempts };
+  const settings = p.facts.failureSettings ?? DEFAULT_FAILURE_SETTINGS;
+  const outcome = attemptOutcome(newest, { now: p.facts.now, timeouts: settings });
+  if (outcome.state === 'active') {
+    // A stuck Pod (an image it cannot pull, no node) fails the item at failsAt; it is not
+    // deleted before the step ends, since it is the item's record.
+    if (outcome.failsAt) p.wake(Date.parse(outcome.failsAt));
+    return { state: 'running', attempts };
+  }
   if (outcome.state === 'succeeded') {
     const report = p.facts.reports.get(newest.metadata.name);
     if (report && 'refused' in report) return { state: 'failed', attempts, reason: Reasons.InvalidStepReport, message: report.refused };
@@ -176,9 +184,13 @@ function itemState(p: Planner, spec: StepSpec, pods: Pod[]): ItemState {
     const index = numberLabel(newest, LABEL_ITEM);
     return { state: 'succeeded', attempts, collected: { index, outputs, ...(Object.keys(checked.results).length > 0 ? { results: checked.results } : {}) } };
   }
-  if (attempts <= (spec.retries?.limit ?? 0)) {
+  // Earlier infrastructure losses of this item, each retried for free while the allowance lasted.
+  const losses = pods.filter((pod) => pod !== newest).map((pod) => attemptOutcome(pod))
+    .filter((o) => o.state === 'failed' && INFRASTRUCTURE_CAUSES.has(o.cause)).length;
+  const decision = decideRetry(spec.retries, outcome.cause, attempts, Math.min(losses, settings.maxInfrastructureRetries), settings);
+  if (decision.retry) {
     const finished = Date.parse(outcome.finishedAt ?? '') || p.now;
-    return { state: 'pending', attempts, retryAt: finished + retryDelaySeconds(spec, attempts) * 1000 };
+    return { state: 'pending', attempts, retryAt: finished + decision.delaySeconds * 1000 };
   }
   const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
   return { state: 'failed', attempts, reason: outcome.reason, message: `${outcome.message}${tries}` };

@@ -206,8 +206,13 @@ function userMetadata(kind: 'label' | 'annotation', ...sources: Array<PodMetadat
  */
 export const DEADLINE_SLACK_SECONDS = GRANT_SLACK_SECONDS;
 
-/** The Pod's activeDeadlineSeconds: the step's timeout (or the default one) plus the slack; none without a timeout. */
-export function deadlineSeconds(step: StepSpec, agent: AgentSettings): number | undefined {
+/**
+ * The Pod's activeDeadlineSeconds: the step's timeout (or the default one) plus the slack; none
+ * without a timeout. An item of a forEach step gets the step's timeout itself: the kubelet
+ * enforces it (the planner never deletes an item's Pod, which is the item's only record).
+ */
+export function deadlineSeconds(step: StepSpec, agent: AgentSettings, item = false): number | undefined {
+  if (item && step.timeoutSeconds) return step.timeoutSeconds;
   const timeout = step.timeoutSeconds ?? agent.defaultTimeoutSeconds;
   return timeout ? timeout + DEADLINE_SLACK_SECONDS : undefined;
 }
@@ -315,7 +320,7 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, acc
       ...(pipeline?.imagePullSecrets?.length ? { imagePullSecrets: pipeline.imagePullSecrets.map(({ name }) => ({ name })) } : {}),
       ...(step.priorityClassName ? { priorityClassName: step.priorityClassName } : {}),
       ...(step.runtimeClassName ? { runtimeClassName: step.runtimeClassName } : {}),
-      ...(deadlineSeconds(step, agent) ? { activeDeadlineSeconds: deadlineSeconds(step, agent) } : {}),
+      ...(deadlineSeconds(step, agent, item !== undefined) ? { activeDeadlineSeconds: deadlineSeconds(step, agent, item !== undefined) } : {}),
       ...(step.nodeSelector ? { nodeSelector: step.nodeSelector } : {}),
       ...(step.tolerations ? { tolerations: step.tolerations } : {}),
       ...(step.affinity ? { affinity: affinityOf(step.affinity) } : {}),
