@@ -44,7 +44,7 @@ export interface ArtifactRecord {
   namespace: string;
   uri: string;
   digest: string;
-  /** dataset, model, metrics, file */
+  /** dataset, model, metrics, file, or collection (a forEach step's items) */
   type: string;
   size?: number;
 }

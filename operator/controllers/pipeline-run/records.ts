@@ -32,9 +32,20 @@ export function recordsOf(run: PipelineRun, status: PipelineRunStatus, configura
   const components = cacheComponentsOf(status, configuration);
   const artifacts = new Map<string, ArtifactRecord>();
   const edges: LineageEdge[] = [];
-  for (const spec of configuration.spec.steps) {
+  const specs = [...configuration.spec.steps, ...(configuration.spec.finally ?? [])];
+  // A forEach step's outputs are its collection: one artifact that lists every item's.
+  const sourceOf = (producer: string, output: string) => {
+    const step = steps.get(producer);
+    return step?.collection ?? step?.outputs?.find((o) => o.name === output);
+  };
+  for (const spec of specs) {
     const step = steps.get(spec.name);
     if (!step || (step.phase !== 'Succeeded' && step.phase !== 'Cached')) continue;
+    if (step.collection) {
+      const { uri, digest, size } = step.collection;
+      artifacts.set(uri, { namespace, uri, digest, type: 'collection', size });
+      edges.push({ runUid, step: spec.name, direction: 'produced', name: 'items', artifactUri: uri, artifactDigest: digest });
+    }
     for (const output of step.outputs ?? []) {
       const type = spec.outputs?.find((o) => o.name === output.name)?.type ?? 'file';
       artifacts.set(output.uri, { namespace, uri: output.uri, digest: output.digest, type, ...(output.size !== undefined ? { size: output.size } : {}) });
@@ -42,11 +53,11 @@ export function recordsOf(run: PipelineRun, status: PipelineRunStatus, configura
     }
     for (const input of spec.inputs ?? []) {
       const source = input.from
-        ? steps.get(input.from.step)?.outputs?.find((o) => o.name === input.from!.output)
+        ? sourceOf(input.from.step, input.from.output)
         : configuration.externalInputs.find((e) => e.step === spec.name && e.input === input.name);
       if (!source) continue;
       if (!artifacts.has(source.uri)) {
-        const type = input.model ? 'model' : input.from ? configuration.spec.steps.find((s) => s.name === input.from!.step)?.outputs?.find((o) => o.name === input.from!.output)?.type ?? 'file' : 'dataset';
+        const type = input.model ? 'model' : input.from ? specs.find((s) => s.name === input.from!.step)?.outputs?.find((o) => o.name === input.from!.output)?.type ?? 'file' : 'dataset';
         artifacts.set(source.uri, { namespace, uri: source.uri, digest: source.digest, type });
       }
       edges.push({ runUid, step: spec.name, direction: 'consumed', name: input.name, artifactUri: source.uri, artifactDigest: source.digest });
