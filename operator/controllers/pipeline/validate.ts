@@ -36,6 +36,9 @@ export function validatePipeline(spec: PipelineSpec): ValidationProblem | undefi
 
   for (const step of steps) {
     for (const dep of step.dependsOn ?? []) {
+      if ((spec.finally ?? []).some((f) => f.name === dep)) {
+        return { reason: Reasons.InvalidFinally, message: `step "${step.name}" depends on finally step "${dep}": finally steps run last` };
+      }
       if (!stepNames.has(dep)) {
         return { reason: Reasons.UnknownDependency, message: `step "${step.name}" depends on unknown step "${dep}"` };
       }
