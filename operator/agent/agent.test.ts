@@ -10,7 +10,7 @@ import { FileArtifactStore } from '../artifacts/file-store.ts';
 import { HttpArtifactStore } from '../artifacts/http-store.ts';
 import { createLogger } from '../observability/logger.ts';
 import { fetchInputs, publishOutputs } from './agent.ts';
-import { ENV, METRICS_FILE_MAX_BYTES, type OutputSpec } from './protocol.ts';
+import { ENV, METRICS_FILE_MAX_BYTES, RESULT_MAX_BYTES, type OutputSpec } from './protocol.ts';
 
 const quiet = createLogger({ level: 'error', write: () => undefined });
 let root: string;
@@ -105,5 +105,45 @@ describe('the agent with signed URLs', () => {
     await assert.rejects(publishOutputs({ env: stale, log: quiet }), /HTTP 403 the URL has expired.*retried with new ones/);
     await publishOutputs({ env: step.env, log: quiet });
     await assert.rejects(publishOutputs({ env: step.env, log: quiet }), /HTTP 412 already exists \(an earlier attempt wrote it already\)/);
+  });
+
+  it('reports the declared results a step wrote, refuses one over 4096 bytes or a symlink, and leaves out a missing one', async () => {
+    const step = await attempt([]);
+    await mkdir(join(step.dir, 'results'), { recursive: true });
+    await writeFile(join(step.dir, 'results', 'side'), 'heads\n');
+    const env = { ...step.env, [ENV.results]: JSON.stringify(['side', 'missing']) };
+    const message = await publishOutputs({ env, log: quiet });
+    assert.ok('report' in message);
+    assert.deepEqual(message.report.results, { side: 'heads' });
+
+    await writeFile(join(step.dir, 'results', 'side'), 'x'.repeat(RESULT_MAX_BYTES + 1));
+    await assert.rejects(publishOutputs({ env, log: quiet }), { message: `result "side" is ${RESULT_MAX_BYTES + 1} bytes, more than the limit of ${RESULT_MAX_BYTES}` });
+    await rm(join(step.dir, 'results', 'side'));
+    await symlink('/etc/hostname', join(step.dir, 'results', 'side'));
+    await assert.rejects(publishOutputs({ env, log: quiet }), { message: 'result "side": /ferry/results/side is not a regular file' });
+  });
+
+  it('fetches a collection input, every item into <name>/<index>, checking each digest', async () => {
+    const items: Array<{ index: number; uri: string; digest: string; url: string }> = [];
+    for (const index of [0, 2]) {
+      const producer = await attempt(['model']);
+      await writeFile(join(producer.dir, 'outputs', 'model'), `weights ${index}\n`);
+      const message = await publishOutputs({ env: producer.env, log: quiet });
+      assert.ok('report' in message);
+      const [model] = message.report.outputs;
+      items.push({ index, uri: model!.uri, digest: model!.digest, url: store.readGrant(model!.uri, new Date(Date.now() + 60_000)).url });
+    }
+    const listKey = `team-a/runs/uid-list/pick/1/input-models.json`;
+    const list = await store.createOnce(listKey, Buffer.from(JSON.stringify(items)));
+    const listInput = { name: 'models', uri: list.uri, digest: list.digest, collection: true, url: store.readGrant(list.uri, new Date(Date.now() + 60_000)).url };
+    const consumer = join(root, 'collector');
+    await fetchInputs({ env: { [ENV.dir]: consumer, [ENV.inputs]: JSON.stringify([listInput]) }, log: quiet });
+    assert.equal(await readFile(join(consumer, 'inputs', 'models', '0'), 'utf8'), 'weights 0\n');
+    assert.equal(await readFile(join(consumer, 'inputs', 'models', '2'), 'utf8'), 'weights 2\n');
+
+    const tampered = [{ ...items[0]!, digest: `sha256:${'0'.repeat(64)}` }];
+    const bad = await store.createOnce(`team-a/runs/uid-list/pick/2/input-models.json`, Buffer.from(JSON.stringify(tampered)));
+    const badInput = { name: 'models', uri: bad.uri, digest: bad.digest, collection: true, url: store.readGrant(bad.uri, new Date(Date.now() + 60_000)).url };
+    await assert.rejects(fetchInputs({ env: { [ENV.dir]: join(root, 'collector-2'), [ENV.inputs]: JSON.stringify([badInput]) }, log: quiet }), /input "models\[0\]" .* does not have the expected digest/);
   });
 });
