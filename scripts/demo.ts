@@ -1,9 +1,11 @@
 // `npm run demo`: Ferry end to end in real Pods. Starts (or reuses) the local single-node
 // cluster (test/cluster), builds and pushes the Ferry and example images to its registry,
-// starts PostgreSQL, `helm install`s Ferry, then runs the iris example: two training runs
-// with different parameters (the better model is promoted to Production), then batch
-// inference on the Production model, with live progress, and a summary of what was made.
-// Running it again reuses everything; identical training steps come from the step cache.
+// starts PostgreSQL, `helm install`s Ferry, then runs the iris example: three training runs,
+// each a sweep over the regularisation c (one Pod per value, the best picked, registered only
+// when good enough, the better model promoted to Production, a finally summary), then batch
+// inference on the Production model, with live progress, and a summary of what was made with
+// each sweep as a table. Running it again reuses what the step cache can: every step but the
+// sweep's items and the pick that reads them (docs/control-flow.md), and registers nothing new.
 //
 //   npm run demo                                  the local cluster (Linux, root)
 //   npm run demo -- --context NAME --registry HOST[:PORT] [--insecure-registry] [--database-url DSN]
@@ -191,12 +193,21 @@ async function summary(target: Target, client: KubeClient, runs: PipelineRun[], 
   for (const run of runs) {
     const steps = run.status?.steps ?? [];
     const cached = steps.filter((s) => s.phase === 'Cached').length;
-    console.log(`  ${run.metadata.name.padEnd(24)} ${run.status?.phase} ${run.status?.progress ?? ''}${cached > 0 ? ` (${cached} from cache)` : ''}  ${(run.status?.parameters ?? []).map((p) => `${p.name}=${String(p.value)}`).join(' ')}`);
+    console.log(`  ${run.metadata.name.padEnd(26)} ${run.status?.phase} ${run.status?.progress ?? ''}${cached > 0 ? ` (${cached} from cache)` : ''}  ${(run.status?.parameters ?? []).map((p) => `${p.name}=${String(p.value)}`).join(' ')}`);
     console.log(`    frozen configuration ${run.status?.configuration?.uri ?? '-'}`);
     console.log(`                         ${run.status?.configuration?.digest ?? '-'}`);
   }
-  console.log('ModelVersions (this demo run registered: ' + (registered.map((v) => v.metadata.name).join(', ') || 'none') + '):');
   const versions = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.sort((a, b) => a.spec.version - b.spec.version);
+  const sweeps = runs.filter((r) => sweepOf(r) !== undefined);
+  if (sweeps.length > 0) console.log('Sweeps (train: one Pod per c, 5-fold cross-validated accuracy; pick: the best; register: held-out accuracy, when the best reaches min-accuracy):');
+  for (const run of sweeps) {
+    console.log(`  ${run.metadata.name}  ${(run.status?.parameters ?? []).filter((p) => p.name === 'cs' || p.name === 'min-accuracy').map((p) => `${p.name}=${String(p.value)}`).join(' ')}`);
+    console.log(indent(sweepTable(run, versions).join('\n'), 4));
+    const summaryStep = run.status?.steps?.find((s) => s.name === 'summary');
+    const summaryOutput = summaryStep?.outputs?.find((o) => o.name === 'summary');
+    if (summaryStep) console.log(`    finally summary: ${summaryStep.phase}${summaryOutput ? (hostStore === undefined ? ` ${summaryOutput.uri}` : `, tar -xOf ${hostPathOf(hostStore, summaryOutput.uri)}`) : ''}`);
+  }
+  console.log('ModelVersions (this demo run registered: ' + (registered.map((v) => v.metadata.name).join(', ') || 'none') + '):');
   for (const v of versions) {
     const metrics = Object.entries(v.spec.metrics ?? {}).map(([k, n]) => `${k}=${Number(n.toFixed(4))}`).join(' ');
     console.log(`  ${v.metadata.name.padEnd(10)} ${(v.status?.stage ?? v.spec.stage ?? 'None').padEnd(10)} ${metrics.padEnd(36)} run ${v.spec.source?.run ?? '-'}  ${v.spec.artifact.digest.slice(0, 19)}…`);
@@ -208,13 +219,52 @@ async function summary(target: Target, client: KubeClient, runs: PipelineRun[], 
     const report = run.status!.steps!.flatMap((s) => s.outputs ?? []).find((o) => o.name === 'report')!;
     console.log(`Batch report of ${run.metadata.name}: ${report.uri} (${report.digest})`);
     if (hostStore !== undefined) {
-      const hostPath = join(hostStore, report.uri.replace(/^file:\/\/\/var\/lib\/ferry\/artifacts\//, ''));
+      const hostPath = hostPathOf(hostStore, report.uri);
       console.log(`  on this machine: ${hostPath} (a tar holding one file; tar -xOf ${hostPath})`);
       console.log(indent(await readArtifact(hostPath)));
     }
   }
   console.log('Pods (step Pods run images by digest):');
   console.log(indent(await kubectlOk(target, ['get', 'pods', '-A', '-o', 'custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,STATUS:.status.phase,IMAGE:.spec.containers[0].image,STEP IMAGE:.spec.initContainers[1].image'])));
+}
+
+/** The host file behind a URI of the chart's file:// store (the local cluster's hostPath volume). */
+function hostPathOf(hostStore: string, uri: string): string {
+  return join(hostStore, uri.replace(/^file:\/\/\/var\/lib\/ferry\/artifacts\//, ''));
+}
+
+interface SweepEntry { index: number; c: number; accuracy: number }
+
+/** A sweep's table as the fan-in step's results hold it (`sweep`, `best_index`): read from the run's status, not the store. */
+function sweepOf(run: PipelineRun): { entries: SweepEntry[]; best: number; step: string } | undefined {
+  const pick = run.status?.steps?.find((s) => s.results?.sweep !== undefined && s.results.best_index !== undefined);
+  if (!pick) return undefined;
+  try {
+    return { entries: JSON.parse(pick.results!.sweep!) as SweepEntry[], best: Number(pick.results!.best_index), step: pick.name };
+  } catch {
+    return undefined;
+  }
+}
+
+function sweepTable(run: PipelineRun, versions: ModelVersion[]): string[] {
+  const sweep = sweepOf(run)!;
+  const lines = ['item  c          cv accuracy'];
+  for (const e of sweep.entries) {
+    lines.push(`${String(e.index).padEnd(4)}  ${String(e.c).padEnd(9)}  ${e.accuracy.toFixed(4)}${e.index === sweep.best ? `       ← picked (${sweep.step})` : ''}`);
+  }
+  // The step that registered a model, or the example's register step when it did not (skipped, cached).
+  const register = run.status?.steps?.find((s) => (s.models?.length ?? 0) > 0) ?? run.status?.steps?.find((s) => s.name === 'register');
+  if (register) {
+    const registered = (register.models ?? []).map((m) => {
+      const v = versions.find((x) => x.spec.modelName === m.name && x.spec.version === m.version);
+      return `${m.name}-v${m.version} (${v?.status?.stage ?? 'None'}, held-out accuracy ${v?.spec.metrics?.accuracy?.toFixed(4) ?? '?'})`;
+    });
+    const what = register.phase === 'Succeeded' ? `registered ${registered.join(', ') || 'nothing'}`
+      : register.phase === 'Cached' ? `Cached from ${register.cachedFrom ?? 'an earlier run'}, which registered the model: no new version`
+      : `${register.phase}${register.message ? `: ${register.message}` : ''}`;
+    lines.push(`${register.name}: ${what}`);
+  }
+  return lines;
 }
 
 async function readArtifact(hostPath: string): Promise<string> {
@@ -228,6 +278,6 @@ async function readArtifact(hostPath: string): Promise<string> {
   }
 }
 
-function indent(text: string): string {
-  return text.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');
+function indent(text: string, spaces = 4): string {
+  return text.trimEnd().split('\n').map((l) => `${' '.repeat(spaces)}${l}`).join('\n');
 }

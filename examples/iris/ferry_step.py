@@ -1,9 +1,12 @@
 """The Ferry step contract, as the iris example scripts use it.
 
 A step reads its inputs from /ferry/inputs/<name>, writes its outputs to
-/ferry/outputs/<name> and optional numbers to /ferry/outputs/metrics.json; declared
-parameters arrive as FERRY_PARAM_<NAME> (upper case, "-" as "_"). The directories can be
-moved with FERRY_INPUTS_DIR / FERRY_OUTPUTS_DIR, which is how the scripts run outside a Pod.
+/ferry/outputs/<name>, optional numbers to /ferry/outputs/metrics.json and its declared
+results (small typed values later steps and `when` conditions read) as plain text to
+/ferry/results/<name>; declared parameters arrive as FERRY_PARAM_<NAME> (upper case, "-" as
+"_"). An input from a forEach step holds one entry per item: /ferry/inputs/<name>/<index>.
+The directories can be moved with FERRY_INPUTS_DIR / FERRY_OUTPUTS_DIR / FERRY_RESULTS_DIR,
+which is how the scripts run outside a Pod.
 """
 import csv
 import json
@@ -21,6 +24,10 @@ def inputs_dir():
 
 def outputs_dir():
     return os.environ.get("FERRY_OUTPUTS_DIR", "/ferry/outputs")
+
+
+def results_dir():
+    return os.environ.get("FERRY_RESULTS_DIR", "/ferry/results")
 
 
 def input_path(name):
@@ -54,6 +61,44 @@ def write_json(name, document):
     with open(output_path(name), "w", encoding="utf-8") as f:
         json.dump(document, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def write_result(name, value):
+    """A declared result as the text Ferry checks against its type: a float as repr (full
+    precision), a bool as true/false, a list or object as compact JSON, anything else as str."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            fail(f"result {name!r} is {value}, which is not a finite number")
+        text = repr(value)
+    elif isinstance(value, (list, dict)):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    else:
+        text = str(value)
+    os.makedirs(results_dir(), exist_ok=True)
+    with open(os.path.join(results_dir(), name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def indexed_inputs(name):
+    """[(index, path)] of an input from a forEach step, in item order: one entry per item that
+    succeeded, at /ferry/inputs/<name>/<index> (a file, or a directory for a directory output)."""
+    root = input_path(name)
+    if not os.path.isdir(root):
+        fail(f"input {name!r} is not a forEach step's output: {root} is not a directory")
+    entries = [e for e in os.listdir(root) if e.isdigit()]
+    if not entries:
+        fail(f"input {name!r} holds no items ({root} is empty)")
+    return [(int(e), os.path.join(root, e)) for e in sorted(entries, key=int)]
+
+
+def json_argument(text, what):
+    """A JSON value given on the command line, e.g. $(steps.train.results.accuracy)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        fail(f"{what}: {text!r} is not JSON")
 
 
 def write_metrics(metrics):

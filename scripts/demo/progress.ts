@@ -1,6 +1,6 @@
 // Live progress of PipelineRuns for a terminal: one line whenever a step changes phase (started,
-// finished with its duration, served from cache, retried, failed) and when a run finishes or
-// waits on something. Driven by a watch (the operator's informer), not by polling.
+// finished with its duration, served from cache, retried, skipped, failed; a forEach step also
+// as its items finish) and when a run finishes or waits on something. Driven by a watch (the operator's informer), not by polling.
 import type { PipelineRun, StepStatus } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import { FINAL_RUN_PHASES } from '../../operator/api/v1alpha1/labels.ts';
 import type { KubeClient } from '../../operator/kube/client.ts';
@@ -67,7 +67,7 @@ export class RunProgress {
 
   private report(run: PipelineRun): void {
     const seen = this.seen.get(run.metadata.name)!;
-    const name = run.metadata.name.padEnd(24);
+    const name = run.metadata.name.padEnd(26);
     const progress = (run.status?.progress ?? '').padStart(5);
     for (const step of run.status?.steps ?? []) {
       const state = describeStep(step);
@@ -89,11 +89,14 @@ export class RunProgress {
 function describeStep(step: StepStatus): string | undefined {
   switch (step.phase) {
     case 'Running':
+      // A forEach step: one line each time an item starts or ends (its status holds counts only).
+      if (step.items) return `Running: ${step.items.succeeded + step.items.failed}/${step.items.total} items done, ${step.items.running} running${step.items.failed > 0 ? `, ${step.items.failed} failed` : ''}`;
       return `Running${(step.attempts ?? 1) > 1 ? ` (attempt ${step.attempts})` : ''} in ${step.podName ?? 'its Pod'}`;
     case 'Succeeded': {
       const seconds = step.startedAt && step.finishedAt ? (Date.parse(step.finishedAt) - Date.parse(step.startedAt)) / 1000 : undefined;
       const metrics = Object.entries(step.metrics ?? {}).map(([k, v]) => `${k}=${Number(v.toFixed(4))}`).join(' ');
-      return `Succeeded${seconds === undefined ? '' : ` in ${seconds} s`}${metrics ? `  ${metrics}` : ''}`;
+      const items = step.items ? `  ${step.items.succeeded}/${step.items.total} items succeeded` : '';
+      return `Succeeded${seconds === undefined ? '' : ` in ${seconds} s`}${items}${metrics ? `  ${metrics}` : ''}`;
     }
     case 'Cached':
       return `Cached (outputs of ${step.cachedFrom ?? 'an earlier run'}, no Pod)`;

@@ -1,6 +1,6 @@
 // The iris example's image: Python 3 with scikit-learn from Debian's packages (debootstrap,
 // no PyPI) plus the scripts of examples/iris, pushed under a version tag such as
-// `0.1.0-sklearn1.2.1`. The root filesystem is built once and cached as a tarball outside the
+// `0.2.0-sklearn1.2.1`. The root filesystem is built once and cached as a tarball outside the
 // repo; the image is rebuilt only when the registry lacks the tag with the same content, which
 // a digest in the image's labels records. Needs root (debootstrap, chroot). Called by the demo
 // and the e2e tests; `node test/cluster/example-image.ts <registry>` builds it by hand.
@@ -15,7 +15,7 @@ import { ensureDebianPackage } from '../harness/registry.ts';
 import { mountsUnder } from './cleanup.ts';
 
 /** The example's own version: the first part of the tag. Bump it when the scripts' behaviour changes. */
-export const EXAMPLE_IMAGE_VERSION = '0.1.0';
+export const EXAMPLE_IMAGE_VERSION = '0.2.0';
 export const EXAMPLE_IMAGE_REPOSITORY = 'ferry-examples/iris';
 /** Where the scripts live in the image: steps run `python3 /opt/ferry-examples/iris/<step>.py`. */
 export const EXAMPLE_SCRIPTS_DIR = '/opt/ferry-examples/iris';
@@ -111,7 +111,7 @@ export async function ensureExampleImage(registry: string, log: (line: string) =
   return ref;
 }
 
-/** `0.1.0-sklearn1.2.1`: the example's version and scikit-learn's upstream version (Debian's `1.2.1+dfsg-1`). */
+/** `0.2.0-sklearn1.2.1`: the example's version and scikit-learn's upstream version (Debian's `1.2.1+dfsg-1`). */
 export function exampleImageTag(sklearnDebianVersion: string): string {
   const upstream = sklearnDebianVersion.replace(/^\d+:/, '').split(/[+~-]/)[0] ?? '';
   const tag = `${EXAMPLE_IMAGE_VERSION}-sklearn${upstream}`;

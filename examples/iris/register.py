@@ -1,11 +1,15 @@
-"""evaluate: the trained model judged on the held-out test split.
+"""register: the model the sweep picked, judged on the held-out test split and registered.
 
-Inputs `model` (from train) and `test` (from prepare). Outputs `evaluation` (JSON: accuracy,
-macro F1, per-species precision/recall/F1, confusion matrix) and `model` again, unchanged:
-Ferry gives a registered ModelVersion the metrics of the step that writes the registered
-output, so the step that measured the model is the one that registers it. The artifact
-store is content-addressed, so the copy has the trained model's digest and costs nothing.
+Runs only when the pick's cross-validated accuracy reaches parameter min-accuracy (the step's
+`when`). Inputs `model` (from pick) and `test` (from prepare, never seen by the sweep).
+Outputs `evaluation` (JSON: accuracy, macro F1, per-species precision/recall/F1, confusion
+matrix) and `model` again, unchanged, registered as model `iris`: Ferry gives a registered
+ModelVersion the metrics of the step that writes the registered output, so the step that
+measured the model on held-out data is the one that registers it, and the promotion policy
+judges that held-out accuracy. The copy has the picked model's digest. `--cv-accuracy
+$(steps.pick.results.best_accuracy)`, when given, is recorded beside it as `cv_accuracy`.
 """
+import argparse
 import pickle
 import shutil
 
@@ -13,6 +17,10 @@ from ferry_step import input_path, log, output_path, read_dataset, write_json, w
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cv-accuracy", type=float, help="the cross-validated accuracy the sweep measured")
+    cv_accuracy = parser.parse_args().cv_accuracy
+
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     with open(input_path("model"), "rb") as f:
@@ -41,7 +49,10 @@ def main():
     })
     shutil.copyfile(input_path("model"), output_path("model"))
     log(f"accuracy {accuracy:.4f}, macro F1 {f1_macro:.4f} on {len(y)} held-out flowers (c={model['params']['c']})")
-    write_metrics({"accuracy": accuracy, "f1_macro": f1_macro, "test_rows": len(y)})
+    metrics = {"accuracy": accuracy, "f1_macro": f1_macro, "test_rows": len(y), "c": float(model["params"]["c"])}
+    if cv_accuracy is not None:
+        metrics["cv_accuracy"] = cv_accuracy
+    write_metrics(metrics)
 
 
 if __name__ == "__main__":
