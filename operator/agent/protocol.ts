@@ -56,6 +56,8 @@ export interface InputSpec {
   collection?: boolean;
   /** In a plan, before the list is made: which output of each item the collection input is. */
   output?: string;
+  /** In a plan: what the step cache keys a collection input by (its items' digests, the same in every run). */
+  contentDigest?: string;
 }
 
 /** One item's artifact of a collection input, with the URL to read it by. */

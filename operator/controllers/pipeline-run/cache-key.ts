@@ -34,22 +34,26 @@ export function maxAgeMs(step: StepSpec): number {
  */
 export function cacheKeyOf(step: StepSpec, parameters: Map<string, string>, inputs: InputSpec[], variables: Omit<StepVariables, 'params'> = {}): CacheKey {
   const used = variablesOf(step);
-  const usedResults = used.results.map((r) => `${r.step}.${r.name}`).sort();
+  // A forEach over a parameter or result depends on its value as much as a variable does.
+  const forEachResult = step.forEach?.result ? [`${step.forEach.result.step}.${step.forEach.result.name}`] : [];
+  const usedResults = [...new Set([...used.results.map((r) => `${r.step}.${r.name}`), ...forEachResult])].sort();
   const results = variables.results;
   // A finally step's outputs depend on how the run went: $(run.…) and its environment.
   const run = variables.run ? { status: variables.run.status, failedSteps: variables.run.failedSteps } : undefined;
-  const usedParameters = [...new Set([...(step.parameters ?? []), ...referencedParameters(step)])].sort();
+  const usedParameters = [...new Set([...(step.parameters ?? []), ...referencedParameters(step), ...(step.forEach?.parameter ? [step.forEach.parameter] : [])])].sort();
   const values: Record<string, unknown> = {
     image: step.image,
     command: step.command ?? [],
     args: step.args ?? [],
     env: step.env ?? [],
     parameters: Object.fromEntries(usedParameters.map((name) => [name, parameters.get(name) ?? null])),
-    inputs: Object.fromEntries(inputs.map((i) => [i.name, i.digest])),
+    inputs: Object.fromEntries(inputs.map((i) => [i.name, i.contentDigest ?? i.digest])),
     outputs: (step.outputs ?? []).map((o) => [o.name, o.type]),
     version: step.cache?.version ?? '',
     ...(usedResults.length > 0 ? { results: Object.fromEntries(usedResults.map((key) => [key, results?.get(key) ?? null])) } : {}),
     ...(run ? { run } : {}),
+    // A forEach step's outputs are its items': the list and the ratio decide them.
+    ...(step.forEach ? { forEach: { items: step.forEach.items ?? null, minSuccessRatio: step.forEach.minSuccessRatio ?? 1 } } : {}),
     // Only when set, so the keys of steps without volumes stay as they were.
     ...(step.volumes?.length || step.volumeMounts?.length ? { volumes: { volumes: step.volumes ?? [], mounts: step.volumeMounts ?? [] } } : {}),
     ...(step.results?.length ? { declaredResults: step.results.map((r) => [r.name, r.type ?? 'string']) } : {}),

@@ -138,6 +138,24 @@ describe('forEach', () => {
     assert.deepEqual(stepOf(second!, 'train').items, { total: 2, pending: 1, running: 1, succeeded: 0, failed: 0 });
   });
 
+  it('keys the step after a forEach step by its items\' digests, so two runs with the same items share a cache key', () => {
+    const p = pipeline({ steps: [
+      step('train', { forEach: { items: [1, 2] }, outputs: [{ name: 'model', type: 'model' }] }),
+      step('pick', { dependsOn: ['train'], inputs: [{ name: 'models', from: { step: 'train', output: 'model' } }] }),
+    ] });
+    const keyIn = (runUid: string) => {
+      const items = [0, 1].map((index) => ({ index, outputs: [{ name: 'model', uri: `file:///store/ns/runs/${runUid}/train/items/${index}/1/model.tar`, digest: `sha256:${String(index).repeat(64)}` }] }));
+      const collection = { total: 2, items };
+      const train = { name: 'train', phase: 'Succeeded' as const, collection: { uri: `file:///store/ns/blobs/sha256/${runUid}`, digest: `sha256:${runUid.padEnd(64, '0')}`, size: 10 } };
+      const run = withStatus(pipelineRun({ uid: runUid }), { phase: 'Running', startedAt: '2030-01-01T11:00:00Z', steps: [train, { name: 'pick', phase: 'Pending', attempts: 0 }] });
+      const next = plan({ pipeline: p, run, collections: new Map([['train', collection]]) });
+      return next.create.find((l) => l.step.name === 'pick')?.cache?.key;
+    };
+    const first = keyIn('aaaa');
+    assert.ok(first);
+    assert.equal(keyIn('bbbb'), first);
+  });
+
   it('fails a forEach over a parameter that is not a list, before any Pod', () => {
     const p = pipeline({ parameters: [{ name: 'xs', type: 'json', default: '[1]' }], steps: [step('each', { forEach: { parameter: 'xs' } })] });
     const [first] = passes(p, [[]], pipelineRun({ parameters: [{ name: 'xs', value: '{"a":1}' }] }));

@@ -30,6 +30,7 @@ import type { Pod } from '../../kube/pod.ts';
 import { evaluateCondition } from '../pipeline/expressions.ts';
 import { conditionEnvironment, conditionValues } from '../pipeline/condition-environment.ts';
 import { consumedSteps } from '../pipeline/step-references.ts';
+import { digestOf } from '../../configuration/canonical-json.ts';
 import { cacheKeyOf, isCacheable, type CacheKey } from './cache-key.ts';
 import { collectedResult } from './collection.ts';
 import { advanceFanOut, resolveItems } from './fan-out.ts';
@@ -210,8 +211,9 @@ function mainOutcome(steps: StepStatus[]): Outcome {
   }
   const cached = steps.filter((s) => s.phase === 'Cached').length;
   const skipped = steps.filter((s) => s.phase === 'Skipped').length;
-  const extras = [cached ? `${cached} from cache` : '', skipped ? `${skipped} skipped` : ''].filter(Boolean).join(', ');
-  return { phase: 'Succeeded', reason: Reasons.Succeeded, message: `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded${extras ? ` (${extras})` : ''}` };
+  const ran = steps.length - skipped;
+  const what = skipped ? `${ran} of ${steps.length} steps succeeded, ${skipped} skipped` : `${steps.length === 1 ? 'its only step' : `all ${steps.length} steps`} succeeded`;
+  return { phase: 'Succeeded', reason: Reasons.Succeeded, message: `${what}${cached ? ` (${cached} from cache)` : ''}` };
 }
 
 /** The main steps ended early or at last: stop what still runs of them before the finally steps start. */
@@ -368,9 +370,9 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
           continue;
         }
       }
-      const inputs = inputsOf(spec, byName, configuration);
+      const inputs = inputsOf(spec, byName, configuration, graph.collections);
       const variables = variablesFor(graph, spec, byName);
-      const cache = fresh && !spec.forEach && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs, variables) : undefined;
+      const cache = fresh && p.facts.cache && isCacheable(spec, run.spec.cachePolicy) ? cacheKeyOf(spec, parameters, inputs, variables) : undefined;
       const resumed = fresh ? p.facts.resumed.get(spec.name) : undefined;
       const found = resumed ? { hit: resumed } : fresh ? lookUp(p, cache, spec) : undefined;
       if (found && 'hit' in found) {
@@ -412,7 +414,7 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
   // A Pod re-created for a running attempt (see advanceStep) needs its inputs and variables too.
   for (const launch of p.create) {
     if (launch.variables === undefined) launch.variables = variablesFor(graph, launch.step, byName);
-    if (launch.inputs.length === 0) launch.inputs = inputsOf(launch.step, byName, configuration);
+    if (launch.inputs.length === 0) launch.inputs = inputsOf(launch.step, byName, configuration, graph.collections);
   }
 }
 
@@ -427,7 +429,7 @@ function fanOut(
   return advanceFanOut(p, graph.run, {
     spec, step, items, slots, variables, collections: graph.collections,
     pods: graph.podsByStep.get(spec.name) ?? [],
-    inputs: inputsOf(spec, byName, graph.configuration),
+    inputs: inputsOf(spec, byName, graph.configuration, graph.collections),
   });
 }
 
@@ -502,13 +504,20 @@ function lookUp(p: Planner, cache: CacheKey | undefined, spec: StepSpec): { hit:
  * Where each input of a step comes from: an upstream step's published output (every item's, as
  * a collection, from a forEach step), or a pinned external input.
  */
-function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>, configuration: PipelineConfiguration): InputSpec[] {
+function inputsOf(spec: StepSpec, steps: Map<string, StepStatus>, configuration: PipelineConfiguration, collections: RunFacts['collections']): InputSpec[] {
   return (spec.inputs ?? []).map((input) => {
     if (input.from) {
       const { step, output: name } = input.from;
       const producer = steps.get(step);
       // NOTE: validation guarantees the producer is upstream, and the gate that it succeeded.
-      if (producer?.collection) return { name: input.name, uri: producer.collection.uri, digest: producer.collection.digest, collection: true, output: name };
+      if (producer?.collection) {
+        // The cache key takes the items' digests, not the collection's: its URIs differ from run to run.
+        const items = collections.get(step)?.items.map((item) => [item.index, item.outputs.find((o) => o.name === name)?.digest ?? null]);
+        return {
+          name: input.name, uri: producer.collection.uri, digest: producer.collection.digest, collection: true, output: name,
+          ...(items ? { contentDigest: digestOf(items) } : {}),
+        };
+      }
       const output = producer?.outputs?.find((o) => o.name === name);
       return { name: input.name, uri: output?.uri ?? '', digest: output?.digest ?? '' };
     }
