@@ -3,7 +3,7 @@
 // Pod's /ferry emptyDir becomes a temp directory: "/ferry" in env values, commands and args is
 // rewritten to it. Agent containers (the operator's image) run `node operator/main.ts`. Pod
 // status is written like a kubelet would: phases, exit codes and termination messages.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,8 @@ export class ProcessKubelet {
   private readonly work = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private dirs: string[] = [];
+  /** The process each Pod runs now: killed when its Pod is deleted, as a kubelet would. */
+  private readonly running = new Map<string, ChildProcess>();
 
   constructor(client: KubeClient, namespace: string, options: ProcessKubeletOptions) {
     this.client = client;
@@ -58,6 +60,8 @@ export class ProcessKubelet {
 
   private async tick(): Promise<void> {
     const { items } = await this.client.list<Pod>(PODS, this.namespace);
+    const live = new Set(items.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name));
+    for (const [name, child] of this.running) if (!live.has(name)) child.kill('SIGKILL');
     for (const pod of items) {
       if (this.seen.has(pod.metadata.name) || pod.metadata.deletionTimestamp || pod.status?.startTime) continue;
       this.seen.add(pod.metadata.name);
@@ -75,6 +79,9 @@ export class ProcessKubelet {
     const init: Terminated[] = [];
     await this.patch(pod, { phase: 'Pending', startTime });
     for (const container of pod.spec?.initContainers ?? []) {
+      // Says the container runs, as a kubelet does: the planner times a step from then.
+      const since = new Date().toISOString();
+      await this.patch(pod, { phase: 'Pending', startTime, initContainerStatuses: [...init.map(terminatedState), runningState(container.name, since)] });
       const result = await this.runContainer(pod, container, dir);
       init.push(result);
       if (result.exitCode !== 0) return this.finish(pod, 'Failed', startTime, init, []);
@@ -104,10 +111,11 @@ export class ProcessKubelet {
     let stderr = '';
     const exitCode = await new Promise<number>((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), { env, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+      this.running.set(pod.metadata.name, child);
       child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4096)));
       child.on('error', () => resolve(127));
-      child.on('exit', (code) => resolve(code ?? 1));
-    });
+      child.on('exit', (code) => resolve(code ?? 137));
+    }).finally(() => this.running.delete(pod.metadata.name));
     // Like terminationMessagePolicy FallbackToLogsOnError: the log tail when a failure wrote no message.
     const written = await readFile(terminationLog, 'utf8').catch(() => '');
     const message = written || (exitCode !== 0 ? stderr.trim().split('\n').slice(-5).join('\n') : '');
@@ -120,14 +128,17 @@ export class ProcessKubelet {
   }
 
   private async finish(pod: Pod, phase: 'Succeeded' | 'Failed', startTime: string, init: Terminated[], main: Terminated[]): Promise<void> {
-    const state = (t: Terminated) => ({
-      name: t.name, image: '', imageID: '', ready: false, restartCount: 0,
-      state: { terminated: { exitCode: t.exitCode, reason: t.exitCode === 0 ? 'Completed' : 'Error', message: t.message, startedAt: t.startedAt, finishedAt: t.finishedAt } },
-    });
-    await this.patch(pod, { phase, startTime, initContainerStatuses: init.map(state), containerStatuses: main.map(state) });
+    await this.patch(pod, { phase, startTime, initContainerStatuses: init.map(terminatedState), containerStatuses: main.map(terminatedState) });
   }
 
   private async patch(pod: Pod, status: Record<string, unknown>): Promise<void> {
     await this.client.mergePatch(PODS, this.namespace, pod.metadata.name, { status }, 'status');
   }
 }
+
+const terminatedState = (t: Terminated) => ({
+  name: t.name, image: '', imageID: '', ready: false, restartCount: 0,
+  state: { terminated: { exitCode: t.exitCode, reason: t.exitCode === 0 ? 'Completed' : 'Error', message: t.message, startedAt: t.startedAt, finishedAt: t.finishedAt } },
+});
+
+const runningState = (name: string, startedAt: string) => ({ name, image: '', imageID: '', ready: false, restartCount: 0, state: { running: { startedAt } } });
