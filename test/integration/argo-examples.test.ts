@@ -3,9 +3,6 @@
 // and a run of it (coinflip three times: heads, tails, at random) are applied at once in one
 // namespace, and each run must end as its Argo original does (test/argo-examples.ts says how).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
@@ -14,11 +11,10 @@ import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PODS } from '../../operator/kube/resources.ts';
 import { argoCases, loadArgoExamples, runOf, type ArgoExample } from '../argo-examples.ts';
 import { TEST_IMAGE } from '../builders.ts';
-import { connect, waitForRun, type TestCluster } from '../harness/cluster.ts';
-import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
-import { ProcessKubelet } from '../harness/process-kubelet.ts';
+import { waitForRun, type TestCluster } from '../harness/cluster.ts';
+import type { OperatorProcess } from '../harness/operator-process.ts';
+import { startProcessRig, type ProcessRig } from '../harness/process-rig.ts';
 
-const AGENT_IMAGE = 'ferry:test';
 const cases = argoCases('integration');
 /**
  * Runs in flight at once. Every step Pod here is two Node.js agent processes besides the step, so
@@ -27,27 +23,18 @@ const cases = argoCases('integration');
  */
 const RUNS_AT_ONCE = 4;
 
+let rig: ProcessRig;
 let cluster: TestCluster;
 let namespace: string;
 let storeDir: string;
 let operator: OperatorProcess;
-let kubelet: ProcessKubelet;
-let stepClock: NodeJS.Timeout | undefined;
 const runs = new Map<string, Promise<PipelineRun>>();
 
 before(async () => {
-  cluster = connect();
-  namespace = await cluster.createNamespace('argo');
-  storeDir = await mkdtemp(join(tmpdir(), 'ferry-argo-store-'));
-  operator = startOperator({
-    kubeconfigPath: cluster.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace,
-    // A longer Lease than the default 15 s (renewed within 10 s): this test is about the examples, not
-    // about a leader that a busy machine keeps from renewing (test/integration/leader-election.test.ts).
-    env: { FERRY_ARTIFACT_STORE: `file://${storeDir}`, FERRY_AGENT_IMAGE: AGENT_IMAGE, FERRY_LEASE_DURATION_SECONDS: '60', FERRY_RENEW_DEADLINE_SECONDS: '45' },
-  });
-  await operator.waitForLog((l) => l.msg === 'controller started');
-  kubelet = new ProcessKubelet(cluster.client, namespace, { agentImage: AGENT_IMAGE }).start();
-  stepClock = setInterval(() => void reportStepRunning().catch(() => undefined), 200);
+  // A longer Lease than the default 15 s (renewed within 10 s): this test is about the examples, not
+  // about a leader that a busy machine keeps from renewing (test/integration/leader-election.test.ts).
+  rig = await startProcessRig('argo', { FERRY_LEASE_DURATION_SECONDS: '60', FERRY_RENEW_DEADLINE_SECONDS: '45' });
+  ({ cluster, namespace, storeDir, operator } = rig);
 
   const examples = new Map<string, ArgoExample>((await loadArgoExamples(TEST_IMAGE)).map((e) => [e.name, e]));
   assert.deepEqual(new Set(cases.map((c) => c.example)), new Set(examples.keys()), 'a run of every example, and no other');
@@ -69,35 +56,7 @@ before(async () => {
   for (const finished of runs.values()) finished.catch(() => undefined); // each is awaited by its test
 });
 
-after(async () => {
-  clearInterval(stepClock);
-  await kubelet?.stop();
-  await operator?.stop();
-  await cluster?.cleanup();
-  if (storeDir) await rm(storeDir, { recursive: true, force: true });
-});
-
-/**
- * NOTE: the process kubelet writes container statuses only when a Pod ends, but the planner times
- * a step from its container's `state.running.startedAt` (what a real kubelet writes while it
- * runs): without it no step timeout fires here. So, as a kubelet would, say the step container of
- * a started Pod runs (fetch-inputs done), once.
- */
-const clocked = new Set<string>();
-async function reportStepRunning(): Promise<void> {
-  const { items } = await cluster.client.list<Pod>(PODS, namespace, 'ferry.dev/run=timeouts-step-1');
-  for (const pod of items) {
-    const name = pod.metadata.name;
-    if (clocked.has(name) || !pod.status?.startTime || pod.metadata.deletionTimestamp || pod.status.initContainerStatuses?.length) continue;
-    clocked.add(name);
-    const now = new Date().toISOString();
-    const state = (container: string, s: Record<string, unknown>) => ({ name: container, image: '', imageID: '', ready: false, restartCount: 0, state: s });
-    await cluster.client.mergePatch(PODS, namespace, name, { status: { initContainerStatuses: [
-      state('fetch-inputs', { terminated: { exitCode: 0, reason: 'Completed', startedAt: pod.status.startTime, finishedAt: now } }),
-      state('step', { running: { startedAt: now } }),
-    ] } }, 'status');
-  }
-}
+after(() => rig?.stop());
 
 const readObject = async (uri: string): Promise<Buffer> => buffer(await openArtifactStore(`file://${storeDir}`).read(uri));
 

@@ -14,37 +14,24 @@ import { openArtifactStore } from '../../operator/artifacts/open.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../builders.ts';
-import { connect, eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
-import { startOperator, type OperatorProcess } from '../harness/operator-process.ts';
-import { ProcessKubelet } from '../harness/process-kubelet.ts';
+import { eventually, waitForRun, type TestCluster } from '../harness/cluster.ts';
+import type { OperatorProcess } from '../harness/operator-process.ts';
+import { startProcessRig, type ProcessRig } from '../harness/process-rig.ts';
 
-const AGENT_IMAGE = 'ferry:test';
 const sh = (script: string) => ['sh', '-c', script];
 
+let rig: ProcessRig;
 let cluster: TestCluster;
 let namespace: string;
 let storeDir: string;
 let operator: OperatorProcess;
-let kubelet: ProcessKubelet;
 
 before(async () => {
-  cluster = connect();
-  namespace = await cluster.createNamespace('flow');
-  storeDir = await mkdtemp(join(tmpdir(), 'ferry-flow-store-'));
-  operator = startOperator({
-    kubeconfigPath: cluster.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace,
-    env: { FERRY_ARTIFACT_STORE: `file://${storeDir}`, FERRY_AGENT_IMAGE: AGENT_IMAGE },
-  });
-  await operator.waitForLog((l) => l.msg === 'controller started');
-  kubelet = new ProcessKubelet(cluster.client, namespace, { agentImage: AGENT_IMAGE }).start();
+  rig = await startProcessRig('flow');
+  ({ cluster, namespace, storeDir, operator } = rig);
 });
 
-after(async () => {
-  await kubelet?.stop();
-  await operator?.stop();
-  await cluster?.cleanup();
-  await rm(storeDir, { recursive: true, force: true });
-});
+after(() => rig?.stop());
 
 const finished = (name: string) => waitForRun(cluster, namespace, name, { operatorLogs: operator.logs, timeoutMs: 90_000 });
 const stepOf = (run: PipelineRun, name: string): StepStatus => {
