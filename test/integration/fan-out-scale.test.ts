@@ -32,8 +32,6 @@ before(async () => {
     kubeconfigPath: cluster.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace,
     env: {
       FERRY_ARTIFACT_STORE: `file://${storeDir}`, FERRY_API_QPS: '150', FERRY_API_BURST: '300', FERRY_LOG_LEVEL: 'info',
-      // The default lease timings: the harness's short ones are for failover tests, and a loaded machine can miss them.
-      FERRY_LEASE_DURATION_SECONDS: '15', FERRY_RENEW_DEADLINE_SECONDS: '10', FERRY_RETRY_PERIOD_SECONDS: '2',
     },
   });
   await operator.waitForLog((l) => l.msg === 'controller started');

@@ -31,7 +31,7 @@ const isWrite = (r: { method: string }) => r.method === 'POST' || r.method === '
 async function replica(): Promise<{ proxy: ApiProxy; operator: OperatorProcess }> {
   const proxy = await startApiProxy(cluster.kubeconfigPath);
   proxies.push(proxy);
-  const operator = startOperator({ kubeconfigPath: proxy.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace });
+  const operator = startOperator({ kubeconfigPath: proxy.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace, failover: true });
   operators.push(operator);
   return { proxy, operator };
 }

@@ -18,7 +18,7 @@ const operators: OperatorProcess[] = [];
 const linear = (n: number) => Array.from({ length: n }, (_, i) => step(`s${i + 1}`, i > 0 ? { dependsOn: [`s${i}`] } : {}));
 
 function operator(): OperatorProcess {
-  const op = startOperator({ kubeconfigPath: cluster.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace });
+  const op = startOperator({ kubeconfigPath: cluster.kubeconfigPath, namespaces: [namespace], leaseName: 'ferry', leaseNamespace: namespace, failover: true });
   operators.push(op);
   return op;
 }
