@@ -3,8 +3,8 @@
 // Nodes and Pods (so the controllers, not containers, are measured). Prints a side-by-side
 // table and writes bench/results/<date>.json; docs/performance.md explains the figures.
 //
-//   node bench/run.ts [--engines=ferry,argo] [--workloads=linear,fanout,steady] [--runs=60]
-//     [--fanout=199] [--rate=2] [--duration=30] [--step-delay-ms=1000] [--start-delay-ms=200]
+//   node bench/run.ts [--engines=ferry,argo] [--workloads=linear,fanout,steady,foreach-<N>,...] [--runs=60]
+//     [--fanout=199] [--foreach-parallelism=0] [--rate=2] [--duration=30] [--step-delay-ms=1000] [--start-delay-ms=200]
 //     [--failure=0] [--retries=0] [--retain=1000] [--retain-shape=single|linear] [--nodes=4]
 //     [--timeout-s=900] [--out=bench/results/<date>.json] 
 //     [--ferry-env=FERRY_API_QPS=100,...] [--ferry-build=js|ts] [--argo-args=--qps=50,--burst=100]
@@ -13,14 +13,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { MAX_STEPS } from '../operator/api/v1alpha1/pipeline.ts';
+import { MAX_FOREACH_ITEMS, MAX_STEPS } from '../operator/api/v1alpha1/pipeline.ts';
 import { EVENTS, PODS, type Resource } from '../operator/kube/resources.ts';
 import { startBenchCluster } from './lib/cluster.ts';
 import { fanOut, linear, type Engine, type EngineContext, type Shape } from './lib/engine.ts';
 import { ferryEngine } from './lib/ferry-engine.ts';
 import { Observer } from './lib/observer.ts';
 import { renderTable } from './lib/report.ts';
-import { fillAndMeasure, runWorkload, type RetentionPoint, type WorkloadResult, type WorkloadSpec } from './lib/workloads.ts';
+import { fillAndMeasure, forEachItems, forEachWorkload, runWorkload, type RetentionPoint, type WorkloadResult, type WorkloadSpec } from './lib/workloads.ts';
 
 const CORE_EVENTS: Resource = { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 
@@ -29,6 +29,8 @@ export interface BenchOptions {
   workloads: string[];
   runs: number;
   fanout: number;
+  /** Most items of a foreach-<N> workload running at once, on both sides; 0: unlimited. */
+  forEachParallelism: number;
   rate: number;
   duration: number;
   stepDelayMs: number;
@@ -57,6 +59,7 @@ const FLAGS = {
   workloads: { type: 'string', default: 'linear,fanout,steady' },
   runs: { type: 'string', default: '60' },
   fanout: { type: 'string', default: String(MAX_STEPS - 1) },
+  'foreach-parallelism': { type: 'string', default: '0' },
   rate: { type: 'string', default: '2' },
   duration: { type: 'string', default: '30' },
   'step-delay-ms': { type: 'string', default: '1000' },
@@ -88,11 +91,15 @@ export function parseOptions(argv: string[]): BenchOptions {
     if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got "${String(values[name])}"`);
     return n;
   };
-  const list = (text: string, allowed: string[], name: string) => {
+  const list = (text: string, allowed: string[], name: string, also?: { test: (item: string) => boolean; what: string }) => {
     const items = text.split(',').map((s) => s.trim()).filter(Boolean);
-    const bad = items.filter((i) => !allowed.includes(i));
-    if (bad.length) throw new Error(`--${name}: unknown ${bad.join(', ')} (choose from ${allowed.join(', ')})`);
-    return items;
+    const bad = items.filter((i) => !allowed.includes(i) && !also?.test(i));
+    if (bad.length) throw new Error(`--${name}: unknown ${bad.join(', ')} (choose from ${[...allowed, ...(also ? [also.what] : [])].join(', ')})`);
+    return [...new Set(items)];
+  };
+  const sized = {
+    test: (w: string) => (forEachItems(w) ?? Infinity) <= MAX_FOREACH_ITEMS,
+    what: `foreach-<N> (N from 1 to ${MAX_FOREACH_ITEMS})`,
   };
   const retainShape = values['retain-shape'];
   if (retainShape !== 'single' && retainShape !== 'linear') throw new Error('--retain-shape must be single or linear');
@@ -100,10 +107,11 @@ export function parseOptions(argv: string[]): BenchOptions {
   if (ferryBuild !== 'js' && ferryBuild !== 'ts') throw new Error('--ferry-build must be js or ts');
   return {
     engines: list(values.engines, ['ferry', 'argo'], 'engines'),
-    workloads: list(values.workloads, ['linear', 'fanout', 'steady'], 'workloads'),
+    workloads: list(values.workloads, ['linear', 'fanout', 'steady'], 'workloads', sized),
     runs: number('runs', 1, 100_000),
     // A Pipeline holds at most MAX_STEPS steps: the fan-out plus its join.
     fanout: number('fanout', 1, MAX_STEPS - 1),
+    forEachParallelism: Math.trunc(number('foreach-parallelism', 0, MAX_FOREACH_ITEMS)),
     rate: number('rate', 0.01, 1000),
     duration: number('duration', 1, 86_400),
     stepDelayMs: number('step-delay-ms', 0, 3_600_000),
@@ -157,6 +165,11 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       fanout: fanOut('fanout', options.fanout),
       single: linear('single', 1),
     };
+    // Only the sizes asked for.
+    const forEachSpecs = options.workloads.flatMap((w) => {
+      const spec = forEachWorkload(w, options.timeoutMs, options.forEachParallelism || undefined);
+      return spec ? [spec] : [];
+    });
     const engines: Array<{ engine: Engine; observer: Observer }> = [];
     for (const name of options.engines) {
       const namespace = `bench-${name}`;
@@ -167,7 +180,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       // Argo's engine builds Argo's controller (minutes, once) and installs its CRDs: only when asked for.
       const engine = name === 'ferry' ? await ferryEngine(ctx, options.ferryEnv, options.ferryBuild) : await (await import('./lib/argo-engine.ts')).argoEngine(ctx, cluster.server, log, options.argoArgs, options.argoEnv);
       disposables.push(engine);
-      for (const shape of Object.values(shapes)) await engine.define(shape);
+      for (const shape of [...Object.values(shapes), ...forEachSpecs.map((f) => f.shape)]) await engine.define(shape);
       const observer = new Observer(cluster.client, namespace, engine);
       await observer.start();
       observers.push(observer);
@@ -186,12 +199,19 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       const runs = Math.max(1, Math.round(options.rate * options.duration));
       specs.push({ kind: 'steady', label: `steady: ${options.rate} runs/s × ${options.duration} s (5 steps each)`, shape: shapes.linear, runs, ratePerSecond: options.rate, timeoutMs });
     }
+    specs.push(...forEachSpecs);
 
     const results: WorkloadResult[] = [];
     for (const [i, spec] of specs.entries()) {
       // Alternate who goes first, so a drift of the machine (other work, a growing etcd) favours neither.
       const order = i % 2 === 0 ? engines : [...engines].reverse();
       for (const { engine, observer } of order) {
+        // Thousands of Pods (and Argo's workflow, rewritten with every node in it) fill etcd's
+        // 256 MiB quota over a few workloads; compact it first, before anything is measured.
+        if (forEachItems(spec.kind) !== undefined) {
+          const { beforeMiB, afterMiB } = await cluster.compactEtcd();
+          log(`  etcd compacted and defragmented: ${beforeMiB.toFixed(0)} → ${afterMiB.toFixed(0)} MiB`);
+        }
         log(`${spec.label}: ${engine.name} ...`);
         const controller = await engine.start();
         try {

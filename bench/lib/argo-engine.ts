@@ -14,7 +14,7 @@ import type { ApiServer } from '../../test/harness/api-server.ts';
 import { TEST_IMAGE } from '../../test/builders.ts';
 import { installCrds } from '../../test/harness/crds.ts';
 import { waitFor } from './cluster.ts';
-import type { Controller, Engine, EngineContext, Shape } from './engine.ts';
+import { itemList, type Controller, type Engine, type EngineContext, type Shape } from './engine.ts';
 import { trackProcess } from './kwok.ts';
 import { ensureArgo } from './tools.ts';
 import { quiet } from './workloads.ts';
@@ -103,6 +103,7 @@ export async function argoEngine(ctx: EngineContext, server: ApiServer, log: (li
     },
 
     async define(shape: Shape): Promise<void> {
+      const limit = shape.steps.find((s) => s.parallelism)?.parallelism;
       const retryStrategy = ctx.retries > 0 ? { retryStrategy: { limit: String(ctx.retries), retryPolicy: 'Always', backoff: { duration: '1s' } } } : {};
       const template = {
         apiVersion: `${GROUP}/v1alpha1`,
@@ -113,11 +114,20 @@ export async function argoEngine(ctx: EngineContext, server: ApiServer, log: (li
           templates: [
             {
               name: 'main',
+              // The shapes' only limit is a fan-out's (--foreach-parallelism): on the DAG template it
+              // bounds the running tasks, withItems expansions included; the Workflow sets none.
+              ...(limit ? { parallelism: limit } : {}),
               dag: {
                 tasks: shape.steps.map((s) => ({
                   name: s.name,
-                  template: 'step',
-                  arguments: { parameters: [{ name: 'step', value: s.name }] },
+                  ...(s.items === undefined
+                    ? { template: 'step', arguments: { parameters: [{ name: 'step', value: s.name }] } }
+                    // A fan-out: one node (and Pod) per item.
+                    : {
+                      template: 'item',
+                      arguments: { parameters: [{ name: 'step', value: s.name }, { name: 'item', value: '{{item}}' }] },
+                      withItems: itemList(s.items),
+                    }),
                   ...(s.dependsOn.length > 0 ? { dependencies: s.dependsOn } : {}),
                 })),
               },
@@ -126,6 +136,12 @@ export async function argoEngine(ctx: EngineContext, server: ApiServer, log: (li
               name: 'step',
               inputs: { parameters: [{ name: 'step' }] },
               container: { image: TEST_IMAGE, command: ['run', '{{inputs.parameters.step}}'] },
+              ...retryStrategy,
+            },
+            {
+              name: 'item',
+              inputs: { parameters: [{ name: 'step' }, { name: 'item' }] },
+              container: { image: TEST_IMAGE, command: ['run', '{{inputs.parameters.step}}', '{{inputs.parameters.item}}'] },
               ...retryStrategy,
             },
           ],
@@ -151,8 +167,9 @@ export async function argoEngine(ctx: EngineContext, server: ApiServer, log: (li
       const run = pod.metadata.labels?.[LABEL_WORKFLOW];
       const node = pod.metadata.annotations?.[ANNOTATION_NODE_NAME];
       if (!run || !node) return undefined;
-      // "linear-3.s2", or "linear-3.s2(1)" for a retry attempt.
-      const step = node.slice(node.lastIndexOf('.') + 1).replace(/\(\d+\)$/, '');
+      // "linear-3.s2", "linear-3.s2(1)" for a retry attempt, "foreach-200-0.each(7:7)" for item 7
+      // of a withItems task (and "….each(7:7)(1)" for its retry).
+      const step = node.slice(node.lastIndexOf('.') + 1).replace(/\(\d+\)$/, '').replace(/\(\d+:[^()]*\)$/, '');
       return { run, step };
     },
 

@@ -8,6 +8,13 @@ import type { Sample } from './prom.ts';
 export interface StepShape {
   name: string;
   dependsOn: string[];
+  /**
+   * A fan-out over the items 0…items−1: one Pod per item (Ferry `forEach.items`, Argo
+   * `withItems`), each given its item as an argument.
+   */
+  items?: number;
+  /** Most items running at once (Ferry `forEach.maxParallelism`, Argo the DAG template's `parallelism`); unlimited when unset. */
+  parallelism?: number;
 }
 
 export interface Shape {
@@ -26,6 +33,14 @@ export function fanOut(name: string, width: number): Shape {
   const fans = Array.from({ length: width }, (_, i) => ({ name: `f${String(i).padStart(3, '0')}`, dependsOn: [] }));
   return { name, steps: [...fans, { name: 'join', dependsOn: fans.map((f) => f.name) }] };
 }
+
+/** One step over `items` items: `forEach` in Ferry, `withItems` in Argo; at most `parallelism` at once if set. */
+export function forEachShape(name: string, items: number, parallelism?: number): Shape {
+  return { name, steps: [{ name: 'each', dependsOn: [], items, ...(parallelism ? { parallelism } : {}) }] };
+}
+
+/** 0…n−1, the items of a fan-out. */
+export const itemList = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 export interface Controller {
   pid: number;

@@ -1,9 +1,9 @@
 // Ferry as a benchmark engine: the real operator as a child process with its default settings,
 // run as the image runs it (the JavaScript tsconfig.build.json compiles, with the Containerfile's
 // environment), a Pipeline per shape and a PipelineRun per run. Steps declare no outputs and
-// have caching disabled, so every step of every run is a Pod, as in Argo.
+// have caching disabled, so every step of every run (every item of a forEach) is a Pod, as in Argo.
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubeObject } from '../../operator/api/v1alpha1/common.ts';
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
@@ -14,7 +14,7 @@ import { PIPELINE_RUNS, PIPELINES } from '../../operator/kube/resources.ts';
 import { OPERATOR_VERSION } from '../../operator/version.ts';
 import { pipeline, pipelineRun, TEST_IMAGE } from '../../test/builders.ts';
 import { startOperator } from '../../test/harness/operator-process.ts';
-import type { Controller, Engine, EngineContext, Shape } from './engine.ts';
+import { itemList, type Controller, type Engine, type EngineContext, type Shape } from './engine.ts';
 import { parseMetrics, sumBy } from './prom.ts';
 import { quiet } from './workloads.ts';
 
@@ -95,8 +95,18 @@ export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, s
       await operator.waitForLog((l) => l.msg === 'caches synced', 300_000);
       // As for Argo: start measuring once the start-up pass over existing runs is done.
       await quiet(operator.pid);
-      // Don't let the harness keep every log line of a long benchmark in memory.
-      const trim = setInterval(() => operator.logs.splice(0, Math.max(0, operator.logs.length - 1000)), 5_000);
+      // Don't let the harness keep every log line of a long benchmark in memory; keep them in
+      // <workDir>/ferry-operator.log instead (as Argo's go to workflow-controller.log).
+      const logPath = join(ctx.workDir, 'ferry-operator.log');
+      let written = 0;
+      const flush = async () => {
+        const lines = operator.logs.slice(written);
+        operator.logs.splice(0, Math.max(0, operator.logs.length - 1000));
+        written = operator.logs.length; // what is left was in `lines` or written before
+        if (lines.length > 0) await appendFile(logPath, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+      };
+      await flush();
+      const trim = setInterval(() => void flush().catch(() => undefined), 5_000);
       return {
         pid: operator.pid,
         async metrics() {
@@ -106,6 +116,7 @@ export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, s
         async stop() {
           clearInterval(trim);
           const code = await operator.stop();
+          await flush().catch(() => undefined);
           if (code !== 0) {
             const errors = operator.logs.filter((l) => l.level === 'error').slice(-3);
             process.stderr.write(`ferry operator exited with ${code}: ${JSON.stringify(errors)}\n`);
@@ -119,8 +130,11 @@ export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, s
       const steps: StepSpec[] = shape.steps.map((s) => ({
         name: s.name,
         image: TEST_IMAGE,
-        command: ['run', s.name],
+        // An item's Pod is told its item, as Argo's is ({{item}}).
+        command: s.items === undefined ? ['run', s.name] : ['run', s.name, '$(item)'],
         ...(s.dependsOn.length > 0 ? { dependsOn: s.dependsOn } : {}),
+        // Without --foreach-parallelism no maxParallelism (and the run sets no parallelism): every item at once.
+        ...(s.items !== undefined ? { forEach: { items: itemList(s.items), ...(s.parallelism ? { maxParallelism: s.parallelism } : {}) } } : {}),
         cache: { policy: 'Disabled' },
         ...retries,
       }));

@@ -91,6 +91,11 @@ export class Observer {
     return n;
   }
 
+  /** Re-checks every waiter's condition now (for conditions on more than the watched objects). */
+  recheck(): void {
+    this.notify();
+  }
+
   private notify(): void {
     for (const w of [...this.waiters]) w();
   }

@@ -38,16 +38,24 @@ export function renderTable(report: ReportLike): string {
     const first = report.results.find((r) => r.workload === workload)!;
     const verbs = [...new Set(report.results.filter((r) => r.workload === workload).flatMap((r) => Object.keys(r.api.perStep)))].sort();
     const pick = (f: (r: WorkloadResult) => number | string | undefined) => engines.map((e) => { const r = of(e); return r ? f(r) : undefined; });
+    // A forEach is one step: no step waits for another, so there is no handoff to show.
+    const handoffRows: Row[] = report.results.some((r) => r.workload === workload && r.handoff.watchMs.count > 0)
+      ? [
+        { figure: 'handoff p50, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p50), digits: 0 },
+        { figure: 'handoff p99, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p99), digits: 0 },
+      ]
+      : [];
     blocks.push({
       title: first.label,
       rows: [
-        { figure: 'runs succeeded / failed', better: '', values: pick((r) => `${r.succeeded} / ${r.failed}`) },
+        { figure: 'runs succeeded / failed', better: '', values: pick((r) => `${r.succeeded} / ${r.failed}${r.unfinished ? ` (${r.unfinished} unfinished${r.controllerExited ? ', controller exited' : ''})` : ''}`) },
         { figure: 'steps ended', better: '', values: pick((r) => r.steps), digits: 0 },
         { figure: 'steps/s at saturation', better: '↑', values: pick((r) => r.stepsPerSecond) },
         { figure: 'wall time, s', better: '↓', values: pick((r) => r.wallSeconds) },
-        { figure: 'handoff p50, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p50), digits: 0 },
-        { figure: 'handoff p99, ms', better: '↓', values: pick((r) => r.handoff.watchMs.p99), digits: 0 },
+        ...handoffRows,
         { figure: 'run duration p50, s', better: '↓', values: pick((r) => r.runDurationMs.p50 / 1000) },
+        // Older reports have no podLifetimeMs.
+        { figure: 'step Pod created → ended p50, s', better: '', values: pick((r) => (r.podLifetimeMs ? r.podLifetimeMs.p50 / 1000 : undefined)) },
         { figure: 'API requests/step', better: '↓', values: pick((r) => r.api.totalPerStep), digits: 2 },
         ...verbs.map((verb): Row => ({ figure: `  ${verb}/step`, better: '↓', values: pick((r) => r.api.perStep[verb] ?? 0), digits: 2 })),
         { figure: '▶ API writes/step (POST+PUT+PATCH+DELETE)', better: '↓', values: pick((r) => r.api.writesPerStep), digits: 2 },
@@ -126,9 +134,11 @@ function acceptance(results: WorkloadResult[]): string[] {
     const mark = (ok: boolean) => (ok ? 'met' : 'NOT MET');
     // Steady arrival offers a fixed load: a controller that keeps up completes exactly that.
     const speedBar = workload === 'steady' ? 'no bar: the offered load caps it' : `bar ≥ 2×: ${mark(speed >= 2)}`;
+    const unfinished = [ferry, argo].filter((r) => r.unfinished > 0)
+      .map((r) => `; ${r.engine} had not finished after ${r.wallSeconds.toFixed(0)} s (${r.steps} steps ended${r.controllerExited ? ', its controller exited' : ''}): its figures are over what it did`);
     lines.push(
       `${workload}: steps/s ${speed.toFixed(2)}× Argo's (${speedBar}); ` +
-        `API writes/step ${ferry.api.writesPerStep.toFixed(2)} vs ${argo.api.writesPerStep.toFixed(2)} (bar ≤ Argo's: ${mark(writes <= 1)})`,
+        `API writes/step ${ferry.api.writesPerStep.toFixed(2)} vs ${argo.api.writesPerStep.toFixed(2)} (bar ≤ Argo's: ${mark(writes <= 1)})${unfinished.join('')}`,
     );
   }
   return lines;

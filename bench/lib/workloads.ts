@@ -2,9 +2,9 @@
 // at a steady rate), wait until every run has ended, and take the figures from the bench's own
 // watch, the API server's request counters, the controller's client metrics and /proc.
 import type { BenchCluster } from './cluster.ts';
-import type { Controller, Engine, Shape } from './engine.ts';
+import { forEachShape, type Controller, type Engine, type Shape } from './engine.ts';
 import {
-  controllerRequests, handoffs, perStep, runDurations, saturatedRate, WRITE_VERBS,
+  controllerRequests, distribution, handoffs, perStep, runDurations, saturatedRate, WRITE_VERBS,
   type Distribution, type Handoffs,
 } from './figures.ts';
 import type { Observer } from './observer.ts';
@@ -12,7 +12,7 @@ import { diffMetrics } from './prom.ts';
 import { resetPeak, sampleProcess } from './proc.ts';
 
 export interface WorkloadSpec {
-  /** linear, fanout, steady */
+  /** linear, fanout, steady, foreach-<N> */
   kind: string;
   /** What the table calls it, e.g. "linear 60 runs × 5 steps". */
   label: string;
@@ -23,6 +23,34 @@ export interface WorkloadSpec {
   timeoutMs: number;
 }
 
+/** `foreach-<N>`: one run whose one step fans out over N items (Ferry forEach, Argo withItems). */
+const FOREACH_WORKLOAD = /^foreach-([1-9]\d*)$/;
+
+/** The item count of a `foreach-<N>` workload, undefined for the others. */
+export function forEachItems(workload: string): number | undefined {
+  const match = FOREACH_WORKLOAD.exec(workload);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The `foreach-<N>` workload: 1 run of a Pipeline (WorkflowTemplate) whose single step fans out
+ * over the items 0…N−1, one Pod per item, with no parallelism limit on either side unless
+ * `parallelism` (the same on both); every item Pod does what a step Pod of the other workloads
+ * does (the same KWOK lifecycle).
+ */
+export function forEachWorkload(kind: string, timeoutMs: number, parallelism?: number): WorkloadSpec | undefined {
+  const items = forEachItems(kind);
+  if (items === undefined) return undefined;
+  const limit = parallelism ? `at most ${parallelism.toLocaleString('en')} at once` : 'all at once';
+  return {
+    kind,
+    label: `forEach: 1 run, 1 step × ${items.toLocaleString('en')} items (Argo withItems), ${limit}`,
+    shape: forEachShape(kind, items, parallelism),
+    runs: 1,
+    timeoutMs,
+  };
+}
+
 export interface WorkloadResult {
   engine: string;
   workload: string;
@@ -30,6 +58,10 @@ export interface WorkloadResult {
   runs: number;
   succeeded: number;
   failed: number;
+  /** Runs that had not ended when the workload's timeout (--timeout-s) stopped it; its figures are then over what it did. */
+  unfinished: number;
+  /** The controller exited during the workload (its CPU and memory are from its last sample, within 2 s of the end). */
+  controllerExited?: boolean;
   /** Step Pods that ended (Succeeded or Failed), retries included. */
   steps: number;
   wallSeconds: number;
@@ -37,6 +69,8 @@ export interface WorkloadResult {
   overallStepsPerSecond: number;
   handoff: Handoffs;
   runDurationMs: Distribution;
+  /** Step Pod seen created → seen ended (bench watch clock): the simulated lifecycle plus binding and KWOK's queue. */
+  podLifetimeMs: Distribution;
   api: {
     total: number;
     writes: number;
@@ -93,15 +127,32 @@ export async function runWorkload(
     }
     await Promise.all(pending);
   }
-  const progress = setInterval(() => log(`  ${engine.name} ${spec.kind}: ${observer.finished(names)}/${names.length} runs ended`), 15_000);
+  const endedSteps = () => { let n = 0; for (const p of observer.pods.values()) if (p.endedMs !== undefined && nameSet.has(p.run)) n++; return n; };
+  const progress = setInterval(() => log(`  ${engine.name} ${spec.kind}: ${observer.finished(names)}/${names.length} runs ended, ${endedSteps()} step Pods ended`), 15_000);
+  // The controller's last /proc sample, and whether it has exited (a crash, or a lost Lease).
+  let lastSample = procBefore;
+  let controllerExited = false;
+  const watchProcess = setInterval(() => void sampleProcess(controller.pid).then(
+    (sample) => { lastSample = sample; },
+    () => { controllerExited = true; observer.recheck(); },
+  ), 2_000);
   try {
-    await observer.until(`${spec.label} under ${engine.name}`, () => observer.finished(names) === names.length, spec.timeoutMs);
+    // NOTE: a controller that has not finished by the timeout, or that exited, is measured as it
+    // stands (the result says how many runs were unfinished), so that one engine's trouble does
+    // not lose the figures of the whole invocation.
+    await observer.until(`${spec.label} under ${engine.name}`, () => controllerExited || observer.finished(names) === names.length, spec.timeoutMs)
+      .catch((err: unknown) => log(`  ${engine.name} ${spec.kind}: ${err instanceof Error ? err.message : String(err)}; measured as it stands`));
+    if (controllerExited) log(`  ${engine.name} ${spec.kind}: the controller exited; measured as it stands`);
   } finally {
     clearInterval(progress);
+    clearInterval(watchProcess);
   }
   const ended = Date.now();
   await sleep(1_000); // the last events and writes after the final status
-  const procAfter = await sampleProcess(controller.pid);
+  const procAfter = await sampleProcess(controller.pid).catch(() => {
+    controllerExited = true;
+    return lastSample;
+  });
   const planeAfter = await controlPlaneCpu(cluster);
   const apiAfter = await cluster.apiRequests();
   const clientAfter = await controller.metrics();
@@ -124,12 +175,15 @@ export async function runWorkload(
     runs: names.length,
     succeeded: runs.filter((r) => r.outcome === 'Succeeded').length,
     failed: runs.filter((r) => r.outcome === 'Failed').length,
+    unfinished: names.length - observer.finished(names),
+    ...(controllerExited ? { controllerExited } : {}),
     steps,
     wallSeconds: (ended - started) / 1000,
     stepsPerSecond: saturatedRate(endedPods.map((p) => p.endedMs!), started),
     overallStepsPerSecond: steps / Math.max(0.001, (ended - started) / 1000),
     handoff: handoffs((run) => (nameSet.has(run) ? spec.shape : undefined), pods),
     runDurationMs: runDurations(runs),
+    podLifetimeMs: distribution(endedPods.map((p) => p.endedMs! - p.seenMs)),
     api: {
       total,
       writes,

@@ -1,7 +1,7 @@
 // A tiny run of Ferry's side of the benchmark (bench/run.ts), so that it cannot rot: its own
 // etcd + kube-apiserver, KWOK and kube-scheduler (not the shared test API server: the scheduler
 // and KWOK would take other tests' Pods), the real operator, 3 runs of the 5-step pipeline, a
-// small fan-out and a small retention point. It asserts that the figures are sane, not fast.
+// small fan-out, a small forEach and a small retention point. It asserts that the figures are sane, not fast.
 // Argo's controller is never built here: only `npm run bench` builds it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,7 +11,7 @@ import { renderTable } from '../../bench/lib/report.ts';
 describe('benchmark smoke (Ferry under KWOK)', () => {
   it('runs Ferry\'s workloads and reports sane figures', { timeout: 900_000 }, async () => {
     const options = parseOptions([
-      '--engines=ferry', '--workloads=linear,fanout', '--runs=3', '--fanout=4',
+      '--engines=ferry', '--workloads=linear,fanout,foreach-6', '--runs=3', '--fanout=4',
       '--step-delay-ms=200', '--start-delay-ms=50', '--nodes=1', '--retain=10', '--retain-inflight=5', '--timeout-s=240',
     ]);
     const report: BenchReport = await runBench(options, (line) => process.stderr.write(`[bench-smoke] ${line}\n`));
@@ -35,6 +35,11 @@ describe('benchmark smoke (Ferry under KWOK)', () => {
     assert.equal(fanout?.steps, 5);
     assert.equal(fanout?.handoff.watchMs.count, 1, 'the join');
 
+    const forEach = report.results.find((r) => r.workload === 'foreach-6');
+    assert.equal(forEach?.succeeded, 1, 'the forEach run Succeeded');
+    assert.equal(forEach?.steps, 6, 'one Pod per item');
+    assert.ok(Number.isFinite(forEach?.api.writesPerStep) && (forEach?.api.perStep.POST ?? 0) >= 1, `per step: ${JSON.stringify(forEach?.api.perStep)}`);
+
     const [point] = report.retention;
     assert.ok(point && point.runsKept >= 10, `retention ${JSON.stringify(point)}`);
     assert.ok(point.rssMiBAfterRestart > 10 && point.rssMiBFilled > 10);
@@ -42,5 +47,6 @@ describe('benchmark smoke (Ferry under KWOK)', () => {
     const table = renderTable(report);
     assert.match(table, /steps\/s at saturation/);
     assert.match(table, /API writes\/step/);
+    assert.match(table, /forEach: 1 run, 1 step × 6 items/);
   });
 });
