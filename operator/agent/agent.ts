@@ -9,17 +9,15 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { openArtifactStore } from '../artifacts/open.ts';
-import type { ArtifactStore } from '../artifacts/store.ts';
+import { ObjectTooLargeError, collectAtMost, type ArtifactStore } from '../artifacts/store.ts';
 import type { Logger } from '../observability/logger.ts';
 import { fetchObject, uploadObject, type UploadOptions } from './object-access.ts';
 import {
-  ENV, FERRY_DIR, METRICS_FILE, METRICS_FILE_MAX_BYTES, RESULT_MAX_BYTES, TERMINATION_MESSAGE_LIMIT, numericMetrics,
+  COLLECTION_MAX_BYTES, ENV, FERRY_DIR, METRICS_FILE, METRICS_FILE_MAX_BYTES, RESULT_MAX_BYTES, TERMINATION_MESSAGE_LIMIT, numericMetrics,
   type CollectedInput, type ConfigurationSpec, type InputSpec, type OutputSpec, type PublishedOutput, type ReportSpec, type StepReport, type TerminationMessage,
 } from './protocol.ts';
 import { extractArtifact, packArtifact } from './tar.ts';
 
-/** The largest collection list the agent reads: 10,000 items of signed URLs. */
-const COLLECTION_MAX_BYTES = 64 * 1024 * 1024;
 
 export class AgentError extends Error {}
 
@@ -121,18 +119,13 @@ export async function fetchInputs({ env, log }: AgentContext): Promise<void> {
 
 /** The list of a collection input (a forEach step's outputs), checked against its digest and shape. */
 async function collectionOf(stream: Readable, input: InputSpec): Promise<CollectedInput[]> {
-  const hasher = hashing();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  await pipeline(stream, hasher, async function* (data: AsyncIterable<Buffer>) {
-    for await (const chunk of data) {
-      size += chunk.length;
-      if (size > COLLECTION_MAX_BYTES) throw new AgentError(`input "${input.name}": its list of items is larger than ${COLLECTION_MAX_BYTES} bytes`);
-      chunks.push(chunk);
-    }
+  const bytes = await collectAtMost(stream, COLLECTION_MAX_BYTES, input.uri, () => stream.destroy()).catch((err: unknown) => {
+    throw err instanceof ObjectTooLargeError ? new AgentError(`input "${input.name}": its list of items is larger than ${COLLECTION_MAX_BYTES} bytes`) : err;
   });
-  if (hasher.digest() !== input.digest) throw new AgentError(`input "${input.name}" from ${input.uri} does not have the expected digest ${input.digest}`);
-  const items = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== input.digest) {
+    throw new AgentError(`input "${input.name}" from ${input.uri} does not have the expected digest ${input.digest}`);
+  }
+  const items = JSON.parse(bytes.toString('utf8')) as unknown;
   if (!Array.isArray(items) || !items.every((i: Partial<CollectedInput>) => Number.isInteger(i?.index) && typeof i.uri === 'string' && typeof i.digest === 'string')) {
     throw new AgentError(`input "${input.name}": its list of items is not a list of {index, uri, digest}`);
   }

@@ -36,6 +36,10 @@ export const METRIC_NAME_MAX_LENGTH = 63;
 export const METRICS_FILE_MAX_BYTES = 1024 * 1024;
 /** The largest stored step report the operator reads (checked before reading). */
 export const REPORT_MAX_BYTES = 1024 * 1024;
+/** The largest stored report of a forEach item: its results (16 × 4 KiB) and outputs fit well within it. */
+export const ITEM_REPORT_MAX_BYTES = 128 * 1024;
+/** The largest collection (a forEach step's items) or list of item URLs anyone reads. */
+export const COLLECTION_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * With signed URLs (the default store, served by the artifact server), every object a step

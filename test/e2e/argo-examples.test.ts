@@ -7,8 +7,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import { KubeClient, loadKubeConfig } from '../../operator/kube/client.ts';
@@ -18,6 +16,7 @@ import { applyPipelines } from '../../scripts/demo/examples.ts';
 import { setUpLocal, type LocalSetup } from '../../scripts/demo/local.ts';
 import { RunProgress } from '../../scripts/demo/progress.ts';
 import { argoCases, loadArgoExamples, runOf, stepOf } from '../argo-examples.ts';
+import { E2E_WORK_DIR, e2eLog, hostPathOf, kubectlOk as kubectlOkIn } from './local-cluster.ts';
 
 if (process.platform !== 'linux' || process.getuid?.() !== 0) {
   throw new Error('test/e2e runs a real kubelet, containerd and kube-proxy: it needs root on Linux (CI runs it as root); npm test leaves it out elsewhere');
@@ -27,9 +26,9 @@ const installNamespace = 'ferry-system';
 /** A tenant of its own each time: a reused cluster may still hold an earlier run's namespace. */
 const namespace = `argo-${randomBytes(3).toString('hex')}`;
 const runTimeoutMs = 10 * 60_000;
-const log = (line: string): void => { if (process.env.FERRY_TEST_VERBOSE) console.error(`[e2e] ${line}`); };
+const log = e2eLog;
 // The same work dir as test/e2e/iris.test.ts: its registry already holds the images.
-const workDir = join(process.env.FERRY_CACHE ?? join(homedir(), '.cache', 'ferry'), 'e2e-cluster');
+const workDir = E2E_WORK_DIR;
 const cases = argoCases('e2e');
 
 let setup: LocalSetup | undefined;
@@ -58,23 +57,10 @@ after(async () => {
   assert.deepEqual(report?.failed ?? [], [], 'the cluster left something behind');
 });
 
-function ready(): LocalSetup {
-  assert.ok(setup, 'the local cluster and Ferry did not come up');
-  return setup;
-}
-
-async function kubectlOk(args: string[]): Promise<string> {
-  const result = await ready().cluster.kubectl(args);
-  assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
+const kubectlOk = (args: string[]): Promise<string> => kubectlOkIn(setup, args);
 
 /** An object of the chart's file:// store, read from the host directory behind its hostPath volume. */
-function readObject(uri: string): Promise<Buffer> {
-  const prefix = 'file:///var/lib/ferry/artifacts/';
-  assert.ok(uri.startsWith(prefix), `${uri} is not in the chart's file:// store`);
-  return readFile(join(ready().layout.artifacts, uri.slice(prefix.length)));
-}
+const readObject = (uri: string): Promise<Buffer> => readFile(hostPathOf(setup, uri));
 
 describe('Argo Workflows examples as Ferry Pipelines, in real Pods', () => {
   for (const c of cases) {

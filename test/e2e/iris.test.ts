@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ModelVersion } from '../../operator/api/v1alpha1/model-version.ts';
@@ -26,6 +26,7 @@ import { applyPipelines, loadExample, startRun, type Example } from '../../scrip
 import { setUpLocal, type LocalSetup } from '../../scripts/demo/local.ts';
 import { RunProgress } from '../../scripts/demo/progress.ts';
 import { eventually } from '../harness/cluster.ts';
+import { E2E_WORK_DIR, e2eLog, hostPathOf, kubectlOk as kubectlOkIn, ready as readySetup } from './local-cluster.ts';
 
 if (process.platform !== 'linux' || process.getuid?.() !== 0) {
   throw new Error('test/e2e runs a real kubelet, containerd and kube-proxy: it needs root on Linux (CI runs it as root); npm test leaves it out elsewhere');
@@ -37,10 +38,8 @@ const installNamespace = 'ferry-system';
 /** Another tenant, which tries to reach team-a's objects. */
 const intruder = 'team-b';
 const runTimeoutMs = 10 * 60_000;
-const log = (line: string): void => { if (process.env.FERRY_TEST_VERBOSE) console.error(`[e2e] ${line}`); };
-// Its own work dir (registry data kept between runs, so a second run pushes nothing new); the
-// machine's one cluster slot means a running demo cluster must be stopped first.
-const workDir = join(process.env.FERRY_CACHE ?? join(homedir(), '.cache', 'ferry'), 'e2e-cluster');
+const log = e2eLog;
+const workDir = E2E_WORK_DIR;
 
 let setup: LocalSetup | undefined;
 let client: KubeClient;
@@ -68,23 +67,11 @@ after(async () => {
   assert.deepEqual(report?.failed ?? [], [], 'the cluster left something behind');
 });
 
-function ready(): LocalSetup {
-  assert.ok(setup, 'the local cluster and Ferry did not come up');
-  return setup;
-}
-
-async function kubectlOk(args: string[]): Promise<string> {
-  const result = await ready().cluster.kubectl(args);
-  assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
+const ready = (): LocalSetup => readySetup(setup);
+const kubectlOk = (args: string[]): Promise<string> => kubectlOkIn(setup, args);
 
 /** The host file behind a file:///var/lib/ferry/artifacts/… URI (the hostPath volume). */
-function hostPath(uri: string): string {
-  const prefix = 'file:///var/lib/ferry/artifacts/';
-  assert.ok(uri.startsWith(prefix), `${uri} is not in the chart's file:// store`);
-  return join(ready().layout.artifacts, uri.slice(prefix.length));
-}
+const hostPath = (uri: string): string => hostPathOf(setup, uri);
 
 /** The text of a one-file artifact (a tar holding that file) in the store. */
 async function artifactText(uri: string): Promise<string> {

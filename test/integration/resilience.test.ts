@@ -2,7 +2,6 @@
 // the run completes with exactly one Pod per step attempt; of two replicas only the leader acts.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { PipelineRun } from '../../operator/api/v1alpha1/pipeline-run.ts';
 import type { Pod } from '../../operator/kube/pod.ts';
 import { LEASES, PIPELINE_RUNS, PIPELINES, PODS } from '../../operator/kube/resources.ts';
 import { pipeline, pipelineRun, step } from '../builders.ts';

@@ -85,6 +85,8 @@ export const Reasons = {
   InvalidResult: 'InvalidResult',
   /** More of a forEach step's items failed than its minSuccessRatio allows. */
   ItemsFailed: 'ItemsFailed',
+  /** A forEach step's items wrote more than a collection may hold. */
+  CollectionTooLarge: 'CollectionTooLarge',
   /** The main steps ended; the finally steps run. */
   RunningFinally: 'RunningFinally',
   /** The main steps succeeded, a finally step failed. */

@@ -2,6 +2,7 @@
 // item order, as one canonical JSON document stored content-addressed in the run's namespace.
 // Status names it (uri, digest, size) instead of holding an entry per item, so a fan-out of
 // 10,000 items keeps the run's status small; later steps read their inputs and results from it.
+import { COLLECTION_MAX_BYTES } from '../../agent/protocol.ts';
 import type { StepOutput } from '../../api/v1alpha1/pipeline-run.ts';
 import type { ResultSpec } from '../../api/v1alpha1/pipeline.ts';
 import { canonicalJson, sha256Hex } from '../../configuration/canonical-json.ts';
@@ -20,8 +21,7 @@ export interface Collection {
   items: CollectedItem[];
 }
 
-/** The largest collection the operator reads: 10,000 items with a few outputs and results each. */
-export const COLLECTION_MAX_BYTES = 64 * 1024 * 1024;
+export { COLLECTION_MAX_BYTES };
 
 export function serializeCollection(collection: Collection): { bytes: Buffer; hex: string } {
   const bytes = Buffer.from(canonicalJson(collection));

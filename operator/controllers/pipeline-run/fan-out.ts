@@ -13,7 +13,7 @@ import { MAX_FOREACH_ITEMS, type StepSpec } from '../../api/v1alpha1/pipeline.ts
 import type { InputSpec } from '../../agent/protocol.ts';
 import { stepPodName } from '../../kube/names.ts';
 import type { Pod } from '../../kube/pod.ts';
-import { serializeCollection, type CollectedItem, type Collection } from './collection.ts';
+import { COLLECTION_MAX_BYTES, serializeCollection, type CollectedItem, type Collection } from './collection.ts';
 import type { Planner, StepLaunch } from './planner.ts';
 import { attemptOutcome, truncate } from './pod-status.ts';
 import { checkResults } from './results.ts';
@@ -76,12 +76,7 @@ const numberLabel = (pod: Pod, key: string) => Number(pod.metadata.labels?.[key]
 /** One pass over a running forEach step: what its items did, which start now, and whether the step is done. */
 export function advanceFanOut(p: Planner, run: PipelineRun, fan: FanOut): StepStatus {
   const { spec, step, items } = fan;
-  const byItem = new Map<number, Pod[]>();
-  for (const pod of fan.pods) {
-    const index = numberLabel(pod, LABEL_ITEM);
-    if (index < 0 || index >= items.length) continue;
-    byItem.set(index, [...(byItem.get(index) ?? []), pod]);
-  }
+  const byItem = Map.groupBy(fan.pods, (pod) => numberLabel(pod, LABEL_ITEM));
   const states = items.map((_, index) => itemState(p, spec, byItem.get(index) ?? []));
 
   const counts = { total: items.length, pending: 0, running: 0, succeeded: 0, failed: 0 };
@@ -97,6 +92,15 @@ export function advanceFanOut(p: Planner, run: PipelineRun, fan: FanOut): StepSt
     p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" item ${item.index} failed: ${item.message}`);
   }
 
+  // The collection must stay readable (COLLECTION_MAX_BYTES): judged as the items come in, so a
+  // fan-out whose items write large results fails before its reports fill the operator's memory.
+  const collectedBytes = states.reduce((sum, s) => sum + (s.collected ? approximateSize(s.collected) : 0), 0);
+  if (collectedBytes > COLLECTION_MAX_BYTES) {
+    p.deleteActive(fan.pods);
+    const message = `the items' outputs and results come to more than the ${COLLECTION_MAX_BYTES} bytes a collection may hold; write large values as outputs, not results`;
+    p.event('Warning', EventReasons.StepFailed, `step "${spec.name}" failed: ${message}`);
+    return withCounts(failStep(step, Reasons.CollectionTooLarge, message, iso(p.facts.now)));
+  }
   if (counts.failed > allowedFailures) {
     // The ratio can no longer be reached: stop the items still running.
     p.deleteActive(fan.pods);
@@ -156,6 +160,11 @@ export function advanceFanOut(p: Planner, run: PipelineRun, fan: FanOut): StepSt
   const { retryAt: _retryAt, ...rest } = step;
   return withCounts({ ...rest, phase: 'Running' });
 }
+
+/** About the bytes an item takes in the collection document. */
+const approximateSize = (item: CollectedItem): number =>
+  64 + item.outputs.reduce((n, o) => n + o.name.length + o.uri.length + o.digest.length + 32, 0)
+  + Object.entries(item.results ?? {}).reduce((n, [k, v]) => n + k.length + v.length + 8, 0);
 
 /** What one item's Pods say: its newest attempt's outcome, and whether a failure is retried. */
 function itemState(p: Planner, spec: StepSpec, pods: Pod[]): ItemState {

@@ -6,8 +6,8 @@
 import type { ModelVersion } from '../../api/v1alpha1/model-version.ts';
 import { FINAL_RUN_PHASES } from '../../api/v1alpha1/labels.ts';
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
-import { REPORT_MAX_BYTES, parseStepReport, stringValues, type StepReport } from '../../agent/protocol.ts';
-import { LABEL_STEP } from '../../api/v1alpha1/labels.ts';
+import { ITEM_REPORT_MAX_BYTES, REPORT_MAX_BYTES, parseStepReport, stringValues, type StepReport } from '../../agent/protocol.ts';
+import { LABEL_ITEM, LABEL_STEP } from '../../api/v1alpha1/labels.ts';
 import { ObjectNotFoundError, ObjectTooLargeError, blobKey, type ArtifactStore } from '../../artifacts/store.ts';
 import { LruCache } from '../../artifacts/config-cache.ts';
 import { COLLECTION_MAX_BYTES, parseCollection, type Collection } from './collection.ts';
@@ -102,31 +102,49 @@ async function checkReports(store: ArtifactStore, run: PipelineRun, pods: Pod[])
   const reports = new Map<string, CheckedReport>();
   for (const pod of pods) {
     if (finished.has(pod.metadata.labels?.[LABEL_STEP] ?? '') || attemptOutcome(pod).state !== 'succeeded') continue;
-    const message = terminationMessageOf(pod);
-    if (!message) continue;
-    try {
-      const report = 'report' in message ? { ...message.report, ...(message.report.results ? { results: stringValues(message.report.results) } : {}) } : await readReport(store, namespace, message.manifest);
-      for (const output of report.outputs) uriInNamespace(store, output.uri, namespace, `output "${output.name}"`);
-      reports.set(pod.metadata.name, report);
-    } catch (err) {
-      if (!(err instanceof CrossNamespaceReferenceError || err instanceof ObjectTooLargeError || err instanceof ObjectNotFoundError || err instanceof SyntaxError)) throw err;
-      reports.set(pod.metadata.name, { refused: `the step's report was refused: ${err.message}` });
-    }
+    const report = checkedReports.get(pod) ?? (await checkReport(store, namespace, pod));
+    if (report) reports.set(pod.metadata.name, report);
   }
   return reports;
 }
 
-/** Stored reports and collections are immutable (named by digest): parsed ones are kept, a bounded number. */
-const parsedReports = new LruCache<StepReport>(2000);
-const parsedCollections = new LruCache<Collection>(64);
+/**
+ * A succeeded Pod never changes, so its checked report is kept with the cached Pod object (a
+ * fan-out's thousands of item Pods are not parsed again on every pass). Reports from the store
+ * are kept by digest within a byte budget.
+ */
+const checkedReports = new WeakMap<Pod, CheckedReport>();
+const CACHED_BYTES = 64 * 1024 * 1024;
+const storedReports = new LruCache<StepReport>(2000, { maxWeight: CACHED_BYTES, weigh: (r) => JSON.stringify(r).length });
+const parsedCollections = new LruCache<{ collection: Collection; size: number }>(64, { maxWeight: CACHED_BYTES, weigh: (c) => c.size });
 
-async function readReport(store: ArtifactStore, namespace: string, manifest: { uri: string; digest: string }): Promise<StepReport> {
+async function checkReport(store: ArtifactStore, namespace: string, pod: Pod): Promise<CheckedReport | undefined> {
+  const message = terminationMessageOf(pod);
+  if (!message) return undefined;
+  let checked: CheckedReport;
+  try {
+    // An item's report holds at most its results and outputs: a smaller limit, as a fan-out has thousands.
+    const limit = pod.metadata.labels?.[LABEL_ITEM] !== undefined ? ITEM_REPORT_MAX_BYTES : REPORT_MAX_BYTES;
+    const report = 'report' in message
+      ? { ...message.report, ...(message.report.results ? { results: stringValues(message.report.results) } : {}) }
+      : await readReport(store, namespace, message.manifest, limit);
+    for (const output of report.outputs) uriInNamespace(store, output.uri, namespace, `output "${output.name}"`);
+    checked = report;
+  } catch (err) {
+    if (!(err instanceof CrossNamespaceReferenceError || err instanceof ObjectTooLargeError || err instanceof ObjectNotFoundError || err instanceof SyntaxError)) throw err;
+    checked = { refused: `the step's report was refused: ${err.message}` };
+  }
+  checkedReports.set(pod, checked);
+  return checked;
+}
+
+async function readReport(store: ArtifactStore, namespace: string, manifest: { uri: string; digest: string }, limit: number): Promise<StepReport> {
   const uri = uriInNamespace(store, manifest.uri, namespace, 'the step report');
   const key = `${uri}@${manifest.digest}`;
-  const known = parsedReports.get(key);
+  const known = storedReports.get(key);
   if (known) return known;
-  const report = parseStepReport(await store.readAll(uri, REPORT_MAX_BYTES), manifest.digest);
-  parsedReports.set(key, report);
+  const report = parseStepReport(await store.readAll(uri, limit), manifest.digest);
+  storedReports.set(key, report);
   return report;
 }
 
@@ -142,7 +160,7 @@ async function loadCollections(store: ArtifactStore, run: PipelineRun): Promise<
     if (!step.collection) continue;
     const uri = uriInNamespace(store, step.collection.uri, namespace, `the collection of step "${step.name}"`);
     const key = `${uri}@${step.collection.digest}`;
-    let collection = parsedCollections.get(key);
+    let collection = parsedCollections.get(key)?.collection;
     if (!collection) {
       try {
         collection = parseCollection(await store.readAll(uri, COLLECTION_MAX_BYTES), step.collection.digest);
@@ -150,7 +168,7 @@ async function loadCollections(store: ArtifactStore, run: PipelineRun): Promise<
         if (!(err instanceof ObjectTooLargeError || err instanceof ObjectNotFoundError || err instanceof SyntaxError)) throw err;
         continue;
       }
-      parsedCollections.set(key, collection);
+      parsedCollections.set(key, { collection, size: step.collection.size });
     }
     collections.set(step.name, collection);
   }

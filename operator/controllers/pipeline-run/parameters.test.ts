@@ -138,3 +138,15 @@ describe('coerceParameter: what a status can hold', () => {
     assert.ok('error' in long && long.error.length < 100, 'a long value is cut short in the message');
   });
 });
+
+describe('coerceParameter: json', () => {
+  it('keeps canonical JSON text', () => assert.deepEqual(coerceParameter('json', '{ "b": 1, "a": [1.0, true] }'), { value: '{"a":[1,true],"b":1}' }));
+  it('refuses text that is not JSON', () => assert.ok('error' in coerceParameter('json', '{a')));
+  it('refuses a value whose canonical text is longer than status holds', () => {
+    // A lone surrogate is one character in the text and six ("\\udc00") in canonical JSON.
+    const raw = `"${'\udc00'.repeat(1000)}"`;
+    assert.ok(raw.length <= 4096);
+    const coerced = coerceParameter('json', raw);
+    assert.ok('error' in coerced && /as canonical text, more than the 4096/.test(coerced.error), JSON.stringify(coerced));
+  });
+});

@@ -14,7 +14,19 @@ const describe = (v: unknown) => {
   return typeof v === 'string' ? `"${shown}"` : shown;
 };
 
+/**
+ * A value of the type, in canonical text, at most PARAMETER_VALUE_MAX_LENGTH characters (what
+ * status holds): checked before and after, since canonical JSON can be longer than what was given.
+ */
 export function coerceParameter(type: ParameterType, raw: unknown): Coerced {
+  const coerced = coerce(type, raw);
+  if ('value' in coerced && coerced.value.length > PARAMETER_VALUE_MAX_LENGTH) {
+    return { error: `the value is ${coerced.value.length} characters as canonical text, more than the ${PARAMETER_VALUE_MAX_LENGTH} a run's status can hold` };
+  }
+  return coerced;
+}
+
+function coerce(type: ParameterType, raw: unknown): Coerced {
   if (typeof raw === 'string' && raw.length > PARAMETER_VALUE_MAX_LENGTH) {
     return { error: `the value is ${raw.length} characters, more than the ${PARAMETER_VALUE_MAX_LENGTH} a run's status can hold` };
   }

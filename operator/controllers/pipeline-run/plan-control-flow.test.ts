@@ -10,7 +10,7 @@ import type { Pod } from '../../kube/pod.ts';
 import { RUN_NAME, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import { parseCollection } from './collection.ts';
 import { itemPodName } from './fan-out.ts';
-import type { RunPlan } from './plan.ts';
+import { MAX_LAUNCHES_PER_PASS, type RunPlan } from './plan.ts';
 import { failedPod, phases, plan, pod, stepOf, stepPod, terminated, withStatus } from './testing.ts';
 
 /** A succeeded Pod whose termination message reports these results. */
@@ -95,6 +95,13 @@ describe('forEach', () => {
     const [first] = passes(sweep({ items: ['a', 'b', 'c', 'd'], maxParallelism: 2 }), [[]]);
     assert.deepEqual(first!.create.map((l) => [l.podName, l.item]), [[`${RUN_NAME}-train-0-1`, { index: 0, value: 'a' }], [`${RUN_NAME}-train-1-1`, { index: 1, value: 'b' }]]);
     assert.deepEqual(stepOf(first!, 'train').items, { total: 4, pending: 2, running: 2, succeeded: 0, failed: 0 });
+  });
+
+  it('starts at most MAX_LAUNCHES_PER_PASS items in one pass and comes back at once for the rest', () => {
+    const [first] = passes(sweep({ items: Array.from({ length: 1000 }, (_, i) => i) }), [[]]);
+    assert.equal(first!.create.length, MAX_LAUNCHES_PER_PASS);
+    assert.equal(first!.requeueAfterMs, 0);
+    assert.deepEqual(stepOf(first!, 'train').items, { total: 1000, pending: 1000 - MAX_LAUNCHES_PER_PASS, running: MAX_LAUNCHES_PER_PASS, succeeded: 0, failed: 0 });
   });
 
   it('counts the run parallelism per running item', () => {

@@ -5,7 +5,7 @@ import type { PipelineRun, PipelineRunStatus, StepStatus } from '../../api/v1alp
 import { MAX_STEPS, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import type { Pod } from '../../kube/pod.ts';
 import { foldPass } from './fold.ts';
-import { collapseEvents, planFinishedRun, retryDelaySeconds, type RunEvent, type RunPlan } from './plan.ts';
+import { collapseEvents, planFinishedRun, type RunEvent, type RunPlan } from './plan.ts';
 import { RUN_NAME, diamond, pipeline, pipelineRun, step } from '../../../test/builders.ts';
 import {
   NOW, at, condition, created, deleted, eventReasons, failedPod, phases, plan, runningStep, stamp, stepOf, stepPod, stored, succeededPod, withStatus,
@@ -24,23 +24,6 @@ function runningStatus(steps: Record<string, Partial<StepStatus> & { phase: Step
     })),
   };
 }
-
-describe('retryDelaySeconds', () => {
-  const cases: Array<[string, StepSpec['retries'], number, number]> = [
-    ['defaults: 1st retry 10s', undefined, 1, 10],
-    ['defaults: 2nd retry doubled', undefined, 2, 20],
-    ['defaults: 3rd retry doubled again', undefined, 3, 40],
-    ['defaults: capped at 300s', undefined, 6, 300],
-    ['0 failures is the base delay', { limit: 3, backoffSeconds: 5 }, 0, 5],
-    ['1st retry is backoffSeconds', { limit: 3, backoffSeconds: 5, maxBackoffSeconds: 12 }, 1, 5],
-    ['2nd retry doubles', { limit: 3, backoffSeconds: 5, maxBackoffSeconds: 12 }, 2, 10],
-    ['3rd retry is capped by maxBackoffSeconds', { limit: 3, backoffSeconds: 5, maxBackoffSeconds: 12 }, 3, 12],
-    ['a huge failure count stays capped', { limit: 20, backoffSeconds: 3600, maxBackoffSeconds: 86400 }, 2000, 86400],
-  ];
-  for (const [name, retries, failures, seconds] of cases) {
-    it(name, () => assert.equal(retryDelaySeconds(step('a', retries ? { retries } : {}), failures), seconds));
-  }
-});
 
 describe('planRun: a diamond, step by step', () => {
   const p = pipeline({ steps: diamond() });

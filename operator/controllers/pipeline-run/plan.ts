@@ -37,13 +37,13 @@ import { advanceFanOut, resolveItems } from './fan-out.ts';
 import { Planner, activePods, type RunFacts, type RunPlan, type RunEvent, type StepLaunch } from './planner.ts';
 import { attemptOutcome, truncate } from './pod-status.ts';
 import { checkResults } from './results.ts';
-import { DEFAULT_FAILURE_SETTINGS, decideRetry, retryDelaySeconds } from './retry-policy.ts';
+import { DEFAULT_FAILURE_SETTINGS, decideRetry } from './retry-policy.ts';
 import {
   FINAL_STEP_PHASES, adoptAttempt, endStep, failStep, isDone, iso, pendingStep, retryStep, reuseStep, skipStep, startAttempt, startFanOut,
   succeedStep, waitForTwin, type AttemptFailure, type Reused,
 } from './transitions.ts';
 
-export { activePods, isDone, retryDelaySeconds, type Reused };
+export { activePods, isDone, type Reused };
 export type { CacheLookup, CacheView, CheckedReport, RunEvent, RunFacts, RunPlan, StepLaunch } from './planner.ts';
 
 /**
@@ -52,17 +52,20 @@ export type { CacheLookup, CacheView, CheckedReport, RunEvent, RunFacts, RunPlan
  * Pod's, and the run's status already holds every step's story.
  */
 export function collapseEvents(events: RunEvent[]): RunEvent[] {
-  const groups = new Map<string, RunEvent[]>();
-  for (const e of events) {
-    const key = `${e.type}/${e.reason}`;
-    groups.set(key, [...(groups.get(key) ?? []), e]);
-  }
+  const groups = Map.groupBy(events, (e) => `${e.type}/${e.reason}`);
   return [...groups.values()].map((group) => {
     const first = group[0]!;
     if (group.length === 1) return first;
     return { type: first.type, reason: first.reason, message: truncate(`${group.length} steps: ${group.map((e) => e.message).join('; ')}`, 1024) };
   });
 }
+
+/**
+ * Most Pods one pass starts (more than a Pipeline has steps, fewer than a fan-out has items): a
+ * pass of a 10,000-item forEach writes its status and yields the worker after this many
+ * creates instead of spending minutes of API budget before anything is recorded.
+ */
+export const MAX_LAUNCHES_PER_PASS = 250;
 
 /** While a step waits for its twin in another run: how often to look again. */
 const TWIN_POLL_MS = 2000;
@@ -109,11 +112,8 @@ export function planRun(facts: RunFacts): RunPlan {
   const mainSpecs = configuration.spec.steps;
   const finallySpecs = configuration.spec.finally ?? [];
   const previousSteps = new Map((previous.steps ?? []).map((s) => [s.name, s]));
-  const podsByStep = new Map<string, Pod[]>();
-  for (const pod of pods) {
-    const step = pod.metadata.labels?.[LABEL_STEP] ?? '';
-    podsByStep.set(step, [...(podsByStep.get(step) ?? []), pod]);
-  }
+  // NOTE: grouped in one pass over the Pods: a forEach step has thousands.
+  const podsByStep = Map.groupBy(pods, (pod) => pod.metadata.labels?.[LABEL_STEP] ?? '');
   const graph: RunGraph = {
     run, configuration, specs: [...mainSpecs, ...finallySpecs], main: mainSpecs.length, podsByStep, collections: new Map(facts.collections),
     outcome: () => status.outcome,
@@ -337,7 +337,8 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
   const parameters = new Map(configuration.parameters.map((x) => [x.name, x.value]));
   // A forEach step holds one slot per running item (as its status counted them last).
   const running = steps.reduce((n, s) => n + (s.phase !== 'Running' ? 0 : s.items ? s.items.running : 1), 0);
-  const slots = { free: (run.spec.parallelism ?? Infinity) - running };
+  const allowed = (run.spec.parallelism ?? Infinity) - running;
+  const slots = { free: Math.min(allowed, MAX_LAUNCHES_PER_PASS) };
   const fannedOut = new Set<string>();
   for (let changed = true; changed; ) {
     changed = false;
@@ -397,7 +398,7 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
         }
         set(startFanOut(step, resolved.items.length, p.facts.now));
         fannedOut.add(spec.name);
-        set(fanOut(p, graph, spec, steps[i]!, byName, parameters, slots));
+        set(fanOut(p, graph, spec, steps[i]!, byName, parameters, slots, resolved.items));
         changed = true;
         continue;
       }
@@ -411,6 +412,8 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
       slots.free--;
     }
   }
+  // The cap, not parallelism, stopped this pass: the next one starts more, after this one's status is written.
+  if (slots.free <= 0 && allowed > MAX_LAUNCHES_PER_PASS) p.wake(p.now);
   // A Pod re-created for a running attempt (see advanceStep) needs its inputs and variables too.
   for (const launch of p.create) {
     if (launch.variables === undefined) launch.variables = variablesFor(graph, launch.step, byName);
@@ -418,13 +421,14 @@ function launchReadySteps(p: Planner, graph: RunGraph, from: number, to: number)
   }
 }
 
-/** The items of a running forEach step, advanced (fan-out.ts). */
+/** The items of a running forEach step, advanced (fan-out.ts); `items` when the step starts in this pass. */
 function fanOut(
   p: Planner, graph: RunGraph, spec: StepSpec, step: StepStatus, byName: Map<string, StepStatus>, parameters: Map<string, string>, slots: { free: number },
+  resolvedItems?: unknown[],
 ): StepStatus {
   const variables = variablesFor(graph, spec, byName);
-  const resolved = resolveItems(spec, parameters, variables.results ?? new Map());
   // NOTE: the items were resolved when the step started, from values that cannot change since.
+  const resolved = resolvedItems ? { items: resolvedItems } : resolveItems(spec, parameters, variables.results ?? new Map());
   const items = 'items' in resolved ? resolved.items : [];
   return advanceFanOut(p, graph.run, {
     spec, step, items, slots, variables, collections: graph.collections,

@@ -6,6 +6,7 @@ import { FERRY_KEY_PREFIX, LABEL_MANAGED_BY } from '../../api/v1alpha1/labels.ts
 import { RESERVED_MOUNT_PATH, SERVICE_ACCOUNT_TOKEN_DIR, type PipelineSpec, type PodMetadata, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
 import { coerceParameter } from '../pipeline-run/parameters.ts';
 import { findCycle, upstreamOf } from './dag.ts';
+import { variablesOf } from './step-references.ts';
 import { controlFlowProblem } from './validate-control-flow.ts';
 
 export interface ValidationProblem {
@@ -13,13 +14,8 @@ export interface ValidationProblem {
   message: string;
 }
 
-const PARAM_REFERENCE = /\$\(params\.([a-zA-Z_][a-zA-Z0-9_-]*)\)/g;
-
 /** Names of the parameters a step's command, args and env values refer to with $(params.x). */
-export function referencedParameters(step: PipelineSpec['steps'][number]): string[] {
-  const texts = [...(step.command ?? []), ...(step.args ?? []), ...(step.env ?? []).map((e) => e.value ?? '')];
-  return [...new Set(texts.flatMap((t) => [...t.matchAll(PARAM_REFERENCE)].map((m) => m[1]!)))];
-}
+export const referencedParameters = (step: StepSpec): string[] => [...new Set(variablesOf(step).params)];
 
 export function validatePipeline(spec: PipelineSpec): ValidationProblem | undefined {
   const steps = spec.steps;
