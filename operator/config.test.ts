@@ -48,6 +48,7 @@ describe('loadConfig', () => {
       imagePullTimeoutSeconds: 300,
       unschedulableTimeoutSeconds: 600,
       maxInfrastructureRetries: 3,
+      serving: true,
       allowedNodeSelectorKeys: undefined,
       allowedTolerationKeys: undefined,
       allowedPriorityClasses: undefined,

@@ -59,6 +59,8 @@ export interface Config {
   unschedulableTimeoutSeconds: number;
   /** Infrastructure losses (Evicted, Preempted, NodeLost) of one step retried without using its retries.limit. */
   maxInfrastructureRetries: number;
+  /** Keep the endpoints Pipelines declare (Deployments and Services in tenant namespaces); off, `serving` is only reported. */
+  serving: boolean;
   /** nodeSelector and toleration keys steps may use; undefined: any. */
   allowedNodeSelectorKeys: string[] | undefined;
   allowedTolerationKeys: string[] | undefined;
@@ -102,6 +104,7 @@ export const SETTINGS = {
   'default-step-timeout-seconds': { env: 'FERRY_DEFAULT_STEP_TIMEOUT_SECONDS', default: '86400', help: 'timeout of a step that sets none' },
   'image-pull-timeout-seconds': { env: 'FERRY_IMAGE_PULL_TIMEOUT_SECONDS', default: '300', help: 'a step Pod that cannot pull an image this long fails its step (ImagePullFailed, not retried)' },
   'unschedulable-timeout-seconds': { env: 'FERRY_UNSCHEDULABLE_TIMEOUT_SECONDS', default: '600', help: 'a step Pod no node can run this long fails its step (Unschedulable, not retried)' },
+  serving: { env: 'FERRY_SERVING', default: 'true', help: 'keep the endpoints Pipelines declare (needs RBAC for Deployments and Services)' },
   'max-infrastructure-retries': { env: 'FERRY_MAX_INFRASTRUCTURE_RETRIES', default: '3', help: "evictions, preemptions and lost nodes of a step retried without using its retries.limit" },
   'allowed-node-selector-keys': { env: 'FERRY_ALLOWED_NODE_SELECTOR_KEYS', default: '*', help: "comma-separated nodeSelector keys steps may use; '*' any, empty none" },
   'allowed-toleration-keys': { env: 'FERRY_ALLOWED_TOLERATION_KEYS', default: '*', help: "comma-separated toleration keys steps may use; '*' any, empty none" },
@@ -186,6 +189,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     imagePullTimeoutSeconds: integer('image-pull-timeout-seconds', 1, 86400),
     unschedulableTimeoutSeconds: integer('unschedulable-timeout-seconds', 1, 7 * 86400),
     maxInfrastructureRetries: integer('max-infrastructure-retries', 0, 20),
+    serving: bool('serving'),
     allowedNodeSelectorKeys: allowList(raw('allowed-node-selector-keys')),
     allowedTolerationKeys: allowList(raw('allowed-toleration-keys')),
     allowedPriorityClasses: allowList(raw('allowed-priority-classes')),

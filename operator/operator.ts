@@ -1,13 +1,14 @@
 // Assembles the operator from its parts: API client → caches → controllers → leader election
 // → manager, plus the /metrics, /healthz, /readyz server. main.ts runs it; nothing here is global.
 import type { Server } from 'node:http';
-import { MANAGED_POD_SELECTOR } from './api/v1alpha1/labels.ts';
+import { ENDPOINT_SELECTOR, MANAGED_POD_SELECTOR } from './api/v1alpha1/labels.ts';
 import type { PipelineRun } from './api/v1alpha1/pipeline-run.ts';
 import type { Pipeline } from './api/v1alpha1/pipeline.ts';
 import type { Config } from './config.ts';
 import { createPipelineController } from './controllers/pipeline/controller.ts';
 import { createPipelineRunController } from './controllers/pipeline-run/controller.ts';
-import { modelVersionIndexes, podIndexes, runIndexes, inNamespace } from './controllers/indexes.ts';
+import { modelVersionIndexes, pipelineIndexes, podIndexes, runIndexes, inNamespace } from './controllers/indexes.ts';
+import type { Deployment, Service } from './controllers/serving/endpoint-objects.ts';
 import { IMAGE_RESOLUTION_CONCURRENCY, IMAGE_RESOLUTION_DEADLINE_MS, type FreezeDeps } from './controllers/pipeline-run/freeze.ts';
 import { LruCache } from './artifacts/config-cache.ts';
 import { randomBytes } from 'node:crypto';
@@ -22,7 +23,7 @@ import type { PipelineConfiguration } from './configuration/pipeline-configurati
 import { RegistryImageResolver, credentialsFromDockerConfig } from './images/registry-client.ts';
 import { ImageResolutionQueue } from './images/resolution-queue.ts';
 import type { RegistryCredentials } from './images/resolver.ts';
-import { SECRETS, SERVICES } from './kube/resources.ts';
+import { DEPLOYMENTS, SECRETS, SERVICES } from './kube/resources.ts';
 import { OPERATOR_VERSION } from './version.ts';
 import type { ModelVersion } from './api/v1alpha1/model-version.ts';
 import { createModelVersionController } from './controllers/model-version/controller.ts';
@@ -90,7 +91,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const client = newClient(whileLeader, termSignal);
   const eventClient = newClient(whileLeader, termSignal);
   const idleTimeoutMs = config.watchIdleTimeoutMs;
-  const pipelines = new Cache<Pipeline>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs }, log);
+  const pipelines = new Cache<Pipeline, keyof typeof pipelineIndexes>(client, config.namespaces, { resource: PIPELINES, idleTimeoutMs, indexes: pipelineIndexes }, log);
   const runs = new Cache<PipelineRun, keyof typeof runIndexes>(client, config.namespaces, { resource: PIPELINE_RUNS, idleTimeoutMs, indexes: runIndexes }, log);
   const modelVersions = new Cache<ModelVersion, keyof typeof modelVersionIndexes>(
     client, config.namespaces, { resource: MODEL_VERSIONS, idleTimeoutMs, indexes: modelVersionIndexes }, log,
@@ -99,6 +100,11 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   const pods = new Cache<Pod, keyof typeof podIndexes>(
     client, config.namespaces, { resource: PODS, labelSelector: MANAGED_POD_SELECTOR, idleTimeoutMs, indexes: podIndexes, transform: podForCache }, log,
   );
+  // An endpoint's Deployment and Service (label-selected: the operator caches no other workload).
+  const endpointCaches = config.serving ? {
+    deployments: new Cache<Deployment>(client, config.namespaces, { resource: DEPLOYMENTS, labelSelector: ENDPOINT_SELECTOR, idleTimeoutMs }, log),
+    services: new Cache<Service>(client, config.namespaces, { resource: SERVICES, labelSelector: ENDPOINT_SELECTOR, idleTimeoutMs }, log),
+  } : undefined;
   const events = new EventRecorder(eventClient, config.identity, clock, log);
   // NOTE: unfenced: every replica, standby too, needs the signing key, and creating the one
   // Secret is safe from any of them (AlreadyExists reads the winner's).
@@ -111,13 +117,15 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   });
   // NOTE: the run controller is made below; a resolution finishing in the background wakes its run through it.
   let wakeRun: (key: string) => void = () => undefined;
+  let wakePipeline: (key: string) => void = () => undefined;
   const imageQueue = new ImageResolutionQueue(images, {
     concurrency: config.workers,
     perRunConcurrency: IMAGE_RESOLUTION_CONCURRENCY,
     deadlineMs: IMAGE_RESOLUTION_DEADLINE_MS,
     answerWithinMs: 250,
     keepMs: 10 * 60_000,
-    onResolved: (key) => wakeRun(key),
+    // An endpoint's server image is resolved under `endpoint:<namespace>/<pipeline>` (serving/reconcile.ts).
+    onResolved: (key) => (key.startsWith('endpoint:') ? wakePipeline(key.slice('endpoint:'.length)) : wakeRun(key)),
     onError: (key, err) => log.error('image resolution failed unexpectedly', { key, error: errorMessage(err) }),
   });
   const freeze: FreezeDeps = {
@@ -162,12 +170,22 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
     config.workers,
   );
   wakeRun = (key) => runController.enqueue(key);
+  const pipelineController = createPipelineController({
+    client, pipelines, events, clock, log, metrics,
+    ...(endpointCaches ? {
+      serving: {
+        ...endpointCaches, modelVersions, store, agent, images: imageQueue, metadata,
+        credentialsFrom: freeze.credentialsFrom, metadataBacklog: new MetadataBacklog(), recordedServing: new Map(),
+      },
+    } : {}),
+  }, config.workers);
+  wakePipeline = (key) => pipelineController.enqueue(key);
   const controllers = [
-    createPipelineController({ client, pipelines, events, clock, log, metrics }, config.workers),
+    pipelineController,
     runController,
-    createModelVersionController({ client, modelVersions, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new MetadataBacklog() }, config.workers),
+    createModelVersionController({ client, modelVersions, pipelines, metadata, events, clock, log, metrics, recorded: new Map(), metadataBacklog: new MetadataBacklog() }, config.workers),
   ];
-  const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions], controllers, ...(elector ? { elector } : {}), log });
+  const manager = new Manager({ caches: [pipelines, runs, pods, modelVersions, ...(endpointCaches ? [endpointCaches.deployments, endpointCaches.services] : [])], controllers, ...(elector ? { elector } : {}), log });
   metrics.leaderProbe = () => manager.isLeader();
   metrics.runPhases = () => {
     const counts = new Map<string, number>();

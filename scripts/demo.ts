@@ -4,7 +4,8 @@
 // each a sweep over the regularisation c (one Pod per value, the best picked, registered only
 // when good enough, the better model promoted to Production, a finally summary), then batch
 // inference on the Production model, with live progress, and a summary of what was made with
-// each sweep as a table. Running it again reuses what the step cache can: every step but the
+// each sweep as a table; last, the endpoint serving the Production model answers a request, and
+// another version promoted by hand takes over. Running it again reuses what the step cache can: every step but the
 // sweep's items and the pick that reads them (docs/control-flow.md), and registers nothing new.
 //
 //   npm run demo                                  the local cluster (Linux, root)
@@ -31,6 +32,7 @@ import { setUpLocal } from './demo/local.ts';
 import { buildAndPushFerryImage } from './demo/ferry-image.ts';
 import { installFerry, kubectlOk, uninstallFerry, type Target } from './demo/install.ts';
 import { RunProgress } from './demo/progress.ts';
+import { ask, setStage, waitForLive, type Answer } from './demo/endpoint.ts';
 
 const { values } = parseArgs({
   options: {
@@ -80,22 +82,22 @@ async function up(): Promise<void> {
       namespace: installNamespace, release, log: detail,
       phase: (what, text) => {
         if (text) detail(`${text} (${elapsed()})`);
-        if (what === 'cluster') say('1/5 local cluster (etcd, kube-apiserver, controller-manager, scheduler, kubelet, containerd, registry) ...');
-        if (what === 'images') say('2/5 images (Ferry, scikit-learn example) and PostgreSQL ...');
-        if (what === 'install') say('3/5 helm upgrade --install ferry charts/ferry ...');
+        if (what === 'cluster') say('1/6 local cluster (etcd, kube-apiserver, controller-manager, scheduler, kubelet, containerd, registry) ...');
+        if (what === 'images') say('2/6 images (Ferry, scikit-learn example) and PostgreSQL ...');
+        if (what === 'install') say('3/6 helm upgrade --install ferry charts/ferry ...');
       },
     });
     target = local.cluster;
     registry = local.cluster.registry;
     hostStore = local.layout.artifacts;
   } else {
-    say(`1/5 cluster: context ${values.context}`);
+    say(`1/6 cluster: context ${values.context}`);
     target = await externalTarget();
     registry = values.registry!;
-    say('2/5 images (Ferry, scikit-learn example) ...');
+    say('2/6 images (Ferry, scikit-learn example) ...');
     const [ferryImage, exampleImage] = await Promise.all([buildAndPushFerryImage(registry, detail), ensureExampleImage(registry, detail)]);
     detail(`example image ${exampleImage}`);
-    say('3/5 helm upgrade --install ferry charts/ferry ...');
+    say('3/6 helm upgrade --install ferry charts/ferry ...');
     await installFerry({
       target, namespace: installNamespace, release, image: ferryImage, insecureRegistries: values['insecure-registry'] ? [registry] : [],
       ...(values['database-url'] !== undefined ? { databaseUrl: values['database-url'] } : {}), log: detail,
@@ -110,7 +112,7 @@ async function up(): Promise<void> {
   const progress = new RunProgress(client, namespace, (line) => say(`    ${line}`));
   await progress.start();
   try {
-    say(`4/5 training: ${example.trainingRuns.length} runs of ${[...new Set(example.trainingRuns.map((r) => r.spec.pipelineRef?.name))].join(', ')} with different parameters`);
+    say(`4/6 training: ${example.trainingRuns.length} runs of ${[...new Set(example.trainingRuns.map((r) => r.spec.pipelineRef?.name))].join(', ')} with different parameters`);
     const trainingNames: string[] = [];
     for (const template of example.trainingRuns) {
       const name = await startRun(client, namespace, template);
@@ -122,7 +124,7 @@ async function up(): Promise<void> {
     assertSucceeded(training);
     const versions = await registeredVersions(client, training);
 
-    say('5/5 batch inference on the Production model ...');
+    say('5/6 batch inference on the Production model ...');
     const inferenceNames: string[] = [];
     for (const template of example.inferenceRuns) {
       const name = await startRun(client, namespace, template);
@@ -132,6 +134,7 @@ async function up(): Promise<void> {
     const inference = await progress.finished(inferenceNames, runTimeoutMs);
     assertSucceeded(inference);
     await summary(target, client, [...training, ...inference], versions, hostStore);
+    await serving(target, client);
   } finally {
     await progress.stop();
   }
@@ -226,6 +229,29 @@ async function summary(target: Target, client: KubeClient, runs: PipelineRun[], 
   }
   console.log('Pods (step Pods run images by digest):');
   console.log(indent(await kubectlOk(target, ['get', 'pods', '-A', '-o', 'custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,STATUS:.status.phase,IMAGE:.spec.containers[0].image,STEP IMAGE:.spec.initContainers[1].image'])));
+}
+
+/** The endpoint of the inference Pipeline: its answer, then another version promoted by hand and the switch. */
+async function serving(target: Target, client: KubeClient): Promise<void> {
+  say('6/6 serving: the iris-predict endpoint follows the Production model ...');
+  const flower = { sepal_length_cm: 6.3, sepal_width_cm: 2.9, petal_length_cm: 5.6, petal_width_cm: 1.8 };
+  const show = (answer: Answer) => {
+    const [first] = answer.predictions;
+    const probabilities = Object.entries(first?.probabilities ?? {}).map(([k, p]) => `${k} ${p.toFixed(3)}`).join(', ');
+    return `${first?.species} (${probabilities}) from ${answer.model.name}-v${answer.model.version} ${answer.model.digest.slice(0, 19)}…`;
+  };
+  const before = await waitForLive(client, namespace, 'iris-predict', undefined, 5 * 60_000);
+  say(`    POST ${before.url}/predict ${JSON.stringify({ instances: [flower] })}`);
+  say(`    → ${show(await ask(client, namespace, before, [flower]))}`);
+  const versions = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.filter((v) => v.spec.modelName === 'iris' && v.spec.source?.run);
+  const other = versions.filter((v) => v.metadata.name !== before.live!.modelVersion).sort((a, b) => b.spec.version - a.spec.version)[0];
+  if (!other) return;
+  say(`    promoting ${other.metadata.name} to Production by hand; the endpoint rolls to it (readiness-gated, no request lost) ...`);
+  await setStage(target, namespace, other.metadata.name, 'Production');
+  const after = await waitForLive(client, namespace, 'iris-predict', other.metadata.name, 5 * 60_000);
+  say(`    ${before.live!.modelVersion} → ${after.live!.modelVersion} at ${after.live!.since}`);
+  say(`    → ${show(await ask(client, namespace, after, [flower]))}`);
+  say(`    which version answered when: kubectl -n ${namespace} get pipeline iris-predict -o jsonpath='{.status.serving.history}'`);
 }
 
 /** The host file behind a URI of the chart's file:// store (the local cluster's hostPath volume). */

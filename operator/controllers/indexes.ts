@@ -4,6 +4,7 @@
 import { API_VERSION } from '../api/v1alpha1/common.ts';
 import { LABEL_RUN_UID } from '../api/v1alpha1/labels.ts';
 import type { ModelVersion } from '../api/v1alpha1/model-version.ts';
+import type { Pipeline } from '../api/v1alpha1/pipeline.ts';
 import type { PipelineRun } from '../api/v1alpha1/pipeline-run.ts';
 import type { Pod } from '../kube/pod.ts';
 import type { Cache } from '../runtime/cache.ts';
@@ -16,6 +17,13 @@ export function runKeyOfPod(pod: Pod): string | undefined {
   const owner = pod.metadata.ownerReferences?.find((o) => o.controller && o.kind === 'PipelineRun' && o.apiVersion === API_VERSION);
   return owner ? inNamespace(pod.metadata.namespace, owner.name) : undefined;
 }
+
+export const pipelineIndexes = {
+  /** The registered model the Pipeline's endpoint serves (by its spec, and by its status while the spec changes). */
+  servedModel: (pipeline: Pipeline): string[] =>
+    [...new Set([pipeline.spec.serving?.model.name, pipeline.status?.serving?.model].filter((m): m is string => m !== undefined))]
+      .map((m) => inNamespace(pipeline.metadata.namespace, m)),
+};
 
 export const runIndexes = {
   /** The Pipeline a run starts from (none for a reproduction or a modelRef run). */
@@ -45,6 +53,7 @@ export const modelVersionIndexes = {
   },
 };
 
+export type PipelineCache = Cache<Pipeline, keyof typeof pipelineIndexes>;
 export type RunCache = Cache<PipelineRun, keyof typeof runIndexes>;
 export type PodCache = Cache<Pod, keyof typeof podIndexes>;
 export type ModelVersionCache = Cache<ModelVersion, keyof typeof modelVersionIndexes>;

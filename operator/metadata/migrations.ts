@@ -162,6 +162,29 @@ ALTER TABLE step_executions ADD COLUMN collection_digest text;
 ALTER TABLE step_executions ADD COLUMN items jsonb;
 `,
   },
+  {
+    version: 3,
+    name: 'endpoint serving periods',
+    sql: `
+-- Which model version answered at an endpoint (a Pipeline's serving) from when until when; an
+-- open period (live_until NULL) is the one answering now. Keyed by its start, so recording the
+-- same moment twice stores it once.
+CREATE TABLE endpoint_serving (
+  namespace text NOT NULL,
+  endpoint text NOT NULL,
+  live_from timestamptz NOT NULL,
+  live_until timestamptz,
+  model text NOT NULL,
+  version integer NOT NULL,
+  artifact_digest text NOT NULL,
+  PRIMARY KEY (namespace, endpoint, live_from),
+  CHECK (live_until IS NULL OR live_until >= live_from)
+);
+-- "Which version answered at T" reads the newest period starting at or before T: the primary
+-- key's order serves it backwards; and the versions' side ("where was iris v3 live").
+CREATE INDEX endpoint_serving_by_version ON endpoint_serving (namespace, model, version);
+`,
+  },
 ];
 
 /** Key of the transaction-scoped advisory lock every migrate() takes ("ferrymig" in ASCII). */

@@ -2,7 +2,7 @@
 // nothing, and it is always healthy. Runs, caching by status and the registry's objects still work;
 // only history and lineage beyond the Kubernetes objects are missing.
 import type {
-  ExplainCacheMissOptions, MetadataStore, ModelProvenance, ModelVersionRecord, NextModelVersionOptions, RunRecords,
+  EndpointServingPeriod, EndpointServingRecord, ExplainCacheMissOptions, MetadataStore, ModelProvenance, ModelVersionRecord, NextModelVersionOptions, RunRecords,
   StageTransitionRecord,
 } from './records.ts';
 
@@ -16,6 +16,15 @@ export class NoopMetadataStore implements MetadataStore {
   async recordRun(_records: RunRecords): Promise<void> {}
   async recordModelVersion(_record: ModelVersionRecord): Promise<void> {}
   async recordStageTransition(_record: StageTransitionRecord): Promise<void> {}
+  async recordEndpointServing(_record: EndpointServingRecord): Promise<void> {}
+
+  async servedAt(_namespace: string, _endpoint: string, _at: string): Promise<EndpointServingPeriod | undefined> {
+    return undefined;
+  }
+
+  async servingHistory(_namespace: string, _endpoint: string, _limit?: number): Promise<EndpointServingPeriod[]> {
+    return [];
+  }
 
   async modelProvenance(_namespace: string, _model: string, _version: number): Promise<ModelProvenance | undefined> {
     return undefined;

@@ -8,7 +8,7 @@ import { InvalidRecordError, MetadataStoreError, reachedDatabase } from './error
 import * as lineage from './lineage.ts';
 import { migrate, type MigrationResult } from './migrations.ts';
 import type {
-  ExplainCacheMissOptions, MetadataStore, ModelProvenance, ModelVersionRecord, NextModelVersionOptions,
+  EndpointServingPeriod, EndpointServingRecord, ExplainCacheMissOptions, MetadataStore, ModelProvenance, ModelVersionRecord, NextModelVersionOptions,
   RunRecords, StageTransitionRecord,
 } from './records.ts';
 
@@ -276,6 +276,46 @@ export class PostgresMetadataStore implements MetadataStore {
       ]));
   }
 
+  async recordEndpointServing(record: EndpointServingRecord): Promise<void> {
+    const subject = `${record.namespace}/${record.endpoint} at ${record.at}${record.live ? ` ${record.live.model} v${record.live.version}` : ' (nothing)'}`;
+    await this.op('recordEndpointServing', subject, () => this.transaction(async (db) => {
+      // Serialise writers of one endpoint: two replays at once must not both see "no open period".
+      await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`endpoint_serving/${record.namespace}/${record.endpoint}`]);
+      // The period open at `at` ends there; one that starts later (a newer record came first) is
+      // left alone. A stop may end a period in the second it began (times are whole seconds).
+      await db.query(`
+        UPDATE endpoint_serving SET live_until = $3
+        WHERE namespace = $1 AND endpoint = $2 AND (live_from < $3 OR ($4 AND live_from = $3)) AND (live_until IS NULL OR live_until > $3)`,
+      [record.namespace, record.endpoint, record.at, record.live === undefined]);
+      if (!record.live) return;
+      // A late record of an older moment ends where the next known period begins.
+      await db.query(`
+        INSERT INTO endpoint_serving (namespace, endpoint, live_from, live_until, model, version, artifact_digest)
+        VALUES ($1, $2, $3, (SELECT min(live_from) FROM endpoint_serving WHERE namespace = $1 AND endpoint = $2 AND live_from > $3), $4, $5, $6)
+        ON CONFLICT (namespace, endpoint, live_from) DO NOTHING`,
+      [record.namespace, record.endpoint, record.at, record.live.model, record.live.version, record.live.artifactDigest]);
+    }));
+  }
+
+  async servedAt(namespace: string, endpoint: string, at: string): Promise<EndpointServingPeriod | undefined> {
+    return this.op('servedAt', `${namespace}/${endpoint} at ${at}`, async () => {
+      const { rows } = await this.pool.query<ServingRow>(`
+        SELECT ${SERVING_COLUMNS} FROM endpoint_serving
+        WHERE namespace = $1 AND endpoint = $2 AND live_from <= $3 AND (live_until IS NULL OR live_until > $3)
+        ORDER BY live_from DESC LIMIT 1`, [namespace, endpoint, at]);
+      return rows[0] && servingPeriod(rows[0]);
+    });
+  }
+
+  async servingHistory(namespace: string, endpoint: string, limit = 100): Promise<EndpointServingPeriod[]> {
+    return this.op('servingHistory', `${namespace}/${endpoint}`, async () => {
+      const { rows } = await this.pool.query<ServingRow>(`
+        SELECT * FROM (SELECT ${SERVING_COLUMNS} FROM endpoint_serving WHERE namespace = $1 AND endpoint = $2
+                       ORDER BY live_from DESC LIMIT $3) newest ORDER BY live_from`, [namespace, endpoint, limit]);
+      return rows.map(servingPeriod);
+    });
+  }
+
   async nextModelVersion(namespace: string, model: string, options: NextModelVersionOptions = {}): Promise<number> {
     const { claim, atLeast = 1 } = options;
     if (!Number.isInteger(atLeast) || atLeast < 1) throw new InvalidRecordError(`nextModelVersion ${namespace}/${model}: atLeast must be a positive integer, got ${atLeast}`);
@@ -461,4 +501,16 @@ async function checkDigests(db: pg.PoolClient, wanted: Array<{ namespace: string
     const want = wanted.find((w) => w.namespace === first.namespace && w.uri === first.uri);
     throw new InvalidRecordError(`${what} ${first.uri} in ${first.namespace} is recorded with digest ${first.digest}, not ${want?.digest}: artifacts are immutable`);
   }
+}
+
+interface ServingRow { model: string; version: number; artifact_digest: string; live_from: Date; live_until: Date | null }
+const SERVING_COLUMNS = 'model, version, artifact_digest, live_from, live_until';
+
+const isoSeconds = (date: Date) => date.toISOString().replace(/\.000Z$/, 'Z');
+
+function servingPeriod(row: ServingRow): EndpointServingPeriod {
+  return {
+    model: row.model, version: row.version, artifactDigest: row.artifact_digest, from: isoSeconds(row.live_from),
+    ...(row.live_until ? { until: isoSeconds(row.live_until) } : {}),
+  };
 }

@@ -123,6 +123,19 @@ export interface NextModelVersionOptions {
   atLeast?: number;
 }
 
+/** What an endpoint serves from a moment on: a version, or nothing (scaled to zero, removed). */
+export interface EndpointServingRecord {
+  namespace: string;
+  /** The endpoint's name (the serving Pipeline's name). */
+  endpoint: string;
+  /** ISO 8601 time from which this holds (when the rollout completed, or when it stopped serving). */
+  at: string;
+  /** The version live from `at`; absent when nothing is live from then on. */
+  live?: { model: string; version: number; artifactDigest: string };
+}
+
+export interface EndpointServingPeriod { model: string; version: number; artifactDigest: string; from: string; until?: string }
+
 export interface MetadataStore {
   /** Creates or upgrades the schema; safe when several replicas start at once. */
   migrate(): Promise<void>;
@@ -131,6 +144,12 @@ export interface MetadataStore {
   recordModelVersion(record: ModelVersionRecord): Promise<void>;
   /** Idempotent by (namespace, model, version, to, at). */
   recordStageTransition(record: StageTransitionRecord): Promise<void>;
+  /** Idempotent by (namespace, endpoint, at): ends the period open at `at` and, with `live`, opens the next one. */
+  recordEndpointServing(record: EndpointServingRecord): Promise<void>;
+  /** The version live at the endpoint at that moment, if any. */
+  servedAt(namespace: string, endpoint: string, at: string): Promise<EndpointServingPeriod | undefined>;
+  /** The endpoint's periods, oldest first, at most `limit` (the newest ones). */
+  servingHistory(namespace: string, endpoint: string, limit?: number): Promise<EndpointServingPeriod[]>;
   /** Which run/configuration/datasets produced `model` version `version`; undefined if unknown. */
   modelProvenance(namespace: string, model: string, version: number): Promise<ModelProvenance | undefined>;
   /** Model versions trained (directly or through intermediate steps) from the artifact with this digest. */

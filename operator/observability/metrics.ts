@@ -88,6 +88,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // NOTE: `endpoint` is namespace/name of a Pipeline with `serving`: as many series as endpoints, which the admin's tenants declare.
+  readonly endpointRollouts = new Counter({
+    name: 'ferry_endpoint_rollouts_total',
+    help: 'Endpoint rollouts that ended, by result: succeeded, or rolled_back (not ready in time; the endpoint went back to the version it served).',
+    labelNames: ['endpoint', 'model', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly endpointLiveVersion = new Gauge({
+    name: 'ferry_endpoint_live_version',
+    help: 'The model version number that answers at each endpoint (0: nothing is served).',
+    labelNames: ['endpoint', 'model'] as const,
+    registers: [this.registry],
+  });
+
   readonly cacheLookups = new Counter({
     name: 'ferry_step_cache_lookups_total',
     help: 'Step cache lookups by result (hit, miss, wait).',

@@ -57,8 +57,8 @@ export class Cache<T extends KubeObject, I extends string = never> {
     return n;
   }
 
-  recordWrite(object: T): void {
-    this.informerFor(object.metadata.namespace ?? '')?.recordWrite(object);
+  recordWrite(object: T, options: { announce?: boolean } = {}): void {
+    this.informerFor(object.metadata.namespace ?? '')?.recordWrite(object, options);
   }
 
   recordCreate(object: T, options: { announce?: boolean } = {}): void {

@@ -112,10 +112,17 @@ export class Informer<T extends KubeObject> {
   }
 
   /** Takes in an object this process just wrote, so the next read does not see an older one. */
-  recordWrite(object: T): void {
+  /**
+   * Takes in what this process just wrote, so the next reconcile does not read it stale. The
+   * watch's event for it is then a no-op; with `announce` the handlers hear of the update now
+   * (another controller derives its status from this object's).
+   */
+  recordWrite(object: T, options: { announce?: boolean } = {}): void {
     const key = objectKey(object);
     const current = this.store.get(key);
-    if (current && isNewer(object, current)) this.put(key, this.slim(object));
+    if (!current || !isNewer(object, current)) return;
+    if (options.announce) this.apply(key, this.slim(object));
+    else this.put(key, this.slim(object));
   }
 
   /**

@@ -308,6 +308,11 @@ test('tenancy: team-b cannot read team-a\'s artifacts by URI, by digest, through
     assert.doesNotMatch(condition?.message ?? '', /sha256:/, `${what}: no digest disclosed`);
     assert.deepEqual(await stepPodsIn(intruder, run.metadata.name), [], `${what}: no Pod created`);
   }
+  // The inference Pipeline's endpoint in team-b would serve the hand-made version: refused, nothing created.
+  const refused = await waitForEndpoint(intruder, inference.metadata.name, 'CrossNamespaceReference', undefined, 60_000);
+  assert.equal(refused.condition?.status, 'False');
+  assert.doesNotMatch(refused.condition?.message ?? '', /sha256:/, 'no digest disclosed');
+  assert.notEqual((await ready().cluster.kubectl(['-n', intruder, 'get', 'deployment', refused.service])).code, 0, 'no Deployment in team-b');
 });
 
 test('a repeated inference run comes from the step cache: every step Cached, no Pod', async () => {
@@ -382,5 +387,169 @@ test('kubectl get pipelineruns shows phase and progress', async () => {
     const notDone = (runs.get(name)?.status?.steps ?? []).filter((s) => s.phase !== 'Succeeded' && s.phase !== 'Cached');
     assert.equal(Number(total) - Number(done), notDone.length, row);
     assert.ok(notDone.every((s) => s.phase === 'Skipped' && s.reason === 'ConditionFalse'), `${name}: ${JSON.stringify(notDone)}`);
+  }
+});
+
+// ---- serving: the iris-predict endpoint follows the registry ------------------------------
+
+interface Prediction { model: { name: string; version: number; digest: string }; predictions: Array<{ species: string; probabilities: Record<string, number> }> }
+const FLOWER = { sepal_length_cm: 6.3, sepal_width_cm: 2.9, petal_length_cm: 5.6, petal_width_cm: 1.8 };
+
+/** The endpoint's Service by cluster IP (the local cluster runs no DNS), reached through kube-proxy's rules. */
+async function endpointBase(ns: string, service: string): Promise<string> {
+  const ip = (await kubectlOk(['-n', ns, 'get', 'service', service, '-o', 'jsonpath={.spec.clusterIP}:{.spec.ports[0].port}'])).trim();
+  return `http://${ip}`;
+}
+
+/** One POST /predict on a connection of its own (a kept-alive one would outlive its Pod's endpoint). */
+async function predict(base: string): Promise<Prediction> {
+  const response = await fetch(`${base}/predict`, {
+    method: 'POST', headers: { 'content-type': 'application/json', connection: 'close' },
+    body: JSON.stringify({ instances: [FLOWER] }), signal: AbortSignal.timeout(5000),
+  });
+  if (response.status !== 200) throw new Error(`POST /predict answered ${response.status}: ${await response.text()}`);
+  return response.json() as Promise<Prediction>;
+}
+
+async function endpointStatus(ns: string, name: string): Promise<NonNullable<NonNullable<import('../../operator/api/v1alpha1/pipeline.ts').Pipeline['status']>['serving']> & { condition?: { status: string; reason: string; message: string } }> {
+  const p = await client.get<import('../../operator/api/v1alpha1/pipeline.ts').Pipeline>(PIPELINES, ns, name);
+  const condition = p.status?.conditions?.find((c) => c.type === 'Serving');
+  return { ...p.status!.serving!, ...(condition ? { condition } : {}) };
+}
+
+const waitForEndpoint = (ns: string, name: string, reason: string, modelVersion?: string, timeoutMs = 5 * 60_000) =>
+  eventually(`${ns}/${name} Serving=${reason}${modelVersion ? ` with ${modelVersion}` : ''}`, async () => {
+    const s = await client.get<import('../../operator/api/v1alpha1/pipeline.ts').Pipeline>(PIPELINES, ns, name).then(() => endpointStatus(ns, name), () => undefined);
+    return s?.condition?.reason === reason && (modelVersion === undefined || s.live?.modelVersion === modelVersion) ? s : undefined;
+  }, timeoutMs, 1000);
+
+/** Moves a version's stage by hand, as a person would (the promotion guard wants their name on it). */
+async function setStage(name: string, stage: string): Promise<void> {
+  const me = (await kubectlOk(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'])).trim();
+  await kubectlOk(['-n', namespace, 'annotate', '--overwrite', 'modelversion', name, `ferry.dev/stage-changed-by=${me}`]);
+  await kubectlOk(['-n', namespace, 'patch', 'modelversion', name, '--type=merge', '-p', JSON.stringify({ spec: { stage } })]);
+}
+
+const productionVersion = async () => (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.find((v) => v.spec.modelName === 'iris' && v.spec.stage === 'Production')!;
+
+test('the iris endpoint answers POST /predict through its Service with the Production version, and describes itself', async () => {
+  const production = await productionVersion();
+  const status = await waitForEndpoint(namespace, 'iris-predict', 'Live', production.metadata.name);
+  const base = await endpointBase(namespace, status.service);
+  const answer = await predict(base);
+  log(`POST /predict → ${JSON.stringify(answer)}`);
+  assert.deepEqual(answer.model, { name: 'iris', version: production.spec.version, digest: production.spec.artifact.digest });
+  assert.ok(['setosa', 'versicolor', 'virginica'].includes(answer.predictions[0]!.species));
+  assert.ok(Math.abs(Object.values(answer.predictions[0]!.probabilities).reduce((a, b) => a + b, 0) - 1) < 1e-6);
+  const openapi = await (await fetch(`${base}/openapi.json`, { signal: AbortSignal.timeout(5000) })).json() as { paths: Record<string, unknown> };
+  assert.ok('/predict' in openapi.paths && '/healthz' in openapi.paths, Object.keys(openapi.paths).join(', '));
+  // The agent fetched the model it names, digest checked; the server image is pinned like step images.
+  const deployment = JSON.parse(await kubectlOk(['-n', namespace, 'get', 'deployment', status.service, '-o', 'json'])) as { spec: { template: { spec: { containers: Array<{ image: string }>; initContainers: Array<{ image: string }> } } } };
+  for (const c of [...deployment.spec.template.spec.containers, ...deployment.spec.template.spec.initContainers]) assert.match(c.image, /@sha256:[a-f0-9]{64}$/);
+  const mv = await client.get<ModelVersion>(MODEL_VERSIONS, namespace, production.metadata.name);
+  assert.deepEqual(mv.status?.endpoints?.map((e) => [e.name, e.state]), [['iris-predict', 'Live']]);
+});
+
+test('promoting the other version rolls the endpoint while a client sends requests: none fails; the operator killed mid-rollout', async () => {
+  const before = await productionVersion();
+  const other = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.find((v) => v.spec.modelName === 'iris' && v.metadata.name !== before.metadata.name && v.spec.source?.run)!;
+  assert.ok(other, 'a second trained version exists');
+  const base = await endpointBase(namespace, 'iris-predict');
+  const answers: Array<{ at: number; version?: number; error?: string }> = [];
+  let sending = true;
+  const sender = (async () => {
+    while (sending) {
+      try {
+        answers.push({ at: Date.now(), version: (await predict(base)).model.version });
+      } catch (err) {
+        answers.push({ at: Date.now(), error: err instanceof Error ? err.message : String(err) });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  try {
+    await setStage(other.metadata.name, 'Production');
+    await waitForEndpoint(namespace, 'iris-predict', 'RollingOut', before.metadata.name, 60_000);
+    // The operator dies mid-rollout: its successor finishes the rollout from the Deployment.
+    const operatorPod = (await kubectlOk(['-n', installNamespace, 'get', 'pods', '-l', 'app.kubernetes.io/component=operator', '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
+    await kubectlOk(['-n', installNamespace, 'delete', 'pod', operatorPod, '--wait=false']);
+    const live = await waitForEndpoint(namespace, 'iris-predict', 'Live', other.metadata.name);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    sending = false;
+    await sender;
+    const failed = answers.filter((a) => a.error);
+    const switched = answers.find((a) => a.version === other.spec.version);
+    log(`requests sent: ${answers.length}, failed: ${failed.length}, version changed at ${switched ? new Date(switched.at).toISOString() : 'never'}; live since ${live.live?.since}`);
+    assert.deepEqual(failed, [], 'no request failed');
+    assert.ok(answers.length >= 20, `${answers.length} requests`);
+    assert.ok(switched, 'the new version answered');
+    const last = answers.at(-1)!;
+    assert.equal(last.version, other.spec.version);
+    // While both Pods are ready, either may answer; only these two versions ever do.
+    assert.deepEqual([...new Set(answers.map((a) => a.version))].sort(), [before.spec.version, other.spec.version].sort());
+    const deployments = JSON.parse(await kubectlOk(['-n', namespace, 'get', 'deployments', '-l', 'ferry.dev/endpoint', '-o', 'json'])) as { items: Array<{ metadata: { name: string } }> };
+    assert.deepEqual(deployments.items.map((d) => d.metadata.name), ['iris-predict'], 'one Deployment, no duplicate');
+    assert.deepEqual(live.history?.slice(-2).map((h) => [h.modelVersion, h.until !== undefined]), [[before.metadata.name, true], [other.metadata.name, false]]);
+  } finally {
+    sending = false;
+    await sender;
+  }
+});
+
+test('a version whose server crashes on start is promoted: the old one keeps answering, and the conditions say why; bad serving specs leave nothing behind', async () => {
+  const live = (await endpointStatus(namespace, 'iris-predict')).live!;
+  const base = await endpointBase(namespace, 'iris-predict');
+  // A version by hand whose artifact is not a model (a training run's evaluation metrics): serve.py exits 1 on start.
+  const evaluation = [...finished.values()].flatMap((r) => r.status?.steps ?? []).flatMap((s) => s.outputs ?? []).find((o) => o.name === 'evaluation')!;
+  assert.ok(evaluation, 'a training run wrote an evaluation');
+  const versions = (await client.list<ModelVersion>(MODEL_VERSIONS, namespace)).items.filter((v) => v.spec.modelName === 'iris');
+  const broken = Math.max(...versions.map((v) => v.spec.version)) + 10;
+  const me = (await kubectlOk(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'])).trim();
+  // Two more endpoints at once, so their waits overlap: a server that never opens its port, and an image that does not exist.
+  const image = example.pipelines[0]!.spec.steps[0]!.image;
+  const endpointPipeline = (name: string, serving: Record<string, unknown>, pinned: number) => ({
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'Pipeline', metadata: { name, namespace },
+    spec: { steps: [{ name: 'noop', image, command: ['true'] }], serving: { model: { name: 'iris', version: pinned }, image, port: 8080, rolloutTimeoutSeconds: 45, ...serving } },
+  });
+  // The never-ready endpoint serves a version of its own (the live model's artifact, stage None): promoting the broken one archives the live one.
+  const pinned = broken + 1;
+  await client.create(MODEL_VERSIONS, namespace, {
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion', metadata: { name: `iris-v${pinned}`, namespace },
+    spec: { modelName: 'iris', version: pinned, stage: 'None', artifact: { uri: (await client.get<ModelVersion>(MODEL_VERSIONS, namespace, live.modelVersion)).spec.artifact.uri, digest: live.digest } },
+  } as never);
+  await client.create(PIPELINES, namespace, endpointPipeline('iris-never-ready', { command: ['python3', '-c', 'import time; time.sleep(3600)'] }, pinned) as never);
+  await client.create(PIPELINES, namespace, endpointPipeline('iris-no-image', { image: image.replace(/:[^:/]+$/, ':no-such-tag') }, pinned) as never);
+  await client.create(MODEL_VERSIONS, namespace, {
+    apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion',
+    metadata: { name: `iris-v${broken}`, namespace, annotations: { 'ferry.dev/stage-changed-by': me } },
+    spec: { modelName: 'iris', version: broken, stage: 'Production', artifact: { uri: evaluation.uri, digest: evaluation.digest } },
+  } as never);
+
+  const noImage = await waitForEndpoint(namespace, 'iris-no-image', 'ImageResolutionFailed', undefined, 120_000);
+  log(`iris-no-image: ${noImage.condition?.message}`);
+  assert.equal(noImage.condition?.status, 'False');
+  assert.match(noImage.condition!.message, /no-such-tag/);
+  const failed = await waitForEndpoint(namespace, 'iris-predict', 'RolloutFailed', live.modelVersion);
+  log(`iris-predict: ${failed.condition?.message}`);
+  assert.equal(failed.condition?.status, 'True', 'the previous version still answers');
+  assert.match(failed.condition!.message, new RegExp(`iris-v${broken} cannot be served: not ready within 60 s: Pod \\S+: the server container it exited with code 1`));
+  assert.match(failed.condition!.message, new RegExp(`${live.modelVersion} \\(sha256:[a-f0-9]{12}…\\) stays live`));
+  assert.equal((await predict(base)).model.version, live.version, 'the previous version answers');
+  const mv = await eventually('the broken version says it did not start', async () => {
+    const v = await client.get<ModelVersion>(MODEL_VERSIONS, namespace, `iris-v${broken}`);
+    return v.status?.conditions?.find((c) => c.type === 'Serving')?.reason === 'RolloutFailed' ? v : undefined;
+  });
+  log(`iris-v${broken}: ${mv.status?.conditions?.find((c) => c.type === 'Serving')?.message}`);
+  assert.deepEqual(mv.status?.endpoints?.map((e) => [e.name, e.state]), [['iris-predict', 'RolloutFailed']]);
+
+  const neverReady = await waitForEndpoint(namespace, 'iris-never-ready', 'RolloutFailed', undefined, 180_000);
+  log(`iris-never-ready: ${neverReady.condition?.message}`);
+  assert.equal(neverReady.condition?.status, 'False');
+  assert.match(neverReady.condition!.message, /the server runs but GET \/healthz on port 8080 never answered 2xx; nothing is served/);
+  for (const name of ['iris-never-ready', 'iris-no-image']) {
+    for (const kind of ['deployment', 'service']) {
+      const got = await ready().cluster.kubectl(['-n', namespace, 'get', kind, name]);
+      assert.notEqual(got.code, 0, `no ${kind} ${name} left behind`);
+    }
   }
 });

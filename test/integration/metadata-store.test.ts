@@ -290,3 +290,65 @@ describe('PostgresMetadataStore on a real PostgreSQL', () => {
     assert.equal(await store.ping(), true);
   });
 });
+
+describe('endpoint serving periods on a real PostgreSQL', () => {
+  let server: Postgres | undefined;
+  let store: PostgresMetadataStore;
+  const v = (version: number) => ({ model: 'iris', version, artifactDigest: `sha256:${String(version).repeat(64)}` });
+  const T = (hh: string) => `2026-12-02T${hh}:00:00Z`;
+
+  before(async () => {
+    server = await startPostgres({ log: (line) => process.stderr.write(`[postgres] ${line}\n`) });
+    store = new PostgresMetadataStore(server.url(await server.createDatabase('serving_periods')), { connectionTimeoutMs: 2_000, statementTimeoutMs: 5_000 });
+    // v1 from 10:00, v2 from 12:00, nothing from 14:00.
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'iris-predict', at: T('10'), live: v(1) });
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'iris-predict', at: T('12'), live: v(2) });
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'iris-predict', at: T('14') });
+  });
+
+  after(async () => {
+    await store?.close();
+    await server?.stop();
+  });
+
+  it('answers which version was live at a moment, boundaries included', async () => {
+    const at = async (iso: string) => (await store.servedAt(NS, 'iris-predict', iso))?.version;
+    assert.equal(await at('2026-12-02T09:59:59Z'), undefined, 'before the first period');
+    assert.equal(await at(T('10')), 1, 'a period includes its start');
+    assert.equal(await at('2026-12-02T11:59:59Z'), 1);
+    assert.equal(await at(T('12')), 2, 'and excludes its end');
+    assert.equal(await at('2026-12-02T13:02:00Z'), 2);
+    assert.equal(await at(T('14')), undefined, 'after the stop');
+    assert.deepEqual(await store.servedAt(NS, 'iris-predict', '2026-12-02T11:00:00Z'), { ...v(1), from: T('10'), until: T('12') });
+  });
+
+  it('keeps the periods, oldest first, and a replay changes nothing', async () => {
+    const expected = [{ ...v(1), from: T('10'), until: T('12') }, { ...v(2), from: T('12'), until: T('14') }];
+    assert.deepEqual(await store.servingHistory(NS, 'iris-predict'), expected);
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'iris-predict', at: T('10'), live: v(1) });
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'iris-predict', at: T('12'), live: v(2) });
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'iris-predict', at: T('14') });
+    assert.deepEqual(await store.servingHistory(NS, 'iris-predict'), expected);
+    assert.deepEqual(await store.servingHistory(NS, 'iris-predict', 1), [expected[1]], 'limit keeps the newest');
+  });
+
+  it('a late record of an older moment leaves one open period at most', async () => {
+    // v4 from 16:00 recorded first, then (a replay after an outage) v3 from 15:00.
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'late', at: T('16'), live: v(4) });
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'late', at: T('15'), live: v(3) });
+    assert.deepEqual(await store.servingHistory(NS, 'late'), [{ ...v(3), from: T('15'), until: T('16') }, { ...v(4), from: T('16') }]);
+    assert.equal((await store.servedAt(NS, 'late', '2026-12-02T17:00:00Z'))?.version, 4);
+  });
+
+  it('a stop in the second a period began ends it there', async () => {
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'brief', at: T('18'), live: v(5) });
+    await store.recordEndpointServing({ namespace: NS, endpoint: 'brief', at: T('18') });
+    assert.deepEqual(await store.servingHistory(NS, 'brief'), [{ ...v(5), from: T('18'), until: T('18') }]);
+    assert.equal(await store.servedAt(NS, 'brief', T('18')), undefined);
+  });
+
+  it('keeps namespaces apart: the same endpoint name in another namespace sees none of it', async () => {
+    assert.equal(await store.servedAt('other-team', 'iris-predict', '2026-12-02T11:00:00Z'), undefined);
+    assert.deepEqual(await store.servingHistory('other-team', 'iris-predict'), []);
+  });
+});

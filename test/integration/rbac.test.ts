@@ -181,7 +181,10 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
     assert.equal(await can(kubeconfig, ['delete', 'pipelines', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['update', 'leases/some-other-lease', '-n', operatorNs]), false, 'only the chart Lease');
     assert.equal(await can(kubeconfig, ['update', 'customresourcedefinitions']), false);
-    assert.equal(await can(kubeconfig, ['create', 'deployments', '-n', teamNs]), false);
+    // Endpoints (serving.enabled, the default): Deployments and Services, and only list on ReplicaSets (a rollback reads one).
+    assert.equal(await can(kubeconfig, ['create', 'deployments', '-n', teamNs]), true);
+    assert.equal(await can(kubeconfig, ['update', 'replicasets', '-n', teamNs]), false);
+    assert.equal(await can(kubeconfig, ['create', 'statefulsets', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['get', 'configmaps', '-n', teamNs]), false);
   });
 });

@@ -7,6 +7,9 @@ export const CONDITION_SUCCEEDED = 'Succeeded';
 /** On a run that registers models: Unknown once versions are reserved, True once they exist, False while one is refused. */
 export const CONDITION_MODELS_REGISTERED = 'ModelsRegistered';
 
+/** On a Pipeline with an endpoint, and on the ModelVersions it serves or tried to: what is served. */
+export const CONDITION_SERVING = 'Serving';
+
 export const Reasons = {
   // Pipeline Ready
   Valid: 'Valid',
@@ -31,6 +34,8 @@ export const Reasons = {
   InvalidFinally: 'InvalidFinally',
   /** Two steps whose Pods could have the same name (`a-1` next to a forEach step `a`). */
   StepNameConflict: 'StepNameConflict',
+  /** The endpoint's image reference does not parse, or its env sets a variable of the serving contract. */
+  InvalidServing: 'InvalidServing',
   // PipelineRun Succeeded
   Pending: 'Pending',
   PipelineNotFound: 'PipelineNotFound',
@@ -98,6 +103,20 @@ export const Reasons = {
   NodeLost: 'NodeLost',
   ImagePullFailed: 'ImagePullFailed',
   Unschedulable: 'Unschedulable',
+  // Serving (Pipeline and ModelVersion)
+  /** The endpoint answers with this version. */
+  Live: 'Live',
+  RollingOut: 'RollingOut',
+  /** A version (or server spec) did not become ready in time; the endpoint went back to what it served. */
+  RolloutFailed: 'RolloutFailed',
+  /** No version fits the endpoint's model reference: nothing is served (scaled to zero). */
+  NoServableVersion: 'NoServableVersion',
+  /** A Deployment or Service of the endpoint's name exists and is not the endpoint's. */
+  EndpointConflict: 'EndpointConflict',
+  /** Another version took over at the endpoint. */
+  Replaced: 'Replaced',
+  /** The endpoint serves nothing now. */
+  Stopped: 'Stopped',
 } as const;
 
 /** Reasons of the Events Ferry emits (a step's or run's transition, a model's stage). */
@@ -116,6 +135,10 @@ export const EventReasons = {
   StageChanged: 'StageChanged',
   Archived: 'Archived',
   AliasMoved: 'AliasMoved',
+  RolloutStarted: 'RolloutStarted',
+  RolloutSucceeded: 'RolloutSucceeded',
+  RolloutFailed: Reasons.RolloutFailed,
+  ScaledToZero: 'ScaledToZero',
 } as const;
 
 export function setCondition(

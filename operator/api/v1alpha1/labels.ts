@@ -12,8 +12,21 @@ export const LABEL_RUN_UID = 'ferry.dev/run-uid';
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'ferry';
 
-/** Selects every Pod Ferry created (the Pod informer holds only these). */
-export const MANAGED_POD_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+/** On an endpoint's Deployment, Service and Pods: the endpoint (its Pipeline's name, shortened). */
+export const LABEL_ENDPOINT = 'ferry.dev/endpoint';
+
+/** Selects every step Pod Ferry created (the Pod informer holds only these; an endpoint's Pods are the Deployment's). */
+export const MANAGED_POD_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY},${LABEL_STEP}`;
+/** Selects the Deployments and Services of Ferry's endpoints. */
+export const ENDPOINT_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY},${LABEL_ENDPOINT}`;
+/** On an endpoint's Pod template: what it serves (a hash of the serving spec and the model version). */
+export const ANNOTATION_SERVING_INTENT = 'ferry.dev/serving-intent';
+/** On an endpoint's Pod template: the ModelVersion it serves. */
+export const ANNOTATION_MODEL_VERSION = 'ferry.dev/model-version';
+/** On an endpoint's Pod template: when its signed model URL expires (the endpoint is rolled before). */
+export const ANNOTATION_GRANT_EXPIRES_AT = 'ferry.dev/model-url-expires-at';
+/** On an endpoint's Deployment: when the rollout of its current template began. */
+export const ANNOTATION_ROLLOUT_STARTED_AT = 'ferry.dev/rollout-started-at';
 
 /** On a ModelVersion: who set spec.stage last when Ferry did, and why (shown in the stage history). */
 export const ANNOTATION_STAGE_BY = 'ferry.dev/stage-changed-by';

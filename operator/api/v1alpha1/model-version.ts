@@ -5,6 +5,8 @@ import { Type, cel, dnsLabel, enumOf, mapOf, object, stringSet, timestamp, type 
 
 export const MODEL_STAGES = ['None', 'Staging', 'Production', 'Archived'] as const;
 export type ModelStage = (typeof MODEL_STAGES)[number];
+export const ENDPOINT_STATES = ['Live', 'RollingOut', 'RolloutFailed', 'Replaced', 'Stopped'] as const;
+export type EndpointState = (typeof ENDPOINT_STATES)[number];
 
 const immutable = (field: string) => cel({ rule: 'self == oldSelf', message: `${field} is immutable` });
 
@@ -56,6 +58,23 @@ export const ModelVersionStatusSchema = object({
         reason: Type.Optional(Type.String({ maxLength: 1024 })),
       }),
       { maxItems: 64 },
+    ),
+  ),
+  endpoints: Type.Optional(
+    Type.Array(
+      object({
+        name: Type.String({ maxLength: 253, description: 'The serving Pipeline.' }),
+        state: enumOf(ENDPOINT_STATES, { description: 'Live: answers requests there; RollingOut: being rolled out; RolloutFailed: did not become ready; Replaced: another version took over; Stopped: nothing is served there now.' }),
+        since: timestamp('When it entered that state.'),
+        message: Type.Optional(Type.String({ maxLength: 2048 })),
+      }),
+      { maxItems: 16, description: 'The endpoints that serve, or served, this version.' },
+    ),
+  ),
+  servingHistory: Type.Optional(
+    Type.Array(
+      object({ endpoint: Type.String({ maxLength: 253 }), from: timestamp('Live from.'), until: Type.Optional(timestamp('Live until.')) }),
+      { maxItems: 32, description: 'When this version answered requests at which endpoint (all periods are in PostgreSQL).' },
     ),
   ),
 });

@@ -5,6 +5,10 @@ import { ConditionsSchema, type KubeObject } from './common.ts';
 import {
   Type, cel, dnsLabel, enumOf, mapOf, namedList, object, quantity, scalar, stringSet, type Static,
 } from './schema-kit.ts';
+import { EnvVarSchema, ModelReferenceSchema, MODEL_REFERENCE_STAGES, ResourcesSchema } from './pipeline-parts.ts';
+import { ServingSpecSchema, ServingStatusSchema } from './serving.ts';
+
+export { EnvVarSchema, ModelReferenceSchema, MODEL_REFERENCE_STAGES, ResourcesSchema };
 
 export const MAX_STEPS = 200;
 export const MAX_PARAMETERS = 64;
@@ -33,44 +37,6 @@ export const ParameterSpecSchema = object({
   default: Type.Optional(scalar('Value used when a run does not set one; without it the parameter is required.')),
   description: Type.Optional(Type.String({ maxLength: 1024 })),
 });
-
-const KeyRefSchema = object({
-  name: dnsLabel('Name of the Secret or ConfigMap.'),
-  key: Type.String({ minLength: 1, maxLength: 253 }),
-});
-
-export const EnvVarSchema = object(
-  {
-    name: Type.String({ minLength: 1, maxLength: 256, pattern: '^[-._a-zA-Z][-._a-zA-Z0-9]*$' }),
-    value: Type.Optional(Type.String({ maxLength: 32768 })),
-    valueFrom: Type.Optional(
-      object(
-        {
-          secretKeyRef: Type.Optional(KeyRefSchema),
-          configMapKeyRef: Type.Optional(KeyRefSchema),
-        },
-        cel({ rule: 'has(self.secretKeyRef) != has(self.configMapKeyRef)', message: 'set exactly one of secretKeyRef or configMapKeyRef' }),
-      ),
-    ),
-  },
-  cel({ rule: '!(has(self.value) && has(self.valueFrom))', message: 'set value or valueFrom, not both' }),
-);
-
-export const MODEL_REFERENCE_STAGES = ['Staging', 'Production'] as const;
-
-/** A registered model, by stage, version or alias: resolved to one ModelVersion when a run is frozen. */
-export const ModelReferenceSchema = object(
-  {
-    name: dnsLabel('Registered model name.'),
-    stage: Type.Optional(enumOf(MODEL_REFERENCE_STAGES)),
-    version: Type.Optional(Type.Integer({ minimum: 1 })),
-    alias: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
-  },
-  cel({
-    rule: '(has(self.stage) ? 1 : 0) + (has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) == 1',
-    message: 'set exactly one of stage, version or alias',
-  }),
-);
 
 export const InputSchema = object(
   {
@@ -109,11 +75,6 @@ export const OutputSchema = object({
   register: Type.Optional(
     object({ name: dnsLabel('Model name the output is registered as (type model only).') }),
   ),
-});
-
-export const ResourcesSchema = object({
-  requests: Type.Optional(mapOf(quantity(), { maxProperties: 16 })),
-  limits: Type.Optional(mapOf(quantity(), { maxProperties: 16 })),
 });
 
 export const TolerationSchema = object({
@@ -433,6 +394,7 @@ export const PipelineSpecSchema = object({
       description: 'The inference Pipeline bound to the models this Pipeline registers.',
     }),
   ),
+  serving: Type.Optional({ ...ServingSpecSchema, description: 'An endpoint serving the model version a reference names; it follows the registry (docs/serving.md).' }),
 });
 
 export const PipelineStatusSchema = object({
@@ -440,6 +402,7 @@ export const PipelineStatusSchema = object({
   conditions: Type.Optional(ConditionsSchema),
   specHash: Type.Optional(Type.String({ maxLength: 80, description: 'sha256 of the canonical spec.' })),
   stepCount: Type.Optional(Type.Integer({ minimum: 0 })),
+  serving: Type.Optional(ServingStatusSchema),
 });
 
 export type ParameterSpec = Static<typeof ParameterSpecSchema>;

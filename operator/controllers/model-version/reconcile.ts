@@ -3,7 +3,7 @@
 // most one version per model is there; hands aliases to their newest holder; keeps a history
 // of who changed the stage, when and why, in status and in the metadata store.
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
-import { CONDITION_READY, EventReasons, setCondition } from '../../api/v1alpha1/conditions.ts';
+import { CONDITION_READY, CONDITION_SERVING, EventReasons, setCondition } from '../../api/v1alpha1/conditions.ts';
 import type { ModelVersion, ModelVersionStatus } from '../../api/v1alpha1/model-version.ts';
 import { canonicalJson } from '../../configuration/canonical-json.ts';
 import type { KubeClient } from '../../kube/client.ts';
@@ -17,11 +17,14 @@ import type { Metrics } from '../../observability/metrics.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import type { ReconcileResult } from '../../runtime/controller.ts';
 import { ANNOTATION_STAGE_BY, ANNOTATION_STAGE_REASON, LABEL_RUN_UID } from '../../api/v1alpha1/labels.ts';
-import { inNamespace, type ModelVersionCache } from '../indexes.ts';
+import { inNamespace, type ModelVersionCache, type PipelineCache } from '../indexes.ts';
+import { versionServing } from './endpoints.ts';
 
 export interface ModelVersionDeps {
   client: KubeClient;
   modelVersions: ModelVersionCache;
+  /** The Pipelines whose endpoints serve a model: what they say of its versions goes into their status. */
+  pipelines?: PipelineCache;
   metadata: MetadataStore;
   events: EventRecorder;
   clock: Clock;
@@ -158,6 +161,17 @@ export async function reconcileModelVersion(deps: ModelVersionDeps, key: string)
     type: CONDITION_READY, status: 'True', reason: status.stage ?? 'None', message: `version ${version.spec.version} of model ${version.spec.modelName} is in ${status.stage}`,
     observedGeneration: version.metadata.generation ?? 0,
   }, now);
+
+  if (deps.pipelines) {
+    const serving = versionServing(version, deps.pipelines.byIndex('servedModel', inNamespace(namespace, version.spec.modelName)), version.metadata.generation ?? 0);
+    delete status.endpoints;
+    delete status.servingHistory;
+    if (serving.endpoints) status.endpoints = serving.endpoints;
+    if (serving.servingHistory) status.servingHistory = serving.servingHistory;
+    status.conditions = serving.condition
+      ? setCondition(status.conditions, serving.condition, now)
+      : status.conditions?.filter((c) => c.type !== CONDITION_SERVING);
+  }
 
   if (canonicalJson(status) === canonicalJson(cached.status ?? {})) return retry;
   const written = await deps.client.replaceStatus<ModelVersion>(MODEL_VERSIONS, { ...version, status });

@@ -30,29 +30,9 @@ import { itemPodName } from './fan-out.ts';
 import { escapeForKubelet, itemText, substitute as substituteVariables, type StepVariables } from './variables.ts';
 import { FETCH_CONTAINER, PUBLISH_CONTAINER, STEP_CONTAINER } from './pod-status.ts';
 import { GRANT_SLACK_SECONDS, type StepAccess } from './step-access.ts';
+import { POD_SECURITY_CONTEXT, RESTRICTED_CONTAINER, WORK_VOLUME, agentContainer, storeAccess, type AgentSettings } from '../../kube/agent-pod.ts';
 
-/** Non-root user the step runs as unless its image says otherwise. */
-export const DEFAULT_RUN_AS_USER = 65532;
-
-/** How step Pods reach the agent and the artifact store (from the operator's config). */
-export interface AgentSettings {
-  /** The operator's own image; its entry point is `ferry`. */
-  image: string;
-  /** The artifact store root, e.g. file:///var/lib/ferry/artifacts or gs://bucket/prefix. */
-  storeRoot: string;
-  /** Step Pods get signed URLs (step-access.ts): no store volume, credential or root is given to them. */
-  signedUrls: boolean;
-  /** For a file:// store: the PersistentVolumeClaim mounted at the store's path. */
-  storeClaim?: string;
-  /** For gs://: a Secret with a service account key (`key.json`); workload identity needs none. */
-  gcsCredentialsSecret?: string;
-  /** A GCS endpoint override (an emulator in tests). */
-  gcsEndpoint?: string;
-  /** The size limit of the /ferry emptyDir (inputs, outputs, the step's scratch); the kubelet evicts a Pod past it. */
-  scratchSizeLimit?: string;
-  /** The timeout of a step that sets none (its activeDeadlineSeconds is that plus DEADLINE_SLACK_SECONDS). */
-  defaultTimeoutSeconds?: number;
-}
+export { DEFAULT_RUN_AS_USER, type AgentSettings } from '../../kube/agent-pod.ts';
 
 export interface StepPodInput {
   run: PipelineRun;
@@ -71,39 +51,10 @@ export interface StepPodInput {
   pipeline?: Pick<PipelineSpec, 'imagePullSecrets' | 'podMetadata'>;
 }
 
-const WORK_VOLUME = 'ferry';
-const STORE_VOLUME = 'ferry-artifacts';
-const GCS_KEY_VOLUME = 'ferry-gcs-key';
-const GCS_KEY_DIR = '/var/run/secrets/ferry/gcs';
 const TOKEN_VOLUME = 'ferry-service-account-token';
 /** The projected token's lifetime; the kubelet renews it before it expires (at 80 %). */
 const TOKEN_EXPIRATION_SECONDS = 3600;
 
-const restricted = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
-
-/** Volumes and mounts the agent needs to reach the store, and the env that points at it. */
-function storeAccess(agent: AgentSettings): { volumes: IVolume[]; mounts: IVolumeMount[]; env: IEnvVar[] } {
-  if (agent.signedUrls) return { volumes: [], mounts: [], env: [] };
-  const env: IEnvVar[] = [{ name: ENV.store, value: agent.storeRoot }];
-  if (agent.gcsEndpoint) env.push({ name: ENV.gcsEndpoint, value: agent.gcsEndpoint });
-  if (agent.storeRoot.startsWith('file://') && agent.storeClaim) {
-    const path = new URL(agent.storeRoot).pathname;
-    return {
-      volumes: [{ name: STORE_VOLUME, persistentVolumeClaim: { claimName: agent.storeClaim } }],
-      mounts: [{ name: STORE_VOLUME, mountPath: path }],
-      env,
-    };
-  }
-  if (agent.storeRoot.startsWith('gs://') && agent.gcsCredentialsSecret) {
-    env.push({ name: 'GOOGLE_APPLICATION_CREDENTIALS', value: `${GCS_KEY_DIR}/key.json` });
-    return {
-      volumes: [{ name: GCS_KEY_VOLUME, secret: { secretName: agent.gcsCredentialsSecret } }],
-      mounts: [{ name: GCS_KEY_VOLUME, mountPath: GCS_KEY_DIR, readOnly: true }],
-      env,
-    };
-  }
-  return { volumes: [], mounts: [], env };
-}
 
 /**
  * The step's volumes, built field by field from the four sources the API offers (claims,
@@ -250,32 +201,15 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, acc
     ...(step.resources ? { resources: step.resources } : {}),
     // NOTE: the user's volumes and the token go into this container only; the agents keep /ferry.
     volumeMounts: [work, ...stepMounts(step), ...(step.automountServiceAccountToken ? [{ name: TOKEN_VOLUME, mountPath: SERVICE_ACCOUNT_TOKEN_DIR, readOnly: true }] : [])],
-    securityContext: restricted,
+    securityContext: RESTRICTED_CONTAINER,
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 
-  const agentContainer = (name: string, phase: string, extraEnv: IEnvVar[]): IContainer => ({
-    name,
-    image: agent.image,
-    args: ['agent', phase],
-    env: [
-      { name: ENV.dir, value: FERRY_DIR },
-      ...store.env,
-      ...extraEnv,
-      { name: ENV.terminationLog, value: '/dev/termination-log' },
-      // A small young generation returns streamed buffers sooner: peak RSS stays bounded (bench/agent-memory.ts).
-      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
-    ],
-    volumeMounts: [work, ...store.mounts],
-    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
-    securityContext: restricted,
-    terminationMessagePolicy: 'FallbackToLogsOnError',
-  });
-  const fetch = agentContainer(FETCH_CONTAINER, 'fetch-inputs', [
+  const fetch = agentContainer(agent, FETCH_CONTAINER, 'fetch-inputs', [
     { name: ENV.inputs, value: JSON.stringify(access.inputs) },
     { name: ENV.configuration, value: JSON.stringify(access.configuration) },
   ]);
-  const publish = agentContainer(PUBLISH_CONTAINER, 'publish-outputs', [
+  const publish = agentContainer(agent, PUBLISH_CONTAINER, 'publish-outputs', [
     { name: ENV.namespace, value: run.metadata.namespace ?? '' },
     { name: ENV.outputs, value: JSON.stringify(access.outputs) },
     ...(step.results?.length ? [{ name: ENV.results, value: JSON.stringify(step.results.map((r) => r.name)) }] : []),
@@ -324,13 +258,7 @@ export function buildStepPod({ run, pipelineName, step, attempt, parameters, acc
       ...(step.nodeSelector ? { nodeSelector: step.nodeSelector } : {}),
       ...(step.tolerations ? { tolerations: step.tolerations } : {}),
       ...(step.affinity ? { affinity: affinityOf(step.affinity) } : {}),
-      securityContext: {
-        runAsNonRoot: true,
-        runAsUser: DEFAULT_RUN_AS_USER,
-        runAsGroup: DEFAULT_RUN_AS_USER,
-        fsGroup: DEFAULT_RUN_AS_USER,
-        seccompProfile: { type: 'RuntimeDefault' },
-      },
+      securityContext: POD_SECURITY_CONTEXT,
       volumes: [
         { name: WORK_VOLUME, emptyDir: agent.scratchSizeLimit ? { sizeLimit: agent.scratchSizeLimit } : {} },
         ...store.volumes,

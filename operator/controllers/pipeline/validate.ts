@@ -1,6 +1,7 @@
 // What a Pipeline's schema cannot say, checked here: dependsOn names real steps, no cycles,
 // inputs come from an upstream step's declared output, parameters exist and defaults fit
 // their types. The first problem found becomes the Ready=False reason and message.
+import { parseImageReference } from '../../images/reference.ts';
 import { Reasons } from '../../api/v1alpha1/conditions.ts';
 import { FERRY_KEY_PREFIX, LABEL_MANAGED_BY } from '../../api/v1alpha1/labels.ts';
 import { RESERVED_MOUNT_PATH, SERVICE_ACCOUNT_TOKEN_DIR, type PipelineSpec, type PodMetadata, type StepSpec } from '../../api/v1alpha1/pipeline.ts';
@@ -66,7 +67,7 @@ export function validatePipeline(spec: PipelineSpec): ValidationProblem | undefi
       }
     }
   }
-  return controlFlowProblem(spec) ?? stepPodsProblem(spec);
+  return controlFlowProblem(spec) ?? stepPodsProblem(spec) ?? servingProblem(spec);
 }
 
 const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
@@ -152,5 +153,22 @@ export function podMetadataProblem(metadata: PodMetadata | undefined): string | 
       if (kind === 'label' && !LABEL_VALUE.test(value)) return `label "${key}": value "${value}" is not a valid label value`;
     }
   }
+  return undefined;
+}
+
+/** The contract's variables (docs/serving.md) are the operator's to set. */
+const RESERVED_SERVING_ENV = /^(PORT|FERRY_.*)$/;
+
+/** An endpoint the schema admits but that could never run. */
+function servingProblem(spec: PipelineSpec): ValidationProblem | undefined {
+  const serving = spec.serving;
+  if (!serving) return undefined;
+  try {
+    parseImageReference(serving.image);
+  } catch (err) {
+    return { reason: Reasons.InvalidServing, message: `serving: image ${JSON.stringify(serving.image)}: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const reserved = (serving.env ?? []).find((e) => RESERVED_SERVING_ENV.test(e.name));
+  if (reserved) return { reason: Reasons.InvalidServing, message: `serving: env ${reserved.name} is set by the operator (PORT and FERRY_*)` };
   return undefined;
 }
