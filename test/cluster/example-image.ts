@@ -1,6 +1,6 @@
 // The iris example's image: Python 3 with scikit-learn from Debian's packages (debootstrap,
 // no PyPI) plus the scripts of examples/iris, pushed under a version tag such as
-// `0.2.0-sklearn1.2.1`. The root filesystem is built once and cached as a tarball outside the
+// `0.3.0-sklearn1.2.1`. The root filesystem is built once and cached as a tarball outside the
 // repo; the image is rebuilt only when the registry lacks the tag with the same content, which
 // a digest in the image's labels records. Needs root (debootstrap, chroot). Called by the demo
 // and the e2e tests; `node test/cluster/example-image.ts <registry>` builds it by hand.
@@ -15,7 +15,7 @@ import { ensureDebianPackage } from '../harness/registry.ts';
 import { mountsUnder } from './cleanup.ts';
 
 /** The example's own version: the first part of the tag. Bump it when the scripts' behaviour changes. */
-export const EXAMPLE_IMAGE_VERSION = '0.2.0';
+export const EXAMPLE_IMAGE_VERSION = '0.3.0';
 export const EXAMPLE_IMAGE_REPOSITORY = 'ferry-examples/iris';
 /** Where the scripts live in the image: steps run `python3 /opt/ferry-examples/iris/<step>.py`. */
 export const EXAMPLE_SCRIPTS_DIR = '/opt/ferry-examples/iris';
@@ -33,10 +33,11 @@ const stepUid = 65532;
  * here (or `revision`, for changes to the code below) builds a new one.
  */
 const recipe = {
-  revision: 1,
+  revision: 2,
   suite: 'bookworm',
   variant: 'minbase',
-  include: ['python3-sklearn'],
+  // FastAPI and uvicorn for serve.py, the example's endpoint (docs/serving.md).
+  include: ['python3-sklearn', 'python3-fastapi', 'python3-uvicorn'],
   mirror: 'http://deb.debian.org/debian',
   // python3-scipy Depends on python3-pythran, a Python-to-C++ compiler, which pulls g++,
   // Boost, OpenBLAS and Python headers: ~600 MB needed to compile Pythran code, never to run
@@ -111,7 +112,7 @@ export async function ensureExampleImage(registry: string, log: (line: string) =
   return ref;
 }
 
-/** `0.2.0-sklearn1.2.1`: the example's version and scikit-learn's upstream version (Debian's `1.2.1+dfsg-1`). */
+/** `0.3.0-sklearn1.2.1`: the example's version and scikit-learn's upstream version (Debian's `1.2.1+dfsg-1`). */
 export function exampleImageTag(sklearnDebianVersion: string): string {
   const upstream = sklearnDebianVersion.replace(/^\d+:/, '').split(/[+~-]/)[0] ?? '';
   const tag = `${EXAMPLE_IMAGE_VERSION}-sklearn${upstream}`;
@@ -277,7 +278,7 @@ async function removeTestDirs(dir: string): Promise<void> {
 
 /** Before caching: scikit-learn imports and finds its bundled iris data as the step user. */
 async function smokeTest(root: string): Promise<void> {
-  const script = 'import scipy.optimize, sklearn.linear_model, sklearn.metrics; from sklearn.datasets import load_iris; assert load_iris().data.shape == (150, 4)';
+  const script = 'import scipy.optimize, sklearn.linear_model, sklearn.metrics, fastapi, pydantic, uvicorn; from sklearn.datasets import load_iris; assert load_iris().data.shape == (150, 4)';
   await exec(chroot, [`--userspec=${stepUid}:${stepUid}`, root, 'python3', '-c', script], imageConfig.env);
 }
 
