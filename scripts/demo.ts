@@ -19,9 +19,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ModelVersion } from '../operator/api/v1alpha1/model-version.ts';
 import type { PipelineRun } from '../operator/api/v1alpha1/pipeline-run.ts';
+import type { Pod } from '../operator/kube/pod.ts';
 import { extractArtifact } from '../operator/agent/tar.ts';
 import { KubeClient, loadKubeConfig } from '../operator/kube/client.ts';
-import { MODEL_VERSIONS } from '../operator/kube/resources.ts';
+import { MODEL_VERSIONS, PODS } from '../operator/kube/resources.ts';
+import { ANNOTATION_DEFAULT_CONTAINER } from '../operator/api/v1alpha1/labels.ts';
 import { run as runProcess } from '../test/harness/api-server.ts';
 import { ensureBinaries } from '../test/harness/binaries.ts';
 import { attachCluster } from '../test/cluster/cluster.ts';
@@ -133,7 +135,7 @@ async function up(): Promise<void> {
     }
     const inference = await progress.finished(inferenceNames, runTimeoutMs);
     assertSucceeded(inference);
-    await summary(target, client, [...training, ...inference], versions, hostStore);
+    await summary(client, [...training, ...inference], versions, hostStore);
     await serving(target, client);
   } finally {
     await progress.stop();
@@ -189,7 +191,7 @@ async function registeredVersions(client: KubeClient, runs: PipelineRun[]): Prom
   }
 }
 
-async function summary(target: Target, client: KubeClient, runs: PipelineRun[], registered: ModelVersion[], hostStore: string | undefined): Promise<void> {
+async function summary(client: KubeClient, runs: PipelineRun[], registered: ModelVersion[], hostStore: string | undefined): Promise<void> {
   const line = '─'.repeat(100);
   console.log(`\n${line}\nFerry demo summary (${elapsed()})\n${line}`);
   console.log('Runs:');
@@ -227,8 +229,25 @@ async function summary(target: Target, client: KubeClient, runs: PipelineRun[], 
       console.log(indent(await readArtifact(hostPath)));
     }
   }
-  console.log('Pods (step Pods run images by digest):');
-  console.log(indent(await kubectlOk(target, ['get', 'pods', '-A', '-o', 'custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,STATUS:.status.phase,IMAGE:.spec.containers[0].image,STEP IMAGE:.spec.initContainers[1].image'])));
+  console.log('Pods (step and endpoint Pods run images by digest):');
+  console.log(indent(await podTable(client)));
+}
+
+/**
+ * Every Pod with the image of the container that does its work: the one its default-container
+ * annotation names (a step's container, an endpoint's server), else its first container.
+ */
+async function podTable(client: KubeClient): Promise<string> {
+  const pods = (await client.list<Pod>(PODS)).items;
+  const rows = pods.map((pod) => {
+    const named = pod.metadata.annotations?.[ANNOTATION_DEFAULT_CONTAINER];
+    const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+    const working = all.find((c) => c.name === named) ?? pod.spec?.containers[0];
+    return [pod.metadata.namespace ?? '', pod.metadata.name, pod.status?.phase ?? '', working?.image ?? ''];
+  });
+  const table = [['NAMESPACE', 'NAME', 'STATUS', 'IMAGE'], ...rows];
+  const widths = [0, 1, 2].map((i) => Math.max(...table.map((row) => row[i]!.length)));
+  return table.map((row) => row.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join('   ')).join('\n');
 }
 
 /** The endpoint of the inference Pipeline: its answer, then another version promoted by hand and the switch. */
