@@ -25,5 +25,5 @@ export async function serviceAccountKubeconfig(cluster: TestCluster, dir: string
 }
 
 /** kubectl with that kubeconfig (the harness's kubectl, a cache dir under `dir`). */
-export const kubectlWith = (kubeconfig: string, dir: string) => (args: string[]) =>
-  runProcess(join(process.env.FERRY_TEST_BIN_DIR!, 'kubectl'), ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'kubectl-cache'), ...args]);
+export const kubectlWith = (kubeconfig: string, dir: string) => (args: string[], input?: string) =>
+  runProcess(join(process.env.FERRY_TEST_BIN_DIR!, 'kubectl'), ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'kubectl-cache'), ...args], input);

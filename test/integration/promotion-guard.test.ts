@@ -34,7 +34,7 @@ let fullname: string;
 let operator: OperatorProcess;
 let kubelet: ProcessKubelet;
 /** Users: ServiceAccounts in the team namespace, each with its own kubeconfig. */
-const users: Record<'alice' | 'bob', { name: string; kubectl: (args: string[]) => Promise<KubectlResult> }> = {} as never;
+const users: Record<'alice' | 'bob', { name: string; kubectl: (args: string[], input?: string) => Promise<KubectlResult> }> = {} as never;
 const clusterScoped: string[] = [];
 
 /** A kubeconfig for a ServiceAccount of the test cluster (test/harness/service-account.ts). */
@@ -174,6 +174,16 @@ describe('the promotion guard', () => {
     const admin = await cluster.kubectl(['-n', teamNs, 'patch', 'modelversion', 'iris-v1', '--type=merge', '--dry-run=server', '-p', '{"spec":{"stage":"Production"}}']);
     assert.match(admin.stderr, /to the requesting user, "ferry-admin"/);
     assert.equal((await version('iris-v1')).spec.stage, 'Archived');
+    // A version created at None (the default) changes no stage: no annotation needed. Created at Staging, it does.
+    const { artifact } = (await version('iris-v1')).spec;
+    const handMade = (stage: string) => JSON.stringify({
+      apiVersion: 'ferry.dev/v1alpha1', kind: 'ModelVersion', metadata: { name: 'iris-v90', namespace: teamNs },
+      spec: { modelName: 'iris', version: 90, stage, artifact },
+    });
+    const atNone = await users.bob.kubectl(['create', '--dry-run=server', '-f', '-'], handMade('None'));
+    assert.equal(atNone.code, 0, atNone.stderr);
+    const atStaging = await users.bob.kubectl(['create', '--dry-run=server', '-f', '-'], handMade('Staging'));
+    assert.match(atStaging.stderr, new RegExp(`denied request: a change of spec.stage must set the annotation ${STAGE_BY} to the requesting user, "${users.bob.name}"`));
   });
 
   it('records the real user, not a forged field manager', async () => {
