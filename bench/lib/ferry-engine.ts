@@ -118,8 +118,9 @@ export async function ferryEngine(ctx: EngineContext, extraEnv: Record<string, s
           const code = await operator.stop();
           await flush().catch(() => undefined);
           if (code !== 0) {
-            const errors = operator.logs.filter((l) => l.level === 'error').slice(-3);
-            process.stderr.write(`ferry operator exited with ${code}: ${JSON.stringify(errors)}\n`);
+            // The last errors and warnings say why (a lost lease is warned about before the exit's error).
+            const why = operator.logs.filter((l) => l.level === 'error' || l.level === 'warn').slice(-8);
+            process.stderr.write(`ferry operator exited with ${code} (its log: ${logPath}): ${JSON.stringify(why)}\n`);
           }
         },
       };
