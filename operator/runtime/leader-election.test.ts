@@ -186,14 +186,14 @@ describe('LeaderElector', () => {
 
     const hung = store.requests.find((r) => r.who === 'a' && r.start === 2000);
     assert.deepEqual(hung && { verb: hung.verb, end: hung.end, outcome: hung.outcome },
-      { verb: 'GET', end: 1000 + RENEW_DEADLINE, outcome: 'aborted: TimeoutError' },
+      { verb: 'PUT', end: 1000 + RENEW_DEADLINE, outcome: 'aborted: TimeoutError' },
       'the renewal request started at 2000 was aborted at the deadline 1000 + renewDeadline');
     await advanceTo(t, 10_000);
     assert.equal(store.requests.filter((r) => r.who === 'a' && r.start > 2000).length, 0, 'a lost leader stops renewing');
     await a.state.elector.release();
   });
 
-  it('stays leader through a failed renewal when the next one succeeds before the deadline', async (t) => {
+  it('stays leader through a failed renewal when the next one succeeds before the deadline; a leader renews with one write, reading the Lease only after a failed one', async (t) => {
     start(t);
     const store = new LeaseStore();
     const a = candidate(store, 'a');
@@ -206,8 +206,12 @@ describe('LeaderElector', () => {
     assert.equal(a.state.lostAt, undefined);
     assert.equal(a.state.elector.isLeader(), true);
     assert.deepEqual(
-      store.requests.filter((r) => r.who === 'a' && r.verb === 'GET').map((r) => [r.start, r.outcome]),
-      [[0, 'NotFound'], [1000, 'ok'], [2000, 'InternalError'], [3000, 'ok'], [4000, 'ok'], [5000, 'ok']],
+      store.requests.filter((r) => r.who === 'a').map((r) => [r.start, r.verb, r.outcome]),
+      [
+        [0, 'GET', 'NotFound'], [0, 'POST', 'ok'], [1000, 'PUT', 'ok'],
+        [2000, 'PUT', 'InternalError'], [2000, 'GET', 'InternalError'],
+        [3000, 'GET', 'ok'], [3000, 'PUT', 'ok'], [4000, 'PUT', 'ok'], [5000, 'PUT', 'ok'],
+      ],
     );
     await a.state.elector.release();
   });
@@ -250,7 +254,8 @@ describe('LeaderElector', () => {
     const a = candidate(store, 'a');
     a.campaign();
     await advanceTo(t, 500);
-    store.lease = { ...store.lease!, spec: { ...store.lease!.spec, holderIdentity: 'intruder' } };
+    // The intruder's write moves the resourceVersion, as the API server's would: a's renewal conflicts, then reads.
+    store.lease = { metadata: { ...store.lease!.metadata, resourceVersion: '999' }, spec: { ...store.lease!.spec, holderIdentity: 'intruder' } } as Lease;
     await advanceTo(t, 1000);
     assert.equal(a.state.lostAt, 1000);
     assert.equal(a.state.elector.isLeader(), false);

@@ -53,6 +53,31 @@ describe('WorkQueue', () => {
     assert.equal(q.length, 0);
   });
 
+  it('queues a key re-added during processing only after done()\'s cooldown; adds meanwhile give one pass', async (t) => {
+    fakeTime(t);
+    const q = queue();
+    q.add('ns/a');
+    assert.equal(await q.get(), 'ns/a');
+    q.add('ns/a');
+    q.done('ns/a', 300);
+    const next = track(q.get());
+    t.mock.timers.tick(299);
+    q.add('ns/a');
+    q.add('ns/b');
+    await flush();
+    assert.deepEqual(next, { settled: true, value: 'ns/b' }, 'other keys are not held back');
+    const after = track(q.get());
+    await flush();
+    assert.equal(after.settled, false, 'ns/a waits out its cooldown');
+    t.mock.timers.tick(1);
+    await flush();
+    assert.deepEqual(after, { settled: true, value: 'ns/a' });
+    q.done('ns/a', 300);
+    q.done('ns/b');
+    t.mock.timers.tick(1000);
+    assert.equal(q.length, 0, 'the adds during the cooldown were one pass, not another');
+  });
+
   it('hands other keys out while one is processed', async () => {
     const q = queue();
     q.add('ns/a');

@@ -1,6 +1,7 @@
 // A work queue with client-go's semantics: keys (never objects), deduplicated; a key is
 // never processed by two workers at once; a key re-added while processing is processed
-// exactly once more after done(); delayed adds; per-key rate-limited re-adds; draining shutdown.
+// exactly once more after done() (after a cooldown, when done() gives one); delayed adds;
+// per-key rate-limited re-adds; draining shutdown.
 import type { RateLimiter } from './rate-limiter.ts';
 
 export interface QueueObserver {
@@ -19,6 +20,8 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly addedAt = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  /** Dirty keys waiting out done()'s cooldown before they are queued again. */
+  private readonly cooling = new Map<string, NodeJS.Timeout>();
   private readonly waiters: Array<(key: string | undefined) => void> = [];
   private readonly drainWaiters: Array<() => void> = [];
   private shuttingDown = false;
@@ -77,10 +80,16 @@ export class WorkQueue {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Marks a key processed; if it was re-added meanwhile it is queued again. */
-  done(key: string): void {
+  /**
+   * Marks a key processed; if it was re-added meanwhile it is queued again, after `cooldownMs`
+   * when given: the key stays dirty meanwhile, so more adds still mean one more pass.
+   */
+  done(key: string, cooldownMs = 0): void {
     this.processing.delete(key);
-    if (this.dirty.has(key)) this.push(key);
+    if (this.dirty.has(key)) {
+      if (cooldownMs > 0 && !this.shuttingDown) this.pushLater(key, cooldownMs);
+      else this.push(key);
+    }
     if (this.processing.size === 0) for (const wake of this.drainWaiters.splice(0)) wake();
   }
 
@@ -93,8 +102,21 @@ export class WorkQueue {
     this.shuttingDown = true;
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    for (const timer of this.cooling.values()) clearTimeout(timer);
+    this.cooling.clear();
     for (const wake of this.waiters.splice(0)) wake(undefined);
     if (this.processing.size > 0) await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Queues a dirty key after a delay (done's cooldown); an add meanwhile finds it dirty and waits with it. */
+  private pushLater(key: string, delayMs: number): void {
+    clearTimeout(this.cooling.get(key));
+    const timer = setTimeout(() => {
+      this.cooling.delete(key);
+      if (this.dirty.has(key) && !this.processing.has(key)) this.push(key);
+    }, delayMs);
+    timer.unref();
+    this.cooling.set(key, timer);
   }
 
   private push(key: string): void {

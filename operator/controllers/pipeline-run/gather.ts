@@ -102,7 +102,8 @@ async function checkReports(store: ArtifactStore, run: PipelineRun, pods: Pod[])
   const reports = new Map<string, CheckedReport>();
   for (const pod of pods) {
     if (finished.has(pod.metadata.labels?.[LABEL_STEP] ?? '') || attemptOutcome(pod).state !== 'succeeded') continue;
-    const report = checkedReports.get(pod) ?? (await checkReport(store, namespace, pod));
+    const known = checkedReports.get(pod);
+    const report = known !== undefined ? known : await checkReport(store, namespace, pod);
     if (report) reports.set(pod.metadata.name, report);
   }
   return reports;
@@ -113,14 +114,17 @@ async function checkReports(store: ArtifactStore, run: PipelineRun, pods: Pod[])
  * fan-out's thousands of item Pods are not parsed again on every pass). Reports from the store
  * are kept by digest within a byte budget.
  */
-const checkedReports = new WeakMap<Pod, CheckedReport>();
+const checkedReports = new WeakMap<Pod, CheckedReport | null>(); // null: the Pod reported nothing
 const CACHED_BYTES = 64 * 1024 * 1024;
 const storedReports = new LruCache<StepReport>(2000, { maxWeight: CACHED_BYTES, weigh: (r) => JSON.stringify(r).length });
 const parsedCollections = new LruCache<{ collection: Collection; size: number }>(64, { maxWeight: CACHED_BYTES, weigh: (c) => c.size });
 
 async function checkReport(store: ArtifactStore, namespace: string, pod: Pod): Promise<CheckedReport | undefined> {
   const message = terminationMessageOf(pod);
-  if (!message) return undefined;
+  if (!message) {
+    checkedReports.set(pod, null);
+    return undefined;
+  }
   let checked: CheckedReport;
   try {
     // An item's report holds at most its results and outputs: a smaller limit, as a fan-out has thousands.

@@ -171,7 +171,7 @@ async function commit(deps: PipelineRunDeps, key: string, run: PipelineRun, resu
   const reference = { ...run, apiVersion: API_VERSION, kind: 'PipelineRun' };
   for (const e of result.events) if (e.reason === EventReasons.StepRetrying) deps.metrics.stepRetries.inc();
   for (const e of collapseEvents(result.events)) deps.events.record(reference, e.type, e.reason, e.message);
-  log.debug('reconciled', { phase: status.phase, statusWrites, podsDeleted: result.delete.length, events: result.events.length });
+  log.debug('reconciled', { phase: status.phase, statusWrites, podsDeleted: result.delete.length, events: result.events.length, requeueAfterMs: result.requeueAfterMs });
 
   return {
     ...(result.requeueAfterMs !== undefined ? { requeueAfterMs: result.requeueAfterMs } : {}),
