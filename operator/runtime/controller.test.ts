@@ -228,3 +228,54 @@ describe('createController and watch', () => {
     assert.equal(lines.find((l) => l.msg === 'reconciled')?.controller, 'scoped');
   });
 });
+
+describe('a costly reconcile', () => {
+  /** Keeps the event loop busy for `ms` of real time, as a pass over thousands of Pods does. */
+  const burn = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+
+  /** A controller whose first pass of `ns/big` burns 200 ms and re-adds itself and `ns/small`. */
+  function costly(first: ReconcileResult) {
+    const passes: string[] = [];
+    const controller = new Controller({
+      name: 'test', workers: 2, log: capture().log, metrics: new Metrics({ defaultMetrics: false }),
+      reconcile: async (key) => {
+        passes.push(key);
+        if (key !== 'ns/big' || passes.filter((k) => k === key).length > 1) return {};
+        controller.enqueue('ns/big'); // its Pods changed during the pass
+        controller.enqueue('ns/small');
+        burn(200);
+        return first;
+      },
+    });
+    return { controller, passes };
+  }
+
+  it('is followed by the next pass of its key only after the time the event loop was busy; other keys go on', async (t) => {
+    fakeTime(t); // the cooldown's timer; the busy time is measured for real
+    const { controller, passes } = costly({});
+    controller.start();
+    controller.enqueue('ns/big');
+    await flush();
+    assert.deepEqual(passes, ['ns/big', 'ns/small'], 'another key is not held back');
+    t.mock.timers.tick(150);
+    await flush();
+    assert.deepEqual(passes, ['ns/big', 'ns/small'], 'the re-added key waits out the ~200 ms its pass kept the loop busy');
+    t.mock.timers.tick(1000 - 150); // at most MAX_COOLDOWN_MS
+    await flush();
+    assert.deepEqual(passes, ['ns/big', 'ns/small', 'ns/big'], 'then it has its one more pass');
+    await controller.stop();
+  });
+
+  it('that asked to come back at once (more Pods to start) is not held back', async (t) => {
+    fakeTime(t);
+    const { controller, passes } = costly({ requeueAfterMs: 0 });
+    controller.start();
+    controller.enqueue('ns/big');
+    await flush();
+    assert.deepEqual(passes.filter((k) => k === 'ns/big'), ['ns/big', 'ns/big'], 'the second pass came without any time passing');
+    await controller.stop();
+  });
+});

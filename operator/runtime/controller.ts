@@ -6,7 +6,8 @@
 //                                     retried with the key's exponential backoff, not forgotten
 //   throws                          → transient: retried with per-key exponential backoff, logged
 //                                     (a conflict at debug: the cache was behind a write)
-// A key re-added while it was reconciled waits out a cooldown as long as that reconcile (work()).
+// A key re-added while it was reconciled waits out a cooldown: the event loop's busy time during
+// that reconcile (work()).
 // createController + watch() are the wiring every controller shares: a log scoped to the
 // controller, and cache events turned into keys.
 import { setImmediate } from 'node:timers/promises';
@@ -98,7 +99,7 @@ export class Controller {
       await setImmediate();
       const key = await this.queue.get();
       if (key === undefined) return;
-      const started = performance.now();
+      const loop = performance.eventLoopUtilization();
       let immediate = false;
       try {
         immediate = await this.process(key);
@@ -109,11 +110,12 @@ export class Controller {
         this.log.error('reconcile crashed', { key, error: errorMessage(err) });
       } finally {
         // NOTE: a key not marked done would never be processed again. Re-added meanwhile, it waits
-        // as long as this reconcile took (at most MAX_COOLDOWN_MS): a run whose passes are costly
-        // (a fan-out of thousands of Pods) gets at most about half of the operator's time however
-        // fast its Pods change; a cheap pass waits next to nothing. Unless the reconcile itself
-        // asked to come back at once (more Pods to start).
-        this.queue.done(key, immediate ? 0 : Math.min(performance.now() - started, MAX_COOLDOWN_MS));
+        // as long as the event loop was busy during this reconcile (at most MAX_COOLDOWN_MS): a
+        // run whose passes are costly (a fan-out of thousands of Pods) gets at most about half of
+        // the operator's time however fast its Pods change; a pass that mostly waited on the API
+        // (creating Pods) or was cheap waits next to nothing. Unless it asked to come back at once.
+        const busyMs = performance.eventLoopUtilization(loop).active;
+        this.queue.done(key, immediate ? 0 : Math.min(busyMs, MAX_COOLDOWN_MS));
       }
     }
   }

@@ -93,6 +93,9 @@ export function buildCrd(definition: KindDefinition): Record<string, unknown> {
     metadata: {
       name: `${definition.plural}.${GROUP}`,
       labels: { 'app.kubernetes.io/name': 'ferry', 'app.kubernetes.io/part-of': 'ferry' },
+      // Deleting a CRD deletes every object of its kind: every run, model and pipeline of every
+      // team. Neither `helm uninstall` nor deleting an Argo CD Application may do that.
+      annotations: { 'helm.sh/resource-policy': 'keep', 'argocd.argoproj.io/sync-options': 'Delete=false' },
     },
     spec: {
       group: GROUP,
