@@ -172,6 +172,7 @@ export async function createOperator(config: Config, log: Logger, clock: Clock):
   wakeRun = (key) => runController.enqueue(key);
   const pipelineController = createPipelineController({
     client, pipelines, events, clock, log, metrics,
+    schedules: { runs },
     ...(endpointCaches ? {
       serving: {
         ...endpointCaches, modelVersions, store, agent, images: imageQueue, metadata,

@@ -10,4 +10,6 @@ node_dir=$(bash scripts/ensure-node.sh | tail -n 1)
 export PATH="$node_dir:$root/node_modules/.bin:$PATH"
 
 echo "== local cluster and end-to-end tests" >&2
+# The demo leaves its cluster up (README: demo, then npm test); a machine holds one cluster.
+node test/cluster/stop-demo-cluster.ts
 exec node --test --test-concurrency=1 'test/cluster/**/*.test.ts' 'test/e2e/**/*.test.ts' "$@"

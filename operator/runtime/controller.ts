@@ -21,6 +21,8 @@ import { ExponentialBackoff } from './rate-limiter.ts';
 
 /** The longest a key re-added during its reconcile waits after it (Controller.work). */
 export const MAX_COOLDOWN_MS = 1000;
+/** Below this much busy time a pass is cheap: its key comes back at once, as small runs' always do. */
+export const MIN_COOLDOWN_MS = 25;
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -113,9 +115,10 @@ export class Controller {
         // as long as the event loop was busy during this reconcile (at most MAX_COOLDOWN_MS): a
         // run whose passes are costly (a fan-out of thousands of Pods) gets at most about half of
         // the operator's time however fast its Pods change; a pass that mostly waited on the API
-        // (creating Pods) or was cheap waits next to nothing. Unless it asked to come back at once.
+        // (creating Pods) or was cheap (under MIN_COOLDOWN_MS) comes back at once, as does one that
+        // asked to.
         const busyMs = performance.eventLoopUtilization(loop).active;
-        this.queue.done(key, immediate ? 0 : Math.min(busyMs, MAX_COOLDOWN_MS));
+        this.queue.done(key, immediate || busyMs < MIN_COOLDOWN_MS ? 0 : Math.min(busyMs, MAX_COOLDOWN_MS));
       }
     }
   }

@@ -14,6 +14,8 @@ export interface QueueObserver {
 
 const noObserver: QueueObserver = { depth() {}, added() {}, waited() {}, retried() {} };
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class WorkQueue {
   private readonly queue: string[] = [];
   private readonly dirty = new Set<string>();
@@ -46,6 +48,8 @@ export class WorkQueue {
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) return this.add(key);
+    // NOTE: setTimeout fires at once past 2^31-1 ms (24.8 days); so soon is early, never late.
+    delayMs = Math.min(delayMs, MAX_TIMER_MS);
     const at = Date.now() + delayMs;
     const pending = this.timers.get(key);
     if (pending && pending.at <= at) return;

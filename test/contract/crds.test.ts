@@ -68,7 +68,7 @@ describe('CRDs', () => {
         const root = version.schema.openAPIV3Schema;
         const spec = root.properties?.spec;
         assert.ok(spec, 'a spec schema');
-        const allowed = new Set(['spec.parameters[].default', 'spec.parameters[].value', 'spec.steps[].forEach.items[]', 'spec.finally[].forEach.items[]']);
+        const allowed = new Set(['spec.parameters[].default', 'spec.parameters[].value', 'spec.schedules[].parameters[].value', 'spec.steps[].forEach.items[]', 'spec.finally[].forEach.items[]']);
         for (const path of preserveUnknownFieldPaths(spec, 'spec')) assert.ok(allowed.has(path), `${path} preserves unknown fields`);
         assert.deepEqual(preserveUnknownFieldPaths(root.properties?.status ?? {}, 'status'), [], 'status is fully typed');
       });
@@ -80,6 +80,6 @@ describe('CRDs', () => {
       const crd = load(text) as Crd;
       return preserveUnknownFieldPaths(crd.spec.versions[0]!.schema.openAPIV3Schema.properties?.spec ?? {}, 'spec');
     });
-    assert.deepEqual(paths.sort(), ['spec.finally[].forEach.items[]', 'spec.parameters[].default', 'spec.parameters[].value', 'spec.steps[].forEach.items[]']);
+    assert.deepEqual(paths.sort(), ['spec.finally[].forEach.items[]', 'spec.parameters[].default', 'spec.parameters[].value', 'spec.schedules[].parameters[].value', 'spec.steps[].forEach.items[]']);
   });
 });

@@ -271,6 +271,34 @@ describe('every rendered object passes a server-side dry run on the real API ser
   });
 });
 
+describe('uninstalling', () => {
+  it('every CRD is kept by Helm and by Argo CD when the release or the Application is deleted', async () => {
+    for (const file of ['pipelines', 'pipelineruns', 'modelversions']) {
+      const crd = load(await readFile(join(CHART_DIR, 'crds', `${file}.ferry.dev.yaml`), 'utf8')) as KubeManifest;
+      assert.equal(crd.metadata.annotations?.['helm.sh/resource-policy'], 'keep', file);
+      assert.equal(crd.metadata.annotations?.['argocd.argoproj.io/sync-options'], 'Delete=false', file);
+    }
+  });
+
+  it('helm uninstall leaves the CRDs and every pipeline, run and model', async () => {
+    const namespace = await cluster.createNamespace('uninstall');
+    const release = `keep-${namespace.slice(-6)}`;
+    const kube = ['--namespace', namespace, '--kubeconfig', cluster.kubeconfigPath];
+    // Scoped to its namespace and without the cluster-wide admission policy: other files share this API server.
+    const installed = await helm.run(['install', release, CHART_DIR, ...kube, '--set', `watchNamespaces={${namespace}}`, '--set', 'promotion.guard.enabled=false']);
+    assert.equal(installed.code, 0, installed.stderr);
+    await cluster.kubectlOk(['-n', namespace, 'apply', '-f', join(ROOT, 'manifests', 'examples', 'diamond.yaml')]);
+    assert.notEqual((await cluster.kubectlOk(['-n', namespace, 'get', 'deployments', '-o', 'name'])).trim(), '', 'the release made its Deployments');
+    const uninstalled = await helm.run(['uninstall', release, ...kube]);
+    assert.equal(uninstalled.code, 0, uninstalled.stderr);
+    const left = await cluster.kubectlOk(['get', 'crd', 'pipelines.ferry.dev', 'pipelineruns.ferry.dev', 'modelversions.ferry.dev', '-o', 'name']);
+    assert.equal(left.trim().split('\n').length, 3, left);
+    const pipelines = await cluster.kubectlOk(['-n', namespace, 'get', 'pipelines', '-o', 'name']);
+    assert.match(pipelines, /pipeline\.ferry\.dev\/diamond/);
+    assert.equal((await cluster.kubectlOk(['-n', namespace, 'get', 'deployments', '-o', 'name'])).trim(), '', 'the release itself is gone');
+  });
+});
+
 describe('the schema and the templates reject wrong values with clear messages', () => {
   const cases: Array<[string, Record<string, unknown>, RegExp]> = [
     ['replicaCount: "two"', { replicaCount: 'two' }, /at '\/replicaCount': got string, want integer/],

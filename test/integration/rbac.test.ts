@@ -171,6 +171,8 @@ describe('namespace-scoped install: the operator works with exactly the chart pe
     assert.equal(await can(kubeconfig, ['update', 'pods', '-n', teamNs]), false, 'Pods are created and deleted, never changed');
     assert.equal(await can(kubeconfig, ['create', 'pods', '--subresource=exec', '-n', teamNs]), false);
     assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '-n', teamNs]), false, 'the spec is the user\'s; only status is written');
+    assert.equal(await can(kubeconfig, ['create', 'pipelineruns', '-n', teamNs]), true, 'schedules start runs');
+    assert.equal(await can(kubeconfig, ['delete', 'pipelineruns', '-n', teamNs]), false, 'nothing deletes a run yet');
     assert.equal(await can(kubeconfig, ['update', 'pipelineruns', '--subresource=status', '-n', teamNs]), true);
     // Only the verbs the operator uses (the runs above needed no more): status is replaced whole,
     // ModelVersions are created and merge-patched, never updated whole.

@@ -36,6 +36,8 @@ export const Reasons = {
   StepNameConflict: 'StepNameConflict',
   /** The endpoint's image reference does not parse, or its env sets a variable of the serving contract. */
   InvalidServing: 'InvalidServing',
+  /** A schedule's cron, time zone or parameters are wrong, or its run names would be too long. */
+  InvalidSchedule: 'InvalidSchedule',
   // PipelineRun Succeeded
   Pending: 'Pending',
   PipelineNotFound: 'PipelineNotFound',
@@ -139,6 +141,9 @@ export const EventReasons = {
   RolloutSucceeded: 'RolloutSucceeded',
   RolloutFailed: Reasons.RolloutFailed,
   ScaledToZero: 'ScaledToZero',
+  ScheduledRunStarted: 'ScheduledRunStarted',
+  /** A scheduled time not run: Forbid while the last run still runs, or missed while the operator was down. */
+  ScheduleSkipped: 'ScheduleSkipped',
 } as const;
 
 export function setCondition(

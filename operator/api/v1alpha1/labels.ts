@@ -14,6 +14,8 @@ export const MANAGED_BY = 'ferry';
 
 /** On an endpoint's Deployment, Service and Pods: the endpoint (its Pipeline's name, shortened). */
 export const LABEL_ENDPOINT = 'ferry.dev/endpoint';
+/** On a run a schedule started: the schedule's name (its Pipeline is in ferry.dev/pipeline). */
+export const LABEL_SCHEDULE = 'ferry.dev/schedule';
 
 /** Selects every step Pod Ferry created (the Pod informer holds only these; an endpoint's Pods are the Deployment's). */
 export const MANAGED_POD_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY},${LABEL_STEP}`;
@@ -27,6 +29,8 @@ export const ANNOTATION_MODEL_VERSION = 'ferry.dev/model-version';
 export const ANNOTATION_GRANT_EXPIRES_AT = 'ferry.dev/model-url-expires-at';
 /** On an endpoint's Deployment: when the rollout of its current template began. */
 export const ANNOTATION_ROLLOUT_STARTED_AT = 'ferry.dev/rollout-started-at';
+/** On a run a schedule started: the scheduled time it is for (RFC 3339). */
+export const ANNOTATION_SCHEDULED_AT = 'ferry.dev/scheduled-at';
 
 /** On a ModelVersion: who set spec.stage last when Ferry did, and why (shown in the stage history). */
 export const ANNOTATION_STAGE_BY = 'ferry.dev/stage-changed-by';

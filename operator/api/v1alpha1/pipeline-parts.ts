@@ -1,5 +1,14 @@
-// Pieces of a Pipeline's spec that both its steps and its endpoint (serving.ts) use.
-import { Type, cel, dnsLabel, enumOf, mapOf, object, quantity } from './schema-kit.ts';
+// Pieces of a Pipeline's spec that its steps, its endpoint (serving.ts), its schedules
+// (schedule.ts) and runs share.
+import { Type, cel, dnsLabel, enumOf, mapOf, object, quantity, scalar } from './schema-kit.ts';
+
+export const MAX_PARAMETERS = 64;
+
+/** A run's value for one parameter (a PipelineRun's, or a schedule's for the runs it starts). */
+export const RunParameterSchema = object({
+  name: Type.String({ minLength: 1, maxLength: 63 }),
+  value: scalar('A string, number or boolean, checked against the parameter type and its length (at most 4096 characters).'),
+});
 
 const KeyRefSchema = object({
   name: dnsLabel('Name of the Secret or ConfigMap.'),

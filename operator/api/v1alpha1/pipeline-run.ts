@@ -3,7 +3,8 @@
 // so that a 200-step run stays far below etcd's request size limit.
 import { ConditionsSchema, type KubeObject } from './common.ts';
 import { FAILURE_POLICIES, MAX_FINALLY_STEPS, MAX_PARAMETERS, MAX_RESULTS, MAX_STEPS, RESULT_MAX_BYTES, podMetadataSchema } from './pipeline.ts';
-import { Type, cel, dnsLabel, enumOf, mapOf, namedList, object, scalar, timestamp, type Static } from './schema-kit.ts';
+import { RunParameterSchema } from './pipeline-parts.ts';
+import { Type, cel, dnsLabel, enumOf, mapOf, namedList, object, timestamp, type Static } from './schema-kit.ts';
 
 export const RUN_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled'] as const;
 export type RunPhase = (typeof RUN_PHASES)[number];
@@ -20,10 +21,7 @@ export type StepPhase = (typeof STEP_PHASES)[number];
  */
 export const PARAMETER_VALUE_MAX_LENGTH = 4096;
 
-export const RunParameterSchema = object({
-  name: Type.String({ minLength: 1, maxLength: 63 }),
-  value: scalar('A string, number or boolean, checked against the parameter type and its length (at most 4096 characters).'),
-});
+export { RunParameterSchema };
 
 export const PipelineRunSpecSchema = object(
   {

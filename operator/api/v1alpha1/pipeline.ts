@@ -5,13 +5,13 @@ import { ConditionsSchema, type KubeObject } from './common.ts';
 import {
   Type, cel, dnsLabel, enumOf, mapOf, namedList, object, quantity, scalar, stringSet, type Static,
 } from './schema-kit.ts';
-import { EnvVarSchema, ModelReferenceSchema, MODEL_REFERENCE_STAGES, ResourcesSchema } from './pipeline-parts.ts';
+import { EnvVarSchema, MAX_PARAMETERS, ModelReferenceSchema, MODEL_REFERENCE_STAGES, ResourcesSchema } from './pipeline-parts.ts';
+import { SchedulesSchema, ScheduleStatusesSchema } from './schedule.ts';
 import { ServingSpecSchema, ServingStatusSchema } from './serving.ts';
 
-export { EnvVarSchema, ModelReferenceSchema, MODEL_REFERENCE_STAGES, ResourcesSchema };
+export { EnvVarSchema, MAX_PARAMETERS, ModelReferenceSchema, MODEL_REFERENCE_STAGES, ResourcesSchema };
 
 export const MAX_STEPS = 200;
-export const MAX_PARAMETERS = 64;
 /** Steps of a pipeline's `finally` list; a run's status holds an entry for each of them too. */
 export const MAX_FINALLY_STEPS = 16;
 export const MAX_RESULTS = 16;
@@ -395,6 +395,7 @@ export const PipelineSpecSchema = object({
     }),
   ),
   serving: Type.Optional({ ...ServingSpecSchema, description: 'An endpoint serving the model version a reference names; it follows the registry (docs/serving.md).' }),
+  schedules: Type.Optional(SchedulesSchema),
 });
 
 export const PipelineStatusSchema = object({
@@ -403,6 +404,7 @@ export const PipelineStatusSchema = object({
   specHash: Type.Optional(Type.String({ maxLength: 80, description: 'sha256 of the canonical spec.' })),
   stepCount: Type.Optional(Type.Integer({ minimum: 0 })),
   serving: Type.Optional(ServingStatusSchema),
+  schedules: Type.Optional({ ...ScheduleStatusesSchema, description: 'Per schedule: the last and next scheduled times and the last run.' }),
 });
 
 export type ParameterSpec = Static<typeof ParameterSpecSchema>;

@@ -1,7 +1,8 @@
 // The Pipeline controller: validates what the schema cannot (validate.ts) and reports it as
-// the Ready condition, with the spec hash and step count, in status; and keeps the endpoint a
-// valid Pipeline declares (serving/reconcile.ts), woken by its Deployment and Service and by the
-// versions of the model it serves. One writer of the Pipeline's status.
+// the Ready condition, with the spec hash and step count, in status; keeps the endpoint a valid
+// Pipeline declares (serving/reconcile.ts), woken by its Deployment and Service and by the
+// versions of the model it serves; and starts the runs its schedules say (schedules/reconcile.ts),
+// woken at the next scheduled time and by its scheduled runs. One writer of the Pipeline's status.
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import { CONDITION_READY, CONDITION_SERVING, Reasons, findCondition, setCondition } from '../../api/v1alpha1/conditions.ts';
 import type { Pipeline, PipelineStatus } from '../../api/v1alpha1/pipeline.ts';
@@ -16,6 +17,8 @@ import { createController, type Controller, type ReconcileResult } from '../../r
 import { inNamespace, type PipelineCache } from '../indexes.ts';
 import type { Deployment, Service } from '../serving/endpoint-objects.ts';
 import { reconcileEndpoint, type ServingDeps } from '../serving/reconcile.ts';
+import { reconcileSchedules, type ScheduleDeps } from '../schedules/reconcile.ts';
+import { scheduleProblem } from '../schedules/validate.ts';
 import { validatePipeline } from './validate.ts';
 
 export const PIPELINE_CONTROLLER = 'pipeline';
@@ -29,11 +32,13 @@ export interface PipelineDeps {
   metrics: Metrics;
   /** What endpoints need; without it (tests of validation alone) `serving` is not acted on. */
   serving?: Omit<ServingDeps, 'client' | 'clock' | 'log' | 'metrics'>;
+  /** What schedules need; without it `schedules` are not acted on. */
+  schedules?: Omit<ScheduleDeps, 'client' | 'clock' | 'log'>;
 }
 
 /** The status a Pipeline should have (pure). */
 export function pipelineStatus(pipeline: Pipeline, now: Date): PipelineStatus {
-  const problem = validatePipeline(pipeline.spec);
+  const problem = validatePipeline(pipeline.spec) ?? scheduleProblem(pipeline);
   const ready = problem
     ? { type: CONDITION_READY, status: 'False' as const, reason: problem.reason, message: problem.message }
     : { type: CONDITION_READY, status: 'True' as const, reason: Reasons.Valid, message: `${pipeline.spec.steps.length} steps, no cycles` };
@@ -53,7 +58,7 @@ export async function reconcilePipeline(deps: PipelineDeps, key: string): Promis
   const status = pipelineStatus(cached, now);
   const ready = findCondition(status.conditions, CONDITION_READY)!;
   let result: ReconcileResult = {};
-  let endpointEvents: Array<['Normal' | 'Warning', string, string]> = [];
+  let events: Array<['Normal' | 'Warning', string, string]> = [];
   // An invalid spec leaves the endpoint as it is: a typo must not take a model offline.
   if (deps.serving && (ready.status === 'True' || !cached.spec.serving)) {
     const outcome = await reconcileEndpoint({ ...deps.serving, client: deps.client, clock: deps.clock, log: deps.log, metrics: deps.metrics }, cached);
@@ -62,8 +67,18 @@ export async function reconcilePipeline(deps: PipelineDeps, key: string): Promis
     status.conditions = outcome.condition
       ? setCondition(status.conditions, outcome.condition, now)
       : status.conditions?.filter((c) => c.type !== CONDITION_SERVING);
-    endpointEvents = outcome.events;
+    events = outcome.events;
     result = { ...(outcome.requeueAfterMs !== undefined ? { requeueAfterMs: outcome.requeueAfterMs } : {}), ...(outcome.requeue ? { requeue: true } : {}) };
+  }
+  // An invalid spec starts no scheduled run; its schedules' status stays as it was.
+  if (deps.schedules && ready.status === 'True') {
+    const schedules = await reconcileSchedules({ ...deps.schedules, client: deps.client, clock: deps.clock, log: deps.log }, cached);
+    if (schedules.statuses.length > 0) status.schedules = schedules.statuses;
+    else delete status.schedules;
+    events = [...events, ...schedules.events];
+    if (schedules.requeueAfterMs !== undefined) {
+      result = { ...result, requeueAfterMs: Math.min(result.requeueAfterMs ?? Infinity, schedules.requeueAfterMs) };
+    }
   }
   const reference = { ...cached, apiVersion: API_VERSION, kind: 'Pipeline' };
   if (canonicalJson(status) !== canonicalJson(cached.status ?? {})) {
@@ -76,7 +91,7 @@ export async function reconcilePipeline(deps: PipelineDeps, key: string): Promis
       deps.events.record(reference, ready.status === 'True' ? 'Normal' : 'Warning', ready.reason, ready.message);
     }
   }
-  for (const [type, reason, message] of endpointEvents) deps.events.record(reference, type, reason, message);
+  for (const [type, reason, message] of events) deps.events.record(reference, type, reason, message);
   return result;
 }
 
