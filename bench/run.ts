@@ -221,6 +221,13 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
         } finally {
           await controller.stop();
         }
+        // A forEach of thousands leaves its Pods (and Argo its workflow) behind: with the next
+        // engine's they would fill etcd's quota mid-run ("database space exceeded"), failing
+        // whoever goes second. So they go before the next workload, as in retention.
+        if (forEachItems(spec.kind) !== undefined) {
+          log(`  deleting ${engine.name}'s runs, Pods and Events ...`);
+          await cluster.emptyNamespace(observer.namespace, [engine.runResource, PODS, EVENTS, CORE_EVENTS]);
+        }
       }
     }
 
