@@ -122,7 +122,10 @@ export class FakeKubelet {
     await this.setStatus(pod, 'Pending', startTime, { running: { startedAt: startTime } });
     if (behavior.outcome === 'run') return;
     await new Promise((r) => setTimeout(r, behavior.afterMs ?? 0));
-    const finishedAt = new Date().toISOString();
+    // NOTE: the Pod ended now, before the status write says so: the operator may see that write
+    // and start the next Pod before the write's answer comes back here.
+    record.finishedAt = Date.now();
+    const finishedAt = new Date(record.finishedAt).toISOString();
     const ended = (exitCode: number, reason: string, extra: Record<string, unknown> = {}) =>
       ({ terminated: { exitCode, reason, startedAt: startTime, finishedAt, ...extra } });
     if (behavior.outcome === 'oom') {
@@ -139,7 +142,6 @@ export class FakeKubelet {
       const message = behavior.outcome === 'fail' && behavior.message ? { message: behavior.message } : {};
       await this.setStatus(pod, exitCode === 0 ? 'Succeeded' : 'Failed', startTime, ended(exitCode, exitCode === 0 ? 'Completed' : 'Error', message));
     }
-    record.finishedAt = Date.now();
   }
 
   private async setStatus(pod: Pod, phase: string, startTime: string, stepState: Record<string, unknown>, podFields: Record<string, unknown> = {}): Promise<void> {
