@@ -16,7 +16,7 @@ import { silentLogger } from '../../operator/observability/logger.ts';
 import { Metrics } from '../../operator/observability/metrics.ts';
 import { Cache } from '../../operator/runtime/cache.ts';
 import { pipeline, step } from '../builders.ts';
-import { connect, type TestCluster } from '../harness/cluster.ts';
+import { connect, eventually, type TestCluster } from '../harness/cluster.ts';
 
 let cluster: TestCluster;
 let namespace: string;
@@ -50,15 +50,12 @@ async function startController() {
 }
 
 /** Waits until the Pipeline's status follows the clock: its next time lies ahead of it. */
-async function settled(name: string): Promise<Pipeline> {
-  for (let i = 0; i < 200; i++) {
+const settled = (name: string): Promise<Pipeline> =>
+  eventually(`pipeline ${name}: its schedules' status moved past ${clock.current.toISOString()}`, async () => {
     const p = await cluster.client.get<Pipeline>(PIPELINES, namespace, name);
     const nexts = (p.status?.schedules ?? []).map((s) => s.nextScheduleTime);
-    if (nexts.length > 0 && nexts.every((n) => n !== undefined && Date.parse(n) > clock.current.getTime())) return p;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`pipeline ${name}: its schedules' status never moved past ${clock.current.toISOString()}`);
-}
+    return nexts.length > 0 && nexts.every((n) => n !== undefined && Date.parse(n) > clock.current.getTime()) ? p : undefined;
+  }, 10_000, 50);
 
 const runsOf = async (pipelineName: string) =>
   (await cluster.client.list<PipelineRun>(PIPELINE_RUNS, namespace, `ferry.dev/pipeline=${pipelineName}`)).items.map((r) => r.metadata.name).sort();
@@ -160,14 +157,11 @@ describe('schedules', () => {
     const operator = await startController();
     for (const [name, schedule] of cases) await scheduled(name, schedule);
     for (const [name, , message] of cases) {
-      let ready;
-      for (let i = 0; i < 100 && !ready; i++) {
-        ready = (await cluster.client.get<Pipeline>(PIPELINES, namespace, name)).status?.conditions?.find((c) => c.type === 'Ready');
-        if (!ready) await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      assert.equal(ready?.status, 'False', name);
-      assert.equal(ready?.reason, 'InvalidSchedule');
-      assert.match(ready?.message ?? '', message);
+      const ready = await eventually(`pipeline ${name} has a Ready condition`, async () =>
+        (await cluster.client.get<Pipeline>(PIPELINES, namespace, name)).status?.conditions?.find((c) => c.type === 'Ready'), 10_000, 50);
+      assert.equal(ready.status, 'False', name);
+      assert.equal(ready.reason, 'InvalidSchedule');
+      assert.match(ready.message, message);
     }
     setTime('2026-12-03T12:05:30Z');
     for (const [name] of cases) operator.enqueue(name);

@@ -8,6 +8,8 @@ export const CONCURRENCY_POLICIES = ['Allow', 'Forbid', 'Replace'] as const;
 export const MAX_SCHEDULES = 8;
 /** Longest schedule name: `<pipeline>-<schedule>-<unix minutes>` stays a short run name. */
 export const SCHEDULE_NAME_MAX = 20;
+/** The longest status message (and Event message) of a schedule. */
+export const STATUS_MESSAGE_MAX = 1024;
 
 export const ScheduleSchema = object({
   name: dnsLabel('Names the schedule; its runs are <pipeline>-<name>-<scheduled time in unix minutes>.', { maxLength: SCHEDULE_NAME_MAX }),
@@ -36,7 +38,7 @@ export const ScheduleStatusSchema = object({
   nextScheduleTime: Type.Optional(timestamp('The next time it will act, unless suspended.')),
   lastRun: Type.Optional(Type.String({ maxLength: 253, description: 'The last run it started.' })),
   missed: Type.Optional(Type.Integer({ minimum: 0, description: 'Scheduled times never run: missed while the operator was down, or skipped by Forbid.' })),
-  message: Type.Optional(Type.String({ maxLength: 1024, description: 'What happened at the last scheduled time.' })),
+  message: Type.Optional(Type.String({ maxLength: STATUS_MESSAGE_MAX, description: 'What happened at the last scheduled time.' })),
 });
 
 export const SchedulesSchema = namedList(ScheduleSchema, MAX_SCHEDULES, 'Cron schedules that start runs of this Pipeline (docs/schedules.md).');

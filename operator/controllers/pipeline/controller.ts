@@ -2,7 +2,7 @@
 // the Ready condition, with the spec hash and step count, in status; keeps the endpoint a valid
 // Pipeline declares (serving/reconcile.ts), woken by its Deployment and Service and by the
 // versions of the model it serves; and starts the runs its schedules say (schedules/reconcile.ts),
-// woken at the next scheduled time and by its scheduled runs. One writer of the Pipeline's status.
+// woken at the next scheduled time. One writer of the Pipeline's status.
 import { API_VERSION } from '../../api/v1alpha1/common.ts';
 import { CONDITION_READY, CONDITION_SERVING, Reasons, findCondition, setCondition } from '../../api/v1alpha1/conditions.ts';
 import type { Pipeline, PipelineStatus } from '../../api/v1alpha1/pipeline.ts';

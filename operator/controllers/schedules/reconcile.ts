@@ -7,7 +7,7 @@ import { EventReasons } from '../../api/v1alpha1/conditions.ts';
 import { ANNOTATION_SCHEDULED_AT, FINAL_RUN_PHASES, LABEL_PIPELINE, LABEL_SCHEDULE } from '../../api/v1alpha1/labels.ts';
 import type { Pipeline } from '../../api/v1alpha1/pipeline.ts';
 import type { PipelineRun } from '../../api/v1alpha1/pipeline-run.ts';
-import type { ScheduleSpec, ScheduleStatus } from '../../api/v1alpha1/schedule.ts';
+import { STATUS_MESSAGE_MAX, type ScheduleSpec, type ScheduleStatus } from '../../api/v1alpha1/schedule.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { isAlreadyExists } from '../../kube/errors.ts';
 import { labelValue } from '../../kube/names.ts';
@@ -15,10 +15,8 @@ import { PIPELINE_RUNS } from '../../kube/resources.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import { inNamespace, type RunCache } from '../indexes.ts';
+import { truncate } from '../pipeline-run/pod-status.ts';
 import { cronOf, decide, scheduledRunName } from './times.ts';
-
-/** The longest a Pipeline waits for its next scheduled time before it looks again. */
-const MAX_WAIT_MS = 60 * 60_000;
 
 export interface ScheduleDeps {
   client: KubeClient;
@@ -65,9 +63,11 @@ export async function reconcileSchedules(deps: ScheduleDeps, pipeline: Pipeline)
       status.message = `${missed}; the latest is more than startingDeadlineSeconds (${spec.startingDeadlineSeconds}) late, so none is run`;
       outcome.events.push(['Warning', EventReasons.ScheduleSkipped, `schedule "${spec.name}": ${status.message}`]);
     }
+    // Run names a user may have labelled as this schedule's go into it: bounded as the schema is.
+    if (status.message) status.message = truncate(status.message, STATUS_MESSAGE_MAX);
     if (decision.next) {
-      // At most an hour: a @yearly wait would overflow setTimeout (24.8 days), which then fires at once.
-      const wait = Math.min(decision.next.getTime() - now.getTime(), MAX_WAIT_MS);
+      // NOTE: a @yearly wait is longer than a timer holds; the work queue wakes it early, never late.
+      const wait = decision.next.getTime() - now.getTime();
       outcome.requeueAfterMs = Math.min(outcome.requeueAfterMs ?? Infinity, Math.max(wait, 0));
     }
     outcome.statuses.push(status);
@@ -89,7 +89,7 @@ async function startRun(
   const policy = spec.concurrencyPolicy ?? 'Forbid';
   if (policy === 'Forbid' && active.length > 0) {
     const message = `skipped ${at}: run ${active.map((r) => r.metadata.name).join(', ')} still runs (concurrencyPolicy Forbid)`;
-    outcome.events.push(['Normal', EventReasons.ScheduleSkipped, `schedule "${spec.name}" ${message}`]);
+    outcome.events.push(['Normal', EventReasons.ScheduleSkipped, truncate(`schedule "${spec.name}" ${message}`, STATUS_MESSAGE_MAX)]);
     return { lastScheduleTime: at, message, skipped: true };
   }
   if (policy === 'Replace') {
@@ -116,6 +116,6 @@ async function startRun(
   }
   const replaced = policy === 'Replace' && active.length > 0 ? ` (replacing ${active.map((r) => r.metadata.name).join(', ')})` : '';
   deps.log.info('scheduled run started', { namespace, pipeline: pipeline.metadata.name, schedule: spec.name, run: name, scheduledAt: at });
-  outcome.events.push(['Normal', EventReasons.ScheduledRunStarted, `schedule "${spec.name}" started run ${name} for ${at}${replaced}`]);
+  outcome.events.push(['Normal', EventReasons.ScheduledRunStarted, truncate(`schedule "${spec.name}" started run ${name} for ${at}${replaced}`, STATUS_MESSAGE_MAX)]);
   return { lastScheduleTime: at, lastRun: name, message: `started run ${name} for ${at}${replaced}` };
 }
